@@ -1,0 +1,234 @@
+"""An agent: one model split into ``lower: x -> s``, ``upper: s -> e`` and ``head: e -> y``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from agora.codec import Codec
+
+Task = Literal["regression", "classification"]
+TASKS = ("regression", "classification")
+
+
+@dataclass
+class AgentOutput:
+    """What an agent says about one batch in round 0.
+
+    Shapes:
+        - **y**: ``[B]`` or ``[B, C]`` (``None`` for an agent without a head)
+        - **s**, **e**: ``[B, ...]`` or ``[B, T, ...]`` for token states
+        - **mask**: ``[B, T]`` (``True`` where a token is real) or ``None``
+        - **m**: ``[B, m_dim]`` or ``[B, T, m_dim]``, the agent's round-0 message
+    """
+
+    y: Tensor | None
+    s: Tensor
+    e: Tensor
+    mask: Tensor | None = None
+    m: Tensor | None = None
+
+
+def _submodule(model: nn.Module, path: str | Sequence[str], role: str) -> nn.Module:
+    if not isinstance(path, str):
+        return nn.Sequential(*(_submodule(model, p, role) for p in path))
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise ValueError(
+            f"{role}={path!r} is not a submodule of {type(model).__name__}; "
+            f"its children are {names}"
+        ) from None
+
+
+class Agent(nn.Module):
+    r"""One model of the graph, split so that others can talk to it.
+
+    .. math::
+        s = \mathrm{lower}(x), \quad e = \mathrm{upper}(s), \quad y = \mathrm{head}(e)
+
+    The agent's :class:`~agora.codec.Codec` maps its states into the graph's message space,
+    :math:`m = E(s, e)`, and back, :math:`(s', e') = D(m)`. A tutor *interprets* a decoded
+    message with its own ``upper`` (:meth:`interpret`).
+
+    Args:
+        name (str): unique name of the agent in its graph.
+        lower (nn.Module): ``x -> s``.
+        upper (nn.Module): ``s -> e``.
+        head (nn.Module, optional): ``e -> y``; needed for a task loss or the ``logit``
+            protocol. (default: ``None``)
+        codec (Codec, optional): the agent's encoder/decoder; built by
+            :meth:`Graph.build <agora.graph.Graph.build>` when omitted. (default: ``None``)
+        frozen (bool): the backbone (lower, upper, head) never changes: no gradients, always in
+            eval mode. Its codec still trains. (default: ``False``)
+        codec_frozen (bool): freeze the codec too. (default: ``False``)
+        task (str, optional): ``"regression"`` (MSE) or ``"classification"`` (cross-entropy);
+            the task loss this agent trains on, when trainable. (default: ``None``)
+        task_weight (float): weight of the task loss. (default: ``1.0``)
+
+    Shapes:
+        - **input**: anything ``lower`` accepts; a mapping with ``"attention_mask"`` marks
+          token states.
+        - **output**: :class:`AgentOutput`.
+
+    Example:
+        >>> from torch import nn
+        >>> agent = Agent("student", nn.Linear(4, 8), nn.Sequential(nn.Linear(8, 6), nn.ReLU()),
+        ...               nn.Linear(6, 1), task="regression")
+        >>> out = agent(torch.randn(3, 4))
+        >>> tuple(out.s.shape), tuple(out.e.shape), tuple(out.y.shape)
+        ((3, 8), (3, 6), (3, 1))
+    """
+
+    def __init__(
+        self,
+        name: str,
+        lower: nn.Module,
+        upper: nn.Module,
+        head: nn.Module | None = None,
+        *,
+        codec: Codec | None = None,
+        frozen: bool = False,
+        codec_frozen: bool = False,
+        task: Task | None = None,
+        task_weight: float = 1.0,
+        spec: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(name, str) or not name or "." in name or "/" in name:
+            raise ValueError(f"Agent name must be a non-empty string without '.' or '/': {name!r}")
+        if task is not None and task not in TASKS:
+            raise ValueError(f"Agent {name!r}: task must be one of {TASKS} or None, not {task!r}")
+        self.name = name
+        self.lower, self.upper, self.head = lower, upper, head
+        self.codec = codec
+        self.task = task
+        self.task_weight = float(task_weight)
+        self.spec = dict(spec) if spec is not None else None
+        self.frozen = False
+        self.codec_frozen = False
+        self.freeze(frozen, codec=codec_frozen)
+
+    @classmethod
+    def from_model(
+        cls,
+        name: str,
+        model: nn.Module,
+        lower: str | Sequence[str],
+        upper: str | Sequence[str],
+        head: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Agent:
+        """Wrap an existing model by naming its submodules; a list of names runs in order.
+
+        The parts share the model's parameters, so nothing is copied or rewritten.
+
+        Example:
+            >>> mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6), nn.Linear(6, 1))
+            >>> agent = Agent.from_model("teacher", mlp, lower=["0", "1"], upper="2", head="3")
+            >>> torch.equal(agent(torch.ones(2, 4)).y, mlp(torch.ones(2, 4)))
+            True
+        """
+        parts = {
+            role: _submodule(model, path, role) if path is not None else None
+            for role, path in (("lower", lower), ("upper", upper), ("head", head))
+        }
+        return cls(name, parts["lower"], parts["upper"], parts["head"], **kwargs)
+
+    # -- freezing --------------------------------------------------------------------------
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Parameters of lower, upper and head (each once, even where the parts share)."""
+        seen: dict[int, nn.Parameter] = {}
+        for part in (self.lower, self.upper, self.head):
+            if part is not None:
+                seen.update((id(p), p) for p in part.parameters())
+        return list(seen.values())
+
+    def freeze(self, frozen: bool = True, *, codec: bool | None = None) -> Agent:
+        """Freeze (or unfreeze) the backbone, and the codec when ``codec`` is given."""
+        self.frozen = bool(frozen)
+        for p in self.backbone_parameters():
+            p.requires_grad_(not self.frozen)
+        if codec is not None:
+            self.codec_frozen = bool(codec)
+        if self.codec is not None:
+            self.codec.requires_grad_(not self.codec_frozen)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> Agent:
+        super().train(mode)
+        if self.frozen:  # a frozen backbone keeps eval-mode dropout and batch-norm statistics
+            for part in (self.lower, self.upper, self.head):
+                if part is not None:
+                    part.eval()
+        return self
+
+    @property
+    def trainable(self) -> bool:
+        return not self.frozen
+
+    # -- the three steps (override for models that need more than a tensor) -----------------
+
+    def attention_mask(self, x: Any) -> Tensor | None:
+        """The ``[B, T]`` mask of real tokens in ``x``, or ``None`` for dense inputs."""
+        if isinstance(x, Mapping) and "attention_mask" in x:
+            return x["attention_mask"].bool()
+        return None
+
+    def perceive(self, x: Any) -> Tensor:
+        """``s = lower(x)``."""
+        return self.lower(x)
+
+    def interpret(self, s: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``e = upper(s)``: how the agent reads lower-level states, its own or decoded ones."""
+        return self.upper(s)
+
+    def predict(self, e: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``y = head(e)``."""
+        if self.head is None:
+            raise ValueError(f"Agent {self.name!r} has no head, so it cannot predict")
+        return self.head(e)
+
+    def forward(self, x: Any) -> AgentOutput:
+        mask = self.attention_mask(x)
+        s = self.perceive(x)
+        e = self.interpret(s, mask)
+        y = self.predict(e, mask) if self.head is not None else None
+        return AgentOutput(y=y, s=s, e=e, mask=mask)
+
+    def task_loss(self, y_pred: Tensor, y: Tensor) -> Tensor:
+        """MSE for regression (shapes ``[B]`` and ``[B, 1]`` both accepted), CE for classes."""
+        if self.task == "regression":
+            if y_pred.shape != y.shape and y_pred.numel() == y.numel():
+                y_pred = y_pred.reshape(y.shape)
+            return F.mse_loss(y_pred, y.to(y_pred.dtype))
+        if self.task == "classification":
+            return F.cross_entropy(y_pred, y)
+        raise ValueError(f"Agent {self.name!r} has no task, so it has no task loss")
+
+    def extra_repr(self) -> str:
+        flags = [f"name={self.name!r}"]
+        if self.frozen:
+            flags.append("frozen")
+        if self.codec_frozen:
+            flags.append("codec_frozen")
+        if self.task:
+            flags.append(f"task={self.task}")
+        return ", ".join(flags)
+
+    @torch.no_grad()
+    def sample_states(self, x: Any) -> AgentOutput:
+        """Round 0 on a sample batch without gradients, in eval mode (used to infer shapes)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(x)
+        finally:
+            self.train(was_training)
