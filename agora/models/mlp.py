@@ -1,0 +1,239 @@
+r"""The paper's MLP recommender for MovieLens 100K (appendix 6.2).
+
+.. math::
+    s &= [E_u(user);\ E_m(movie);\ \mathrm{mean}_{w \in title} E_w(w);\ W_g\, genres + b_g]
+        && \text{lower}\\
+    e &= \mathrm{ReLU}(W_2\, \mathrm{Dropout}(\mathrm{ReLU}(W_1 s + b_1)) + b_2) && \text{upper}\\
+    y &= w_3^\top e + b_3 && \text{head}
+
+Teacher: 100 + 100 + 50 + 50 = 300 -> 512 -> 256 -> 1.
+Student, a quarter of every width: 25 + 25 + 13 + 12 = 75 -> 128 -> 64 -> 1.
+The three parts are submodules named ``lower``, ``upper`` and ``head``, which is what
+``Agent.from_model(name, model, lower="lower", upper="upper", head="head")`` splits on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from agora.data.movielens import MovieLensMeta
+
+FEATURES = ("user", "movie", "title", "genres")
+
+
+@dataclass
+class RecommenderConfig:
+    """Sizes of a :class:`Recommender`; the defaults are the paper's teacher.
+
+    Args:
+        n_users: largest user id; the user table has ``n_users + 1`` rows (ids are 1-based).
+        n_movies: largest movie id; the movie table has ``n_movies + 1`` rows.
+        n_words: title vocabulary size, padding id 0 included.
+        n_genres: number of genre flags (default: ``19``).
+        user_dim, movie_dim, title_dim, genre_dim: widths of the four parts of ``s``
+            (default: ``100, 100, 50, 50``).
+        hidden: widths of the ReLU layers of ``upper``; the last is ``e``'s (default: ``(512, 256)``).
+        dropout: dropout between the ReLU layers (default: ``0.0``).
+    """
+
+    n_users: int
+    n_movies: int
+    n_words: int
+    n_genres: int = 19
+    user_dim: int = 100
+    movie_dim: int = 100
+    title_dim: int = 50
+    genre_dim: int = 50
+    hidden: tuple[int, ...] = (512, 256)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)  # a config read back from JSON holds a list
+        sizes = {k: v for k, v in vars(self).items() if k not in ("hidden", "dropout")}
+        bad = {k: v for k, v in sizes.items() if not (isinstance(v, int) and v > 0)}
+        if bad or not self.hidden or min(self.hidden) < 1 or not 0 <= self.dropout < 1:
+            raise ValueError(
+                f"RecommenderConfig: sizes must be positive ints (bad: {bad}), hidden a non-empty "
+                f"tuple of positive widths (got {self.hidden}), dropout in [0, 1) (got {self.dropout})."
+            )
+
+    @property
+    def input_dim(self) -> int:
+        """Width of ``s``: ``user_dim + movie_dim + title_dim + genre_dim``."""
+        return self.user_dim + self.movie_dim + self.title_dim + self.genre_dim
+
+    @classmethod
+    def teacher(cls, meta: MovieLensMeta, **overrides) -> RecommenderConfig:
+        """The paper's teacher for the data described by ``meta``: 300 -> 512 -> 256 -> 1."""
+        sizes = dict(n_users=meta.n_users, n_movies=meta.n_movies, n_words=meta.n_words)
+        return cls(**sizes, n_genres=meta.n_genres, **overrides)
+
+    @classmethod
+    def student(cls, meta: MovieLensMeta, **overrides) -> RecommenderConfig:
+        """The paper's student, a quarter of every width: 75 -> 128 -> 64 -> 1."""
+        quarter = dict(user_dim=25, movie_dim=25, title_dim=13, genre_dim=12, hidden=(128, 64))
+        return replace(cls.teacher(meta), **{**quarter, **overrides})
+
+
+class FeatureEmbedding(nn.Module):
+    r"""The ``lower`` part: embed the four features of a rating and concatenate them.
+
+    .. math::
+        s = [E_u(user);\ E_m(movie);\ \tfrac{1}{|title|}\textstyle\sum_{w \in title} E_w(w);\
+            W_g\, genres + b_g]
+
+    The title is a bag of words: a mean of word embeddings that skips the padding id 0
+    (a title with no words embeds to zeros).
+
+    Args:
+        config: the sizes (:class:`RecommenderConfig`).
+
+    Shapes:
+        - x: ``{"user": Long[B], "movie": Long[B], "title": Long[B, L], "genres": Float[B, G]}``
+        - output s: ``[B, user_dim + movie_dim + title_dim + genre_dim]``
+
+    >>> lower = FeatureEmbedding(RecommenderConfig(n_users=3, n_movies=4, n_words=5))
+    >>> x = {"user": torch.tensor([1]), "movie": torch.tensor([2]),
+    ...      "title": torch.tensor([[1, 4, 0]]), "genres": torch.zeros(1, 19)}
+    >>> lower(x).shape
+    torch.Size([1, 300])
+    """
+
+    def __init__(self, config: RecommenderConfig) -> None:
+        super().__init__()
+        self.user = nn.Embedding(config.n_users + 1, config.user_dim)
+        self.movie = nn.Embedding(config.n_movies + 1, config.movie_dim)
+        self.title = nn.EmbeddingBag(config.n_words, config.title_dim, mode="mean", padding_idx=0)
+        self.genres = nn.Linear(config.n_genres, config.genre_dim)
+        self.out_dim = config.input_dim
+
+    def forward(self, x: dict[str, Tensor]) -> Tensor:
+        if missing := [key for key in FEATURES if key not in x]:
+            raise KeyError(
+                f"FeatureEmbedding: x lacks {missing}; it needs the keys {list(FEATURES)}."
+            )
+        parts = [
+            self.user(x["user"]),  # [B, user_dim]
+            self.movie(x["movie"]),  # [B, movie_dim]
+            self.title(x["title"]),  # [B, title_dim]
+            self.genres(x["genres"]),  # [B, genre_dim]
+        ]
+        return torch.cat(parts, dim=-1)  # [B, out_dim]
+
+    def reset_parameters(self) -> None:
+        for part in (self.user, self.movie, self.title, self.genres):
+            part.reset_parameters()
+
+    def __repr__(self) -> str:
+        dims = (self.user.embedding_dim, self.movie.embedding_dim)
+        dims += (self.title.embedding_dim, self.genres.out_features)
+        return f"FeatureEmbedding({' + '.join(map(str, dims))} = {self.out_dim})"
+
+
+class RatingHead(nn.Module):
+    """The ``head``: ``y = w^T e + b``, one rating per example.
+
+    Shapes:
+        - input e: ``[B, in_dim]``; output y: ``[B]``
+
+    >>> RatingHead(4)(torch.zeros(2, 4)).shape
+    torch.Size([2])
+    """
+
+    def __init__(self, in_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, 1)
+
+    def forward(self, e: Tensor) -> Tensor:
+        return self.linear(e).squeeze(-1)  # [B]
+
+    def reset_parameters(self) -> None:
+        self.linear.reset_parameters()
+
+    def __repr__(self) -> str:
+        return f"RatingHead({self.linear.in_features} -> 1)"
+
+
+def relu_layers(in_dim: int, widths: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
+    """``Linear-ReLU`` per width, ``Dropout`` between them (not after the last).
+
+    >>> relu_layers(3, (4, 2))
+    Sequential(
+      (0): Linear(in_features=3, out_features=4, bias=True)
+      (1): ReLU()
+      (2): Dropout(p=0.0, inplace=False)
+      (3): Linear(in_features=4, out_features=2, bias=True)
+      (4): ReLU()
+    )
+    """
+    layers: list[nn.Module] = []
+    for i, width in enumerate(widths):
+        if i > 0:
+            layers.append(nn.Dropout(dropout))  # kept at p=0 so state-dict keys never move
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+class Recommender(nn.Module):
+    r"""The paper's MLP rating model, ``y = head(upper(lower(x)))``.
+
+    .. math::
+        s = \mathrm{lower}(x), \quad e = \mathrm{upper}(s), \quad y = \mathrm{head}(e)
+
+    Args:
+        config: the sizes (:class:`RecommenderConfig`); :meth:`teacher` and :meth:`student`
+            build the paper's two.
+
+    Shapes:
+        - x: ``{"user": Long[B], "movie": Long[B], "title": Long[B, L], "genres": Float[B, G]}``
+        - s: ``[B, 300]`` (student ``[B, 75]``); e: ``[B, 256]`` (student ``[B, 64]``); y: ``[B]``
+
+    >>> from agora.data import MovieLensMeta
+    >>> meta = MovieLensMeta(n_users=943, n_movies=1682, n_words=2405, n_genres=19, title_len=15)
+    >>> teacher, student = Recommender.teacher(meta), Recommender.student(meta)
+    >>> teacher, student
+    (Recommender(300 -> 512 -> 256 -> 1, dropout=0.0), Recommender(75 -> 128 -> 64 -> 1, dropout=0.0))
+    >>> x = {"user": torch.tensor([1, 943]), "movie": torch.tensor([1, 1682]),
+    ...      "title": torch.tensor([[5, 9, 0], [7, 0, 0]]), "genres": torch.zeros(2, 19)}
+    >>> student(x).shape
+    torch.Size([2])
+    """
+
+    def __init__(self, config: RecommenderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lower = FeatureEmbedding(config)
+        self.upper = relu_layers(config.input_dim, config.hidden, config.dropout)
+        self.head = RatingHead(config.hidden[-1])
+
+    @classmethod
+    def teacher(cls, meta: MovieLensMeta, **overrides) -> Recommender:
+        """The paper's teacher (see :meth:`RecommenderConfig.teacher`)."""
+        return cls(RecommenderConfig.teacher(meta, **overrides))
+
+    @classmethod
+    def student(cls, meta: MovieLensMeta, **overrides) -> Recommender:
+        """The paper's student (see :meth:`RecommenderConfig.student`)."""
+        return cls(RecommenderConfig.student(meta, **overrides))
+
+    def forward(self, x: dict[str, Tensor]) -> Tensor:
+        s = self.lower(x)  # [B, input_dim]
+        e = self.upper(s)  # [B, hidden[-1]]
+        return self.head(e)  # [B]
+
+    def reset_parameters(self) -> None:
+        self.lower.reset_parameters()
+        for layer in self.upper:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        self.head.reset_parameters()
+
+    def __repr__(self) -> str:
+        widths = " -> ".join(map(str, (self.config.input_dim, *self.config.hidden, 1)))
+        return f"Recommender({widths}, dropout={self.config.dropout})"
