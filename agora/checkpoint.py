@@ -1,0 +1,319 @@
+"""Checkpoints: one folder per run, one safetensors file per agent and part, written atomically.
+
+A model folder holds::
+
+    graph.json                          agents, edges, run config, versions, file checksums
+    agents/<name>/backbone.safetensors  lower, upper and head
+    agents/<name>/codec.safetensors     encoder and decoder
+    agents/<name>/aggregator.safetensors  (learners with several tutors and learned weights)
+    edges/<learner>--<tutor>.safetensors  (modules of an edge, e.g. FitNet's regressor)
+
+A run folder holds ``checkpoints/step-<N>/`` (a model folder plus Accelerate's ``state/`` for
+resume), the pointer files ``checkpoints/latest`` and ``checkpoints/best``, ``metrics.jsonl``,
+and, once training ends, the final model under ``model/``. A folder is written under a
+temporary name and renamed into place, and a pointer is replaced atomically, so a crash never
+leaves a checkpoint that a pointer names half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from agora.graph import Graph
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into a graph: names the agent, file and tensor."""
+
+
+# -- the files of one model -------------------------------------------------------------------
+
+
+def components(graph: Graph) -> dict[str, nn.Module]:
+    """Relative file name (without suffix) -> the module whose weights it holds."""
+    files: dict[str, nn.Module] = {}
+    for name, agent in graph.agents.items():
+        files[f"agents/{name}/backbone"] = nn.ModuleDict(
+            {
+                k: m
+                for k, m in (("lower", agent.lower), ("upper", agent.upper), ("head", agent.head))
+                if m is not None
+            }
+        )
+        if agent.codec is not None:
+            files[f"agents/{name}/codec"] = agent.codec
+        if name in graph.aggregators and len(graph.aggregators[name].state_dict()):
+            files[f"agents/{name}/aggregator"] = graph.aggregators[name]
+    for key, adapter in graph.adapters.items():
+        learner, tutor, protocol = key.split("__")
+        files[f"edges/{learner}--{tutor}/{protocol}"] = adapter
+    return files
+
+
+def _tensors(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(
+    directory: str | os.PathLike, graph: Graph, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write the graph's weights and ``graph.json`` into ``directory`` atomically.
+
+    The folder is written beside its final place under a temporary name, then renamed; an
+    existing folder of that name is replaced only once the new one is complete.
+
+    Example:
+        >>> import tempfile
+        >>> from agora.models.toy import mlp_agent
+        >>> graph = Graph([mlp_agent("teacher", 4, 16, frozen=True), mlp_agent("student", 4, 8)],
+        ...               message_dim=8)
+        >>> _ = graph.add_edge("student", "teacher")
+        >>> _ = graph.build(torch.randn(2, 4))
+        >>> path = save_model(tempfile.mkdtemp() + "/model", graph)
+        >>> sorted(p.name for p in (path / "agents" / "student").iterdir())
+        ['backbone.safetensors', 'codec.safetensors']
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        checksums = {}
+        for relative, module in components(graph).items():
+            path = tmp / f"{relative}.safetensors"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            metadata = {"agora": json.dumps({"file": relative, "format": FORMAT})}
+            save_file(_tensors(module), str(path), metadata=metadata)
+            checksums[f"{relative}.safetensors"] = _sha256(path)
+        document = {
+            "format": FORMAT,
+            "graph": graph.to_dict(),
+            "versions": versions(),
+            "files": checksums,
+            **(extra or {}),
+        }
+        _write_text(tmp / "graph.json", json.dumps(document, indent=2, default=str))
+        _fsync_dir(tmp)
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_weights(
+    directory: str | os.PathLike, graph: Graph, *, verify: bool = True
+) -> dict[str, Any]:
+    """Load the weights in ``directory`` into ``graph`` (built); returns ``graph.json``.
+
+    Raises :class:`CheckpointError` naming the file and tensor for a missing, truncated or
+    corrupted file, a missing or unexpected tensor, or a shape that does not match."""
+    directory = Path(directory)
+    document = read_document(directory)
+    expected = document.get("files", {})
+    for relative, module in components(graph).items():
+        path = directory / f"{relative}.safetensors"
+        if not path.exists():
+            raise CheckpointError(
+                f"{path}: missing; the checkpoint does not hold {relative!r} of this graph"
+            )
+        if (
+            verify
+            and relative + ".safetensors" in expected
+            and _sha256(path) != expected[relative + ".safetensors"]
+        ):
+            raise CheckpointError(
+                f"{path}: checksum mismatch, the file is corrupted or was changed"
+            )
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise CheckpointError(
+                f"{path}: cannot be read ({error}); it is truncated or corrupted"
+            ) from error
+        _load_into(module, tensors, path)
+    return document
+
+
+def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], path: Path) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: does not match the graph: missing tensors {missing[:5]}, "
+            f"unexpected tensors {unexpected[:5]}"
+        )
+    for key, value in tensors.items():
+        if own[key].shape != value.shape:
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has shape {list(value.shape)} in the checkpoint but "
+                f"{list(own[key].shape)} in the graph"
+            )
+    module.load_state_dict(tensors)
+
+
+def read_document(directory: str | os.PathLike) -> dict[str, Any]:
+    path = Path(directory) / "graph.json"
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing; {directory} is not an agora model folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+
+
+def versions() -> dict[str, str]:
+    import agora
+
+    return {"agora": agora.__version__, "torch": torch.__version__}
+
+
+# -- pointers and run folders -----------------------------------------------------------------
+
+
+def set_pointer(run_dir: str | os.PathLike, name: str, target: str) -> None:
+    """Point ``checkpoints/<name>`` at ``checkpoints/<target>`` (an atomic replace)."""
+    _write_text(Path(run_dir) / "checkpoints" / name, target + "\n")
+
+
+def pointer(run_dir: str | os.PathLike, name: str) -> Path | None:
+    path = Path(run_dir) / "checkpoints" / name
+    if not path.exists():
+        return None
+    target = Path(run_dir) / "checkpoints" / path.read_text().strip()
+    return target if (target / "graph.json").exists() else None
+
+
+def prune(run_dir: str | os.PathLike) -> None:
+    """Remove checkpoints no pointer names, and temporary folders left by a crash."""
+    folder = Path(run_dir) / "checkpoints"
+    keep = {p.name for p in (pointer(run_dir, "latest"), pointer(run_dir, "best")) if p}
+    for child in folder.iterdir():
+        if child.is_dir() and child.name not in keep:
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def model_dir(path: str | os.PathLike) -> Path:
+    """The model folder a path means: itself, its ``model/``, or its best or latest checkpoint."""
+    path = Path(path)
+    for candidate in (path, path / "model", pointer(path, "best"), pointer(path, "latest")):
+        if candidate is not None and (candidate / "graph.json").exists():
+            return candidate
+    raise CheckpointError(f"{path}: no graph.json here, in model/, or in a checkpoint")
+
+
+def load(path: str | os.PathLike, *, agents: Mapping[str, Any] | None = None) -> Graph:
+    """Rebuild a trained graph from a run or model folder.
+
+    Agents are built from the specs stored in ``graph.json`` (or taken from ``agents``), the
+    graph is built on the sample batch stored with it, and the weights are loaded and verified.
+    """
+    directory = model_dir(path)
+    document = read_document(directory)
+    graph = Graph.from_dict(document["graph"], agents)
+    sample_file = directory / "sample.safetensors"
+    if not sample_file.exists():
+        raise CheckpointError(
+            f"{sample_file}: missing; it records the input shapes the codecs were built for"
+        )
+    graph.build(unflatten_sample(load_file(str(sample_file))))
+    load_weights(directory, graph)
+    return graph
+
+
+# -- a sample batch, kept to rebuild codecs of the right size ---------------------------------
+
+
+def flatten_sample(x: Any, prefix: str = "x") -> dict[str, Tensor]:
+    """A batch (tensor or nested mapping of tensors) as flat safetensors entries."""
+    if isinstance(x, Tensor):
+        return {prefix: x.detach().to("cpu").contiguous()}
+    if isinstance(x, Mapping):
+        out: dict[str, Tensor] = {}
+        for key, value in x.items():
+            out.update(flatten_sample(value, f"{prefix}.{key}"))
+        return out
+    raise CheckpointError(
+        f"Cannot store a sample batch of type {type(x).__name__}; use tensors or dicts of them"
+    )
+
+
+def unflatten_sample(tensors: Mapping[str, Tensor]) -> Any:
+    if list(tensors) == ["x"]:
+        return tensors["x"]
+    root: dict[str, Any] = {}
+    for key, value in tensors.items():
+        node = root
+        *parents, leaf = key.split(".")[1:]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return root
+
+
+def save_sample(directory: str | os.PathLike, x: Any, rows: int = 2) -> None:
+    x = _slice(x, rows)
+    save_file(flatten_sample(x), str(Path(directory) / "sample.safetensors"))
+
+
+def _slice(x: Any, rows: int) -> Any:
+    if isinstance(x, Tensor):
+        return x[:rows]
+    return {k: _slice(v, rows) for k, v in x.items()}
+
+
+# -- atomic file system helpers ---------------------------------------------------------------
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)

@@ -1,0 +1,662 @@
+"""Training on Hugging Face Accelerate: :func:`fit`, :func:`evaluate`, and the frozen-state cache."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs, skip_first_batches
+from accelerate.utils import set_seed
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from agora import checkpoint
+from agora.agent import Agent, AgentOutput
+from agora.graph import Graph
+from agora.orchestrator import Orchestrator, StepOutput
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+SCHEDULERS = ("constant", "linear", "cosine")
+
+# what each constrained FitConfig field allows (also used by agora.config to name the key)
+FIT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: v >= 1, "must be >= 1"),
+    "lr": (lambda v: v > 0, "must be > 0"),
+    "weight_decay": (lambda v: v >= 0, "must be >= 0"),
+    "batch_size": (lambda v: v >= 1, "must be >= 1"),
+    "mixed_precision": (lambda v: v in MIXED_PRECISION, f"must be one of {list(MIXED_PRECISION)}"),
+    "grad_accumulation": (lambda v: v >= 1, "must be >= 1"),
+    "max_grad_norm": (lambda v: v is None or v > 0, "must be > 0 or null"),
+    "scheduler": (lambda v: v in SCHEDULERS, f"must be one of {list(SCHEDULERS)}"),
+    "warmup_steps": (lambda v: v >= 0, "must be >= 0"),
+    "patience": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    "checkpoint_every": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    "eval_every": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
+    "log_every": (lambda v: v >= 1, "must be >= 1"),
+}
+
+
+@dataclass
+class FitConfig:
+    """How :func:`fit` trains. Every field has a default; see the configuration reference.
+
+    Args:
+        epochs: passes over the training data.
+        lr, weight_decay: AdamW's learning rate and decoupled weight decay.
+        batch_size: examples per step and process (for data given as a ``Dataset``).
+        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"`` (Accelerate's autocast).
+        grad_accumulation: batches per optimizer step.
+        max_grad_norm: clip the global gradient norm to this; ``None`` does not clip.
+        scheduler: ``"constant"``, ``"linear"`` or ``"cosine"`` decay after ``warmup_steps``.
+        patience: stop after this many evaluations without improving ``metric``; ``None``
+            trains every epoch. Either way the best evaluated weights are kept.
+        metric: the validation metric that picks the best weights, e.g. ``"student/rmse"``;
+            by default the first trainable agent's (RMSE is minimised, accuracy maximised).
+        seed: seeds weights, data order, dropout and noise.
+        cache_frozen: reuse frozen agents' round-0 outputs across epochs. Only valid when a
+            frozen agent sees identical examples each epoch (no augmentation).
+        checkpoint_every: also checkpoint every this many optimizer steps (``None``: at the end
+            of each epoch only).
+        eval_every: evaluate every this many optimizer steps as well as at each epoch's end.
+        log_every: write the loss terms to ``metrics.jsonl`` every this many steps.
+        trackers: Accelerate trackers to log to as well, e.g. ``["tensorboard"]``.
+        progress: show a progress bar (main process only).
+        cpu: train on the CPU even when an accelerator is present.
+        find_unused_parameters: DDP option; needed when some trainable parameter gets no
+            gradient in a step (e.g. codecs on a logit-only edge).
+    """
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    mixed_precision: str = "no"
+    grad_accumulation: int = 1
+    max_grad_norm: float | None = None
+    scheduler: str = "constant"
+    warmup_steps: int = 0
+    patience: int | None = None
+    metric: str | None = None
+    seed: int = 0
+    cache_frozen: bool = True
+    checkpoint_every: int | None = None
+    eval_every: int | None = None
+    log_every: int = 50
+    trackers: list[str] = field(default_factory=list)
+    progress: bool = True
+    cpu: bool = False
+    find_unused_parameters: bool = True
+
+    def __post_init__(self) -> None:
+        for name, (ok, requirement) in FIT_CHECKS.items():
+            value = getattr(self, name)
+            if not ok(value):
+                raise ValueError(f"FitConfig.{name}: {requirement}, got {value!r}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the best validation ``metrics`` and where the run lives."""
+
+    metrics: dict[str, float]
+    out_dir: Path | None
+    best_step: int | None
+    steps: int
+    seconds: float
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the message names the term (and its edge)."""
+
+
+# -- data ------------------------------------------------------------------------------------
+
+
+class Indexed(Dataset):
+    """Yields ``(example, index)`` so the frozen-state cache knows which rows a batch holds."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return self.dataset[i], i
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        if hasattr(self.dataset, "__getitems__"):
+            return _Gathered(self.dataset.__getitems__(indices), indices)
+        return [(self.dataset[i], i) for i in indices]
+
+
+@dataclass
+class _Gathered:
+    batch: Any
+    indices: list[int]
+
+
+class _IndexedCollate:
+    def __init__(self, collate: Any) -> None:
+        self.collate = collate
+
+    def __call__(self, items: Any) -> tuple[Any, Tensor]:
+        if isinstance(items, _Gathered):
+            return self.collate(items.batch), torch.as_tensor(items.indices)
+        examples, indices = zip(*items)
+        return self.collate(list(examples)), torch.as_tensor(indices)
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffle that depends only on ``(seed, epoch)``, so a resumed run sees the same order."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def make_loader(
+    data: Dataset | DataLoader, batch_size: int, seed: int, shuffle: bool
+) -> tuple[DataLoader, EpochSampler]:
+    """An index-carrying loader with a resumable shuffle; a given DataLoader lends its
+    dataset, collate function and batch size."""
+    collate = getattr(data, "collate_fn", torch.utils.data.default_collate)
+    if isinstance(data, DataLoader):
+        collate, batch_size, data = data.collate_fn, data.batch_size or batch_size, data.dataset
+    sampler = EpochSampler(len(data), seed, shuffle)  # type: ignore[arg-type]
+    loader = DataLoader(
+        Indexed(data),
+        batch_sampler=BatchSampler(sampler, batch_size, drop_last=False),
+        collate_fn=_IndexedCollate(collate),
+        generator=torch.Generator(),  # keeps DataLoader from drawing on the global RNG
+    )
+    return loader, sampler
+
+
+def split_batch(batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, Mapping):
+        return batch["x"], batch.get("y")
+    x, y = batch
+    return x, y
+
+
+# -- the frozen-state cache ------------------------------------------------------------------
+
+
+class StateCache:
+    """Round-0 outputs ``(y, s, e)`` of frozen agents, stored per example on first sight.
+
+    The outputs of a frozen agent in eval mode depend only on its input, so reading them back
+    gives the same tensors as computing them again.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.tables: dict[str, dict[str, Tensor]] = {}
+        self.filled: dict[str, Tensor] = {}
+
+    def lookup(self, agent: Agent, x: Any, index: Tensor) -> AgentOutput:
+        name = agent.name
+        filled = self.filled.get(name)
+        if filled is not None and bool(filled[index].all()):
+            table = self.tables[name]
+            return AgentOutput(
+                y=table["y"][index] if "y" in table else None,
+                s=table["s"][index],
+                e=table["e"][index],
+                mask=agent.attention_mask(x),
+            )
+        with torch.no_grad():
+            out = agent(x)
+        self._store(name, out, index)
+        return out
+
+    def _store(self, name: str, out: AgentOutput, index: Tensor) -> None:
+        parts = {"s": out.s, "e": out.e, **({"y": out.y} if out.y is not None else {})}
+        if name not in self.tables:
+            self.tables[name] = {
+                k: v.new_zeros((self.size, *v.shape[1:])) for k, v in parts.items()
+            }
+            self.filled[name] = torch.zeros(self.size, dtype=torch.bool, device=out.s.device)
+        table = self.tables[name]
+        for key, value in parts.items():
+            if table[key].shape[1:] != value.shape[1:]:
+                raise ValueError(
+                    f"Agent {name!r}: cache_frozen needs a fixed shape per example, but "
+                    f"{key} changed from {list(table[key].shape[1:])} to {list(value.shape[1:])} "
+                    f"(pad to a fixed length, or set cache_frozen=False)"
+                )
+            table[key][index] = value.detach()
+        self.filled[name][index] = True
+
+
+class CachedOrchestrator(Orchestrator):
+    """An :class:`~agora.orchestrator.Orchestrator` that reads frozen agents' round 0 from a
+    :class:`StateCache` when the batch carries example indices."""
+
+    def __init__(self, graph: Graph, cache: StateCache | None = None) -> None:
+        super().__init__(graph)
+        self.cache = cache
+        self._index: Tensor | None = None
+
+    def forward(self, x: Any, y: Any = None, index: Tensor | None = None) -> StepOutput:
+        self._index = index if self.training else None
+        try:
+            return super().forward(x, y)
+        finally:
+            self._index = None
+
+    def observe(self, agent: Agent, x: Any, message: bool = True) -> AgentOutput:
+        if self.cache is None or self._index is None or not agent.frozen:
+            return super().observe(agent, x, message)
+        out = self.cache.lookup(agent, x, self._index)
+        if message:
+            out.m = agent.codec.encode(out.s, out.e)
+        return out
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    graph: Graph,
+    data: Dataset | DataLoader,
+    *,
+    batch_size: int = 1024,
+    accelerator: Accelerator | None = None,
+) -> dict[str, float]:
+    """Metrics of every agent with a head and a task: RMSE (regression) or accuracy (classes).
+
+    Example:
+        >>> from agora.models.toy import mlp_agent
+        >>> graph = Graph([mlp_agent("student", 4, 8)], message_dim=8).build(torch.randn(2, 4))
+        >>> data = torch.utils.data.TensorDataset(torch.randn(10, 4), torch.randn(10))
+        >>> sorted(evaluate(graph, data))
+        ['student/loss', 'student/rmse']
+    """
+    agents = [a for a in graph.agents.values() if a.task is not None and a.head is not None]
+    if not agents:
+        return {}
+    loader = eval_loader(data, batch_size)
+    device = accelerator.device if accelerator is not None else next(graph.parameters()).device
+    was_training = graph.training
+    graph.eval()
+    sums = {a.name: torch.zeros(2, dtype=torch.float64, device=device) for a in agents}
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    for batch in loader:
+        x, y = split_batch(batch)
+        x, y = _to(x, device), _to(y, device)
+        for agent in agents:
+            y_pred = agent.predict(agent.interpret(agent.perceive(x), agent.attention_mask(x)))
+            target = y[agent.name] if isinstance(y, Mapping) else y
+            if accelerator is not None:
+                y_pred, target = accelerator.gather_for_metrics((y_pred, target))
+            if agent.task == "regression":
+                error = (y_pred.reshape(target.shape).float() - target.float()).pow(2).sum()
+                sums[agent.name] += torch.stack([error, error])
+            else:
+                correct = (y_pred.argmax(-1) == target).sum()
+                loss = torch.nn.functional.cross_entropy(y_pred.float(), target, reduction="sum")
+                sums[agent.name] += torch.stack([correct.double(), loss.double()])
+        count += target.shape[0]
+    graph.train(was_training)
+    metrics = {}
+    for agent in agents:
+        first, second = (sums[agent.name] / count.clamp_min(1)).tolist()
+        if agent.task == "regression":
+            metrics[f"{agent.name}/rmse"] = math.sqrt(first)
+            metrics[f"{agent.name}/loss"] = second
+        else:
+            metrics[f"{agent.name}/accuracy"] = first
+            metrics[f"{agent.name}/loss"] = second
+    return metrics
+
+
+def eval_loader(data: Dataset | DataLoader, batch_size: int = 1024) -> DataLoader:
+    """``data`` as a DataLoader in order; a dataset's own ``collate_fn`` is used."""
+    if isinstance(data, DataLoader):
+        return data
+    collate = getattr(data, "collate_fn", torch.utils.data.default_collate)
+    return DataLoader(data, batch_size=batch_size, collate_fn=collate)
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, Mapping):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x
+
+
+def default_metric(graph: Graph) -> str | None:
+    for agent in graph.agents.values():
+        if agent.trainable and agent.task is not None and agent.head is not None:
+            return f"{agent.name}/{'rmse' if agent.task == 'regression' else 'accuracy'}"
+    return None
+
+
+def improved(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value > best if metric.endswith("accuracy") else value < best
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved with every checkpoint (Accelerate's custom state)."""
+
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    step: int = 0
+    best: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def fit(
+    graph: Graph,
+    train_data: Dataset | DataLoader,
+    eval_data: Dataset | DataLoader | None = None,
+    config: FitConfig | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    run_config: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Train every trainable part of ``graph`` on Accelerate; keep the best validation weights.
+
+    With ``out_dir``, the run writes ``metrics.jsonl``, checkpoints (resumed from when
+    ``resume`` and one exists) and the final ``model/``; see :mod:`agora.checkpoint`.
+
+    Example:
+        >>> from agora.models.toy import mlp_agent
+        >>> graph = Graph([mlp_agent("teacher", 4, 16, frozen=True), mlp_agent("student", 4, 8)],
+        ...               message_dim=8)
+        >>> _ = graph.add_edge("student", "teacher", rounds=2)
+        >>> data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64))
+        >>> result = fit(graph, data, data, FitConfig(epochs=2, batch_size=16, progress=False))
+        >>> sorted(result.metrics)
+        ['student/loss', 'student/rmse', 'teacher/loss', 'teacher/rmse']
+    """
+    config = config or FitConfig()
+    started = time.perf_counter()
+    out_dir = Path(out_dir) if out_dir is not None else None
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accumulation,
+        cpu=config.cpu or _launched_without_gpu(),
+        rng_types=[],
+        log_with=config.trackers or None,
+        project_dir=str(out_dir) if out_dir else None,
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)
+        ],
+    )
+    set_seed(config.seed)
+    loader, sampler = make_loader(train_data, config.batch_size, config.seed, shuffle=True)
+    examples = len(sampler)
+    if not graph.built:
+        graph.build(split_batch(next(iter(loader))[0])[0])
+    metric = config.metric or default_metric(graph)
+    cache = StateCache(examples) if config.cache_frozen else None
+    step_fn = CachedOrchestrator(graph, cache)
+    params = [p for p in graph.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = config.epochs * math.ceil(len(loader) / config.grad_accumulation)
+    scheduler = make_scheduler(optimizer, config, total_steps)
+    step_fn, optimizer, loader, scheduler = accelerator.prepare(
+        step_fn, optimizer, loader, scheduler
+    )
+    if eval_data is not None:
+        eval_data = accelerator.prepare(eval_loader(eval_data))
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+
+    log = RunLog(out_dir, accelerator, config, graph, run_config, loader)
+    if resume and out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
+        accelerator.load_state(str(latest / "state"))
+        log.resumed(state.step)
+    if config.trackers:
+        accelerator.init_trackers("agora", config=_flat(asdict(config)))
+
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=not (config.progress and accelerator.is_local_main_process),
+    )
+    stop = False
+    for epoch in range(state.epoch, config.epochs):
+        batches = (
+            skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
+        )
+        batches.set_epoch(epoch)  # Accelerate passes it on to the EpochSampler's shuffle
+        for batch, index in batches:
+            x, y = split_batch(batch)
+            with accelerator.accumulate(step_fn):
+                out = step_fn(x, y, index)
+                check_finite(out, state.step, log)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            state.batches_in_epoch += 1
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            bar.update(1)
+            if state.step % config.log_every == 0:
+                bar.set_postfix(loss=f"{out.loss.item():.4f}")
+                log.train(state, out, scheduler.get_last_lr()[0])
+            if config.eval_every and state.step % config.eval_every == 0:
+                stop = log.evaluate(state, eval_data, metric) or stop
+            if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+                log.checkpoint(state)
+            if stop:
+                break
+        else:
+            state.epoch, state.batches_in_epoch = epoch + 1, 0
+            stop = log.evaluate(state, eval_data, metric)
+            log.checkpoint(state)
+        if stop:
+            break
+    bar.close()
+    metrics = log.finish(state)
+    accelerator.end_training()
+    return FitResult(metrics, out_dir, state.best_step, state.step, time.perf_counter() - started)
+
+
+def _launched_without_gpu() -> bool:
+    """Several processes (``accelerate launch --multi_gpu`` or ``torchrun``) on a machine
+    without a GPU: Accelerate then needs ``cpu=True`` to choose DDP over gloo."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def check_finite(out: StepOutput, step: int, log: RunLog) -> None:
+    if torch.isfinite(out.loss.detach()).item():
+        return
+    bad = [name for name, value in out.losses.values().items() if not torch.isfinite(value).all()]
+    where = log.last_checkpoint or "none written yet"
+    raise NonFiniteLossError(
+        f"Step {step}: loss is not finite; non-finite terms: {bad or ['total']}. "
+        f"Training stopped; last good checkpoint: {where}"
+    )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, total_steps: int):
+    warmup = config.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if config.scheduler == "linear":
+            return max(0.0, 1.0 - progress)
+        if config.scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _flat(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in d.items()}
+
+
+class RunLog:
+    """Everything a run writes: metrics, evaluations, checkpoints and the final model."""
+
+    def __init__(self, out_dir, accelerator, config, graph, run_config, loader) -> None:
+        self.out_dir, self.accelerator, self.config = out_dir, accelerator, config
+        self.graph, self.run_config = graph, dict(run_config or {})
+        self.sample = split_batch(next(iter(loader))[0])[0]
+        self.last_checkpoint: Path | None = None
+        self.best_metrics: dict[str, float] = {}
+        self.main = accelerator.is_main_process
+        if out_dir is not None and self.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.out_dir is not None and self.main:
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if self.config.trackers:
+            self.accelerator.log(
+                {k: v for k, v in record.items() if isinstance(v, float)}, step=record["step"]
+            )
+
+    def resumed(self, step: int) -> None:
+        """Drop lines the killed run wrote after its last checkpoint, so none appear twice."""
+        path = self.out_dir / "metrics.jsonl"
+        if self.main and path.exists():
+            lines = [
+                line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step
+            ]
+            checkpoint._write_text(path, "".join(line + "\n" for line in lines))
+        self.last_checkpoint = checkpoint.pointer(self.out_dir, "latest")
+
+    def train(self, state: TrainState, out: StepOutput, lr: float) -> None:
+        values = {f"train/{k}": v.item() for k, v in out.losses.values().items()}
+        for name, module in self.graph.aggregators.items():
+            weights = getattr(module, "last_weights", None)
+            if weights is not None:
+                for i, w in enumerate(
+                    weights.reshape(-1, weights.shape[-1]).float().mean(0).tolist()
+                ):
+                    values[f"aggregation/{name}/{i}"] = w
+        self.write(
+            {"step": state.step, "epoch": state.epoch, "loss": out.loss.item(), "lr": lr, **values}
+        )
+
+    def evaluate(self, state: TrainState, eval_data: Any, metric: str | None) -> bool:
+        """Evaluate, remember the best weights; True when early stopping says stop."""
+        if eval_data is None or metric is None:
+            return False
+        metrics = evaluate(self.graph, eval_data, accelerator=self.accelerator)
+        if metric not in metrics:
+            raise KeyError(
+                f"FitConfig.metric {metric!r} is not among the metrics {sorted(metrics)}"
+            )
+        self.write(
+            {
+                "step": state.step,
+                "epoch": state.epoch,
+                **{f"eval/{k}": v for k, v in metrics.items()},
+            }
+        )
+        if improved(metric, metrics[metric], state.best):
+            state.best, state.best_step, state.evals_without_improvement = (
+                metrics[metric],
+                state.step,
+                0,
+            )
+            self.best_metrics = metrics
+            self.save_best(state)
+        else:
+            state.evals_without_improvement += 1
+        patience = self.config.patience
+        return patience is not None and state.evals_without_improvement >= patience
+
+    def _extra(self, state: TrainState) -> dict[str, Any]:
+        return {
+            "config": self.run_config,
+            "fit": asdict(self.config),
+            "state": state.state_dict(),
+            "metrics": self.best_metrics,
+        }
+
+    def _save_model(self, directory: Path, state: TrainState) -> None:
+        checkpoint.save_model(directory, self.graph, self._extra(state))
+        checkpoint.save_sample(directory, self.sample)
+
+    def save_best(self, state: TrainState) -> None:
+        if self.out_dir is None:
+            self._best_in_memory = {
+                k: v.detach().clone() for k, v in self.graph.state_dict().items()
+            }
+            return
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            name = f"best-{state.step:08d}"
+            self._save_model(self.out_dir / "checkpoints" / name, state)
+            checkpoint.set_pointer(self.out_dir, "best", name)
+            checkpoint.prune(self.out_dir)
+
+    def checkpoint(self, state: TrainState) -> None:
+        if self.out_dir is None:
+            return
+        self.accelerator.wait_for_everyone()
+        name = f"step-{state.step:08d}"
+        directory = self.out_dir / "checkpoints" / name
+        if self.main:
+            self._save_model(directory, state)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(directory / "state"))  # optimizer, scheduler, RNG, state
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            checkpoint.set_pointer(self.out_dir, "latest", name)
+            checkpoint.prune(self.out_dir)
+        self.last_checkpoint = directory
+
+    def finish(self, state: TrainState) -> dict[str, float]:
+        """Restore the best weights (when evaluated) and write the final ``model/``."""
+        self.accelerator.wait_for_everyone()
+        if self.out_dir is not None and (best := checkpoint.pointer(self.out_dir, "best")):
+            checkpoint.load_weights(best, self.graph)
+            self.best_metrics = checkpoint.read_document(best).get("metrics", self.best_metrics)
+        elif getattr(self, "_best_in_memory", None) is not None:
+            self.graph.load_state_dict(self._best_in_memory)
+        if self.out_dir is not None and self.main:
+            self._save_model(self.out_dir / "model", state)
+        return self.best_metrics

@@ -1,0 +1,79 @@
+"""A small deterministic run, for tests that need a separate process (kill/resume, DDP).
+
+usage: python train_tiny.py OUT_DIR [--batch-size N] [--slow SECONDS] [--epochs N]
+Writes OUT_DIR/final.safetensors with every weight of the graph when training ends.
+"""
+
+import argparse
+import time
+
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import TensorDataset
+
+from agora import Graph
+from agora.models.toy import mlp_agent
+from agora.train import FitConfig, fit
+
+
+class SlowDataset(TensorDataset):
+    """Sleeps on each batch, so a test can kill the run part-way through an epoch."""
+
+    def __init__(self, *tensors, delay: float = 0.0):
+        super().__init__(*tensors)
+        self.delay = delay
+
+    def __getitems__(self, indices):
+        time.sleep(self.delay)
+        return [self[i] for i in indices]
+
+
+def build(dropout: float) -> Graph:
+    torch.manual_seed(0)
+    graph = Graph(
+        [mlp_agent("teacher", 8, 32, frozen=True), mlp_agent("student", 8, 8)],
+        message_dim=8,
+        codec_dropout=dropout,
+    )
+    graph.add_edge("student", "teacher", ("talk", "logit"), rounds=2, noise=0.0)
+    return graph
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--checkpoint-every", type=int, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 8, generator=g)
+    y = x[:, :4].sum(-1).sin()
+    train = SlowDataset(x[:192], y[:192], delay=args.slow)
+    valid = TensorDataset(x[192:], y[192:])
+    graph = build(args.dropout)
+    config = FitConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=3e-3,
+        checkpoint_every=args.checkpoint_every,
+        progress=False,
+        log_every=1,
+        seed=7,
+    )
+    fit(graph, train, valid, config, out_dir=args.out)
+    import accelerate
+
+    if accelerate.PartialState().is_main_process:
+        state = {k: v.contiguous() for k, v in graph.state_dict().items()}
+        save_file(state, f"{args.out}/final.safetensors")
+    rank = accelerate.PartialState().process_index
+    state = {k: v.contiguous() for k, v in graph.state_dict().items()}
+    save_file(state, f"{args.out}/final-rank{rank}.safetensors")
+
+
+if __name__ == "__main__":
+    main()
