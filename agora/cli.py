@@ -1,0 +1,305 @@
+"""The ``agora`` command: run a config, evaluate a run, draw a graph.
+
+::
+
+    agora run tiny --out runs/tiny                  # a packaged config, or a YAML file
+    agora run my.yaml fit.epochs=5 graph.edges.0.rounds=3
+    agora eval runs/tiny --split valid
+    agora graph tiny --out graph.png
+
+A subcommand is a function ``(args) -> int`` plus one that adds its arguments, listed in
+:data:`COMMANDS`; a new one (``bench``, ``cka``) is two functions and one entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from agora.checkpoint import CheckpointError
+from agora.config import (
+    ConfigError,
+    RunConfig,
+    build_data,
+    build_graph,
+    config_from_dict,
+    load_config,
+)
+from agora.graph import Graph, GraphError
+
+# errors that are the user's to fix: printed as one line, exit status 2, no traceback
+USER_ERRORS = (ConfigError, GraphError, CheckpointError)
+
+
+# -- agora run ---------------------------------------------------------------------------------
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a YAML file, or a packaged config's name (e.g. tiny)")
+    parser.add_argument("--out", help="run folder (default: runs/<config>-<timestamp>)")
+    _add_overrides(parser)
+
+
+def sample_batch(data: Any, rows: int = 8) -> Any:
+    """The inputs ``x`` of a first small batch of a Dataset or DataLoader (to build codecs)."""
+    from agora.train import eval_loader, split_batch
+
+    x, _ = split_batch(next(iter(eval_loader(data, batch_size=rows))))
+    return x
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, build the graph and data, fit, print the best metrics and the run."""
+    from agora.train import fit
+
+    config = load_config(args.config, args.overrides)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
+    graph, data = build_graph(config), build_data(config)
+    try:
+        graph.build(sample_batch(data["train"]))
+    except GraphError as error:
+        raise ConfigError(str(error), "graph", config.source) from None
+    result = fit(
+        graph, data["train"], data["valid"], config.fit, out_dir=out, run_config=config.to_dict()
+    )
+    width = max((len(name) for name in result.metrics), default=0)
+    for name, value in sorted(result.metrics.items()):
+        print(f"{name:<{width}}  {value:.4f}")
+    print(f"run: {out}")
+    return 0
+
+
+# -- agora eval --------------------------------------------------------------------------------
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run folder (or one of its model folders)")
+    parser.add_argument("--split", default="valid", choices=("train", "valid", "test"))
+    parser.add_argument("--batch-size", type=int, default=1024)
+    _add_overrides(parser, "of the stored run config (e.g. data.kwargs.n=1024)")
+
+
+def stored_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """The run config a run stored in its ``graph.json`` (under ``"config"``)."""
+    from agora.checkpoint import model_dir, read_document
+
+    directory = model_dir(run_dir)
+    source = str(directory / "graph.json")
+    data = read_document(directory).get("config")
+    if not data:
+        raise ConfigError(
+            "no run config under 'config'; it was not written by `agora run`, so rebuild its "
+            "data in Python and call agora.train.evaluate",
+            source=source,
+        )
+    return config_from_dict(data, overrides, source=source)
+
+
+def evaluate_run(args: argparse.Namespace) -> int:
+    """Load a trained graph, rebuild its data from the stored config, print metrics as JSON."""
+    from agora.checkpoint import load
+    from agora.train import evaluate
+
+    config = stored_config(args.run_dir, args.overrides)
+    data = build_data(config)
+    if args.split not in data:
+        raise ConfigError(
+            f"the data has no {args.split!r} split; it has {sorted(data)}",
+            "data.factory",
+            config.source,
+        )
+    graph = load(args.run_dir)
+    metrics = evaluate(graph, data[args.split], batch_size=args.batch_size)
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+# -- agora graph -------------------------------------------------------------------------------
+
+
+def _graph_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a YAML file, or a packaged config's name (e.g. tiny)")
+    parser.add_argument("--out", default="graph.png", help="image file (default: graph.png)")
+    _add_overrides(parser)
+
+
+def draw(args: argparse.Namespace) -> int:
+    """Draw the config's agent graph (no model is built)."""
+    config = load_config(args.config, args.overrides)
+    draw_graph(config.graph.to_nx(), args.out, title=Path(args.config).stem)
+    print(f"graph: {args.out}")
+    return 0
+
+
+def _layers(graph: nx.DiGraph) -> dict[str, int] | None:
+    """Depth of each agent below its tutors (pure tutors 0), or None for a graph with cycles."""
+    if not nx.is_directed_acyclic_graph(graph):
+        return None
+    depth: dict[str, int] = {}
+    for node in reversed(list(nx.topological_sort(graph))):  # tutors before their learners
+        depth[node] = 1 + max((depth[t] for t in graph.successors(node)), default=-1)
+    return depth
+
+
+def _positions(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    depth = _layers(graph)
+    if depth is None:  # peers talk both ways: no top and bottom
+        return nx.circular_layout(graph)
+    rows: dict[int, list[str]] = {}
+    for node in graph.nodes:
+        rows.setdefault(depth[node], []).append(node)
+    return {
+        node: (i - (len(row) - 1) / 2, -1.6 * level)  # rows apart, to leave room for labels
+        for level, row in rows.items()
+        for i, node in enumerate(row)
+    }
+
+
+def draw_graph(graph: nx.DiGraph | Graph, path: str | Path, *, title: str | None = None) -> Path:
+    """Draw an agent graph to an image: tutors above their learners, frozen agents grey and
+    hatched, each edge ``learner -> tutor`` labelled with its protocols and ``k``.
+
+    Args:
+        graph (nx.DiGraph or Graph): a :class:`~agora.graph.Graph`, or
+            :meth:`GraphConfig.to_nx <agora.config.GraphConfig.to_nx>`'s graph.
+        path (str or Path): the image file (its suffix picks the format).
+        title (str, optional): a title above the graph.
+
+    Example:
+        >>> import tempfile
+        >>> from agora.config import load_config
+        >>> out = draw_graph(load_config("tiny").graph.to_nx(), tempfile.mkdtemp() + "/g.png")
+        >>> out.read_bytes()[:4] == b"\\x89PNG"
+        True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    g = graph.nx if isinstance(graph, Graph) else graph
+    frozen = {
+        n: bool(d["agent"].frozen if "agent" in d else d.get("frozen"))
+        for n, d in g.nodes(data=True)
+    }
+    pos = _positions(g)
+    two_way = any(g.has_edge(t, u) for u, t in g.edges)
+    curve = {"connectionstyle": "arc3,rad=0.15"} if two_way else {}
+    rows = len({round(y, 3) for _, y in pos.values()})
+    fig, ax = plt.subplots(figsize=(2.5 + 1.6 * len(g), 1.5 + 2.0 * rows))
+    size = 2600
+    for is_frozen, color in ((False, "#7fb3e0"), (True, "#d0d0d0")):
+        nodes = [n for n in g.nodes if frozen[n] == is_frozen]
+        drawn = nx.draw_networkx_nodes(
+            g, pos, nodelist=nodes, node_color=color, edgecolors="#333333", node_size=size, ax=ax
+        )
+        if is_frozen and nodes:
+            drawn.set_hatch("//")
+    box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
+    nx.draw_networkx_labels(g, pos, font_size=9, bbox=box, ax=ax)
+    edges = [(u, t, d["edge"]) for u, t, d in g.edges(data=True)]
+    for active, style in ((True, "solid"), (False, "dashed")):
+        nx.draw_networkx_edges(
+            g,
+            pos,
+            edgelist=[(u, t) for u, t, e in edges if e.active == active],
+            style=style,
+            arrowsize=18,
+            node_size=size,
+            ax=ax,
+            **curve,
+        )
+    labels = {
+        (u, t): "+".join(e.protocols) + (f", k={e.rounds}" if e.talks else "") for u, t, e in edges
+    }
+    nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, font_size=8, ax=ax, **curve)
+    ax.legend(
+        handles=[
+            Patch(facecolor="#7fb3e0", edgecolor="#333333", label="trainable"),
+            Patch(facecolor="#d0d0d0", edgecolor="#333333", hatch="//", label="frozen"),
+            Line2D([], [], color="black", marker=">", label="learner → tutor (learns from)"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.02),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
+    if title:
+        ax.set_title(title)
+    ax.margins(0.25)
+    ax.axis("off")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def _add_overrides(parser: argparse.ArgumentParser, what: str = "of the config") -> None:
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help=f"overrides {what}, e.g. fit.epochs=5"
+    )
+
+
+Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+
+COMMANDS: dict[str, Command] = {
+    "run": (run, _run_arguments),
+    "eval": (evaluate_run, _eval_arguments),
+    "graph": (draw, _graph_arguments),
+}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from agora import __version__
+
+    parser = argparse.ArgumentParser(prog="agora", description="Models that talk to learn.")
+    parser.add_argument("--version", action="version", version=f"agora {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (function, add_arguments) in COMMANDS.items():
+        summary = (function.__doc__ or "").strip().splitlines()[0]
+        sub = commands.add_parser(name, help=summary, description=summary)
+        add_arguments(sub)
+        sub.set_defaults(function=function)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``agora COMMAND ...``; a config error prints ``agora: error: ...`` and exits 2.
+
+    Example:
+        >>> import tempfile
+        >>> main(["graph", "tiny", "--out", tempfile.mkdtemp() + "/g.png"])  # doctest: +ELLIPSIS
+        graph: ...
+        0
+    """
+    parser = make_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may follow options (`run tiny --out x fit.epochs=1`): argparse leaves them over
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or "overrides" not in args]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    try:
+        return args.function(args)
+    except USER_ERRORS as error:
+        parser.exit(2, f"agora: error: {error}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Packaged run configs: ``agora run tiny`` reads ``agora/configs/tiny.yaml``."""
