@@ -6,10 +6,12 @@ space, edges say who learns from whom and how, and an orchestrator runs the roun
 
 from agora.agent import Agent, AgentOutput
 from agora.aggregation import MeanAggregation, RouterAggregation, WeightedAggregation
+from agora.checkpoint import load
 from agora.codec import Codec, LinearCodec, MLPCodec, make_codec
 from agora.graph import Edge, Graph, GraphError
 from agora.orchestrator import Orchestrator, StepOutput
 from agora.protocols import Losses, distance, logit_distance
+from agora.train import FitConfig, FitResult, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -18,6 +20,8 @@ __all__ = [
     "AgentOutput",
     "Codec",
     "Edge",
+    "FitConfig",
+    "FitResult",
     "Graph",
     "GraphError",
     "LinearCodec",
@@ -30,6 +34,9 @@ __all__ = [
     "WeightedAggregation",
     "__version__",
     "distance",
+    "evaluate",
+    "fit",
+    "load",
     "logit_distance",
     "make_codec",
 ]

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, skip_first_batches
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
@@ -411,6 +413,10 @@ def fit(
     config = config or FitConfig()
     started = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else None
+    # Accelerate keeps its settings in a process-wide singleton; a second fit() in the same
+    # process (a benchmark, a notebook) may ask for another precision, so start it afresh.
+    # The process group (PartialState) stays, so this is safe under DDP too.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.grad_accumulation,
@@ -422,6 +428,12 @@ def fit(
             DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)
         ],
     )
+    if config.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        warnings.warn(
+            "mixed_precision='fp16' needs a GPU; on the CPU this run trains in fp32 "
+            "(bf16 works on CPUs)",
+            stacklevel=2,
+        )
     set_seed(config.seed)
     loader, sampler = make_loader(train_data, config.batch_size, config.seed, shuffle=True)
     examples = len(sampler)
