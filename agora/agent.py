@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -25,6 +25,8 @@ class AgentOutput:
         - **s**, **e**: ``[B, ...]`` or ``[B, T, ...]`` for token states
         - **mask**: ``[B, T]`` (``True`` where a token is real) or ``None``
         - **m**: ``[B, m_dim]`` or ``[B, T, m_dim]``, the agent's round-0 message
+        - **decoded**: tutor name -> ``(s', e')``, this agent's round-0 message as that tutor
+          decoded it (the state-consistency term computes it; the first talk round reuses it)
     """
 
     y: Tensor | None
@@ -32,6 +34,7 @@ class AgentOutput:
     e: Tensor
     mask: Tensor | None = None
     m: Tensor | None = None
+    decoded: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
 
 def _submodule(model: nn.Module, path: str | Sequence[str], role: str) -> nn.Module:

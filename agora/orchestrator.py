@@ -141,7 +141,7 @@ class Orchestrator(nn.Module):
         state: State = (out.s, out.e)
         question = out.m
         for i in range(rounds):
-            replies = [self.reply(t, e, question, out.mask) for t, e in zip(tutors, edges)]
+            replies = [self.reply(t, e, question, out.mask, out) for t, e in zip(tutors, edges)]
             reply = self.aggregate(learner, replies, question)
             decoded = self.listen(learner, reply)  # (s'_u, e'_u)
             losses.add(
@@ -150,9 +150,19 @@ class Orchestrator(nn.Module):
             if i + 1 < rounds:  # the last follow-up would never be answered
                 state, question = self.follow_up(learner, decoded[0], out.mask)
 
-    def reply(self, tutor: Agent, edge: Edge, question: Tensor, mask: Tensor | None) -> Tensor:
+    def reply(
+        self,
+        tutor: Agent,
+        edge: Edge,
+        question: Tensor,
+        mask: Tensor | None,
+        learner: AgentOutput | None = None,
+    ) -> Tensor:
         """The tutor decodes the question, interprets it with its own upper layers, answers."""
-        s, _ = tutor.codec.decode(question)  # s'_v
+        if learner is not None and question is learner.m and tutor.name in learner.decoded:
+            s = learner.decoded[tutor.name][0]  # D_v(m_u) of round 0, already computed for L_SC
+        else:
+            s, _ = tutor.codec.decode(question)  # s'_v
         if edge.noise and self.training:
             s = s + edge.noise * torch.randn_like(s)
         e = tutor.interpret(s, mask)  # ẽ_v, differentiable even when the tutor is frozen

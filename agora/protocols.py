@@ -189,6 +189,7 @@ class Talk(Protocol):
         if edge.weights["state_consistency"]:
             decoded_by_learner = learner_agent.codec.decode(tutor.m)  # (s'_u, e'_u) = D_u(m_v)
             decoded_by_tutor = tutor_agent.codec.decode(learner.m)  # (s'_v, e'_v) = D_v(m_u)
+            learner.decoded[tutor_agent.name] = decoded_by_tutor  # the first talk round's, too
             consistency = distance((learner.s, learner.e), decoded_by_learner, kind, mask)
             consistency = consistency + distance((tutor.s, tutor.e), decoded_by_tutor, kind, mask)
             losses.add(
