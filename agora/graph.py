@@ -421,7 +421,10 @@ class Graph(nn.Module):
                 agent = agent_from_spec(name, entry.get("spec"))
             agent.task = entry.get("task", agent.task)
             agent.task_weight = float(entry.get("task_weight", agent.task_weight))
-            agent.freeze(entry.get("frozen", False), codec=entry.get("codec_frozen", False))
+            agent.freeze(
+                entry.get("frozen", agent.frozen),
+                codec=entry.get("codec_frozen", agent.codec_frozen),
+            )
             aggregation = entry.get("aggregation", "mean")
             if aggregation not in AGGREGATIONS:
                 aggregation = import_object(aggregation)()
@@ -479,5 +482,6 @@ def agent_from_spec(name: str, spec: Mapping[str, Any] | None) -> Agent:
         raise GraphError(
             f"Agent {name!r}: factory {spec['factory']!r} returned {type(agent).__name__}"
         )
+    agent.name = name
     agent.spec = dict(spec)
     return agent
