@@ -607,3 +607,34 @@ def _split_bounds(n: int, valid_fraction: float, test_fraction: float, path: Pat
     if min(n_train, n_valid, n_test) < 1:
         raise DataError(f"{path}: {n} ratings are too few to split {n_train}/{n_valid}/{n_test}.")
     return {"train": (0, n_train), "valid": (n_train, n - n_test), "test": (n - n_test, n)}
+
+
+def genre_task(
+    genre: str | None = None, data_dir: str | os.PathLike | None = None
+) -> dict[str, RatingsDataset]:
+    """The data factory of the paper's configs: one genre's ``{"train", "valid", "test"}``.
+
+    ``genre=None`` gives every rating (the teacher's pre-training data). Configs name it as
+    ``agora.data.movielens:genre_task``; ``agora run paper-movielens --genre War`` sets
+    ``data.kwargs.genre``.
+
+    Args:
+        genre: a name of :attr:`MovieLens.genres`, case-insensitive (default: ``None``, all).
+        data_dir: see :func:`find_data` (default: ``None``).
+
+    Raises:
+        ValueError: an unknown genre, listing the valid names.
+        DataError: the data is missing or corrupt, saying where to put it.
+
+    >>> len(genre_task("War")["test"])  # doctest: +SKIP
+    939
+    """
+    try:
+        ml = MovieLens(data_dir)
+    except DataError:
+        raise
+    except OSError as error:  # the download from GroupLens failed
+        raise DataError(
+            f"MovieLens 100K could not be downloaded: {error}. " + _where_to_put()
+        ) from None
+    return ml.splits(genre)

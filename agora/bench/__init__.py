@@ -1,0 +1,1 @@
+"""Benchmarks that write the pages under ``docs/results/``: ``agora bench NAME``."""
