@@ -4,17 +4,22 @@
 
     agora run tiny --out runs/tiny                  # a packaged config, or a YAML file
     agora run my.yaml fit.epochs=5 graph.edges.0.rounds=3
+    agora run paper-movielens --genre War           # = data.kwargs.genre=War
     agora eval runs/tiny --split valid
     agora graph tiny --out graph.png
+    agora bench movielens --quick --out /tmp/bench  # a results page, its CSV and plot
 
 A subcommand is a function ``(args) -> int`` plus one that adds its arguments, listed in
-:data:`COMMANDS`; a new one (``bench``, ``cka``) is two functions and one entry.
+:data:`COMMANDS`; a new one (``cka``) is two functions and one entry. Benchmarks are listed
+the same way in :data:`BENCHMARKS` (``agora bench NAME``).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,10 +37,16 @@ from agora.config import (
     config_from_dict,
     load_config,
 )
-from agora.graph import Graph, GraphError
+from agora.data.movielens import DataError
+from agora.graph import Graph, GraphError, import_object
+
+
+class CommandError(ValueError):
+    """Arguments that cannot work, e.g. a results file that is not there."""
+
 
 # errors that are the user's to fix: printed as one line, exit status 2, no traceback
-USER_ERRORS = (ConfigError, GraphError, CheckpointError)
+USER_ERRORS = (ConfigError, GraphError, CheckpointError, DataError, CommandError)
 
 
 # -- agora run ---------------------------------------------------------------------------------
@@ -44,7 +55,27 @@ USER_ERRORS = (ConfigError, GraphError, CheckpointError)
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a YAML file, or a packaged config's name (e.g. tiny)")
     parser.add_argument("--out", help="run folder (default: runs/<config>-<timestamp>)")
+    parser.add_argument(
+        "--genre", metavar="NAME", help="the data's genre, e.g. Drama (= data.kwargs.genre=NAME)"
+    )
     _add_overrides(parser)
+
+
+def _genre_override(genre: str) -> str:
+    # JSON is YAML: the name stays a string even when it reads as YAML (`--genre null`)
+    return f"data.kwargs.genre={json.dumps(genre)}"
+
+
+def _check_genre(config: RunConfig, genre: str) -> None:
+    """``--genre`` needs a data factory with a ``genre`` parameter (or ``**kwargs``)."""
+    parameters = inspect.signature(import_object(config.data.factory)).parameters.values()
+    if not any(p.name == "genre" or p.kind is p.VAR_KEYWORD for p in parameters):
+        raise ConfigError(
+            f"--genre {genre}: the data factory {config.data.factory!r} takes no 'genre'; "
+            "--genre needs a config with genres, e.g. paper-movielens",
+            "data.factory",
+            config.source,
+        )
 
 
 def sample_batch(data: Any, rows: int = 8) -> Any:
@@ -59,10 +90,17 @@ def run(args: argparse.Namespace) -> int:
     """Load the config, build the graph and data, fit, print the best metrics and the run."""
     from agora.train import fit
 
-    config = load_config(args.config, args.overrides)
+    genre = getattr(args, "genre", None)
+    overrides = [*args.overrides, *([_genre_override(genre)] if genre is not None else [])]
+    config = load_config(args.config, overrides)
+    if genre is not None:
+        _check_genre(config, genre)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-{stamp}"
-    graph, data = build_graph(config), build_data(config)
+    name = "-".join([Path(args.config).stem, *([genre] if genre else []), stamp])
+    out = Path(args.out) if args.out else Path("runs") / name
+    # the data first: a wrong genre or missing file fails before an agent factory pre-trains
+    data = build_data(config)
+    graph = build_graph(config)
     try:
         graph.build(sample_batch(data["train"]))
     except GraphError as error:
@@ -246,6 +284,103 @@ def draw_graph(graph: nx.DiGraph | Graph, path: str | Path, *, title: str | None
     return path
 
 
+# -- agora bench -------------------------------------------------------------------------------
+
+
+def _movielens_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="2 genres, 1 seed, 1 epoch: a smoke test (~1 min)"
+    )
+    parser.add_argument("--out", default="docs/results", help="(default: docs/results)")
+    parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    parser.add_argument("--threads", type=int, default=1, help="threads each (default: 1)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of each run (default: 5)")
+    parser.add_argument("--data-dir", help="the folder holding ml-100k/ (default: $AGORA_DATA_DIR)")
+    parser.add_argument(
+        "--cache-dir", help="pre-trained teachers, reused across runs (default: OUT/.teachers)"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-write the page from OUT/movielens.json without training",
+    )
+
+
+def _find_movielens(data_dir: str | None) -> None:
+    """Fail at once, before any worker starts, when the data cannot be found or downloaded."""
+    from agora.data.movielens import find_data
+
+    try:
+        find_data(data_dir)
+    except DataError:
+        raise
+    except OSError as error:  # the download from GroupLens failed
+        raise CommandError(
+            f"MovieLens 100K is not here and could not be downloaded ({error}); set "
+            "AGORA_DATA_DIR to a folder holding ml-100k/, or pass --data-dir"
+        ) from None
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CommandError(
+            f"{path}: missing; --report-only re-writes the page from the results of an earlier "
+            f"`agora bench` run into {path.parent} (run it without --report-only first)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CommandError(f"{path}: cannot read the results: {error}") from None
+
+
+def bench_movielens(args: argparse.Namespace) -> int:
+    """MovieLens 100K: every method of the paper's tables, tuned on validation, 5 seeds."""
+    out = Path(args.out)
+    if args.report_only:
+        results = _read_results(out / "movielens.json")
+        from agora.bench.report import write_movielens
+
+        write_movielens(results, out)
+    else:
+        if min(args.workers, args.threads, args.seeds) < 1:
+            raise CommandError("--workers, --threads and --seeds must be at least 1")
+        _find_movielens(args.data_dir)
+        import agora.bench.report  # noqa: F401  (fail now, not after the training)
+        from agora.bench.movielens import run as run_movielens
+
+        run_movielens(
+            out,
+            quick=args.quick,
+            data_dir=args.data_dir,
+            workers=args.workers,
+            threads=args.threads,
+            seeds=args.seeds,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            command=args.command_line,
+        )
+    print(f"results: {out / 'movielens.md'}")
+    return 0
+
+
+Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+
+# agora bench NAME: a benchmark is a function and its arguments, like a command
+BENCHMARKS: dict[str, Command] = {
+    "movielens": (bench_movielens, _movielens_arguments),
+}
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    benchmarks = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, (function, add_arguments) in BENCHMARKS.items():
+        _add_command(benchmarks, name, function, add_arguments)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run a benchmark and write its results page (e.g. docs/results/movielens.md)."""
+    return BENCHMARKS[args.benchmark][0](args)
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -255,13 +390,24 @@ def _add_overrides(parser: argparse.ArgumentParser, what: str = "of the config")
     )
 
 
-Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
-
 COMMANDS: dict[str, Command] = {
     "run": (run, _run_arguments),
     "eval": (evaluate_run, _eval_arguments),
     "graph": (draw, _graph_arguments),
+    "bench": (bench, _bench_arguments),
 }
+
+
+def _add_command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    function: Callable[[argparse.Namespace], int],
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    summary = (function.__doc__ or "").strip().splitlines()[0]
+    sub = commands.add_parser(name, help=summary, description=summary)
+    add_arguments(sub)
+    sub.set_defaults(function=function)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -271,10 +417,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"agora {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (function, add_arguments) in COMMANDS.items():
-        summary = (function.__doc__ or "").strip().splitlines()[0]
-        sub = commands.add_parser(name, help=summary, description=summary)
-        add_arguments(sub)
-        sub.set_defaults(function=function)
+        _add_command(commands, name, function, add_arguments)
     return parser
 
 
@@ -287,8 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         graph: ...
         0
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
     args, extra = parser.parse_known_args(argv)
+    args.command_line = shlex.join(["agora", *argv])  # recorded by benchmarks
     # overrides may follow options (`run tiny --out x fit.epochs=1`): argparse leaves them over
     stray = [a for a in extra if a.startswith("-") or "=" not in a or "overrides" not in args]
     if stray:
