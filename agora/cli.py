@@ -1,4 +1,4 @@
-"""The ``agora`` command: run a config, evaluate a run, draw a graph.
+"""The ``agora`` command: run a config, evaluate a run, draw a graph, compare representations.
 
 ::
 
@@ -8,10 +8,12 @@
     agora eval runs/tiny --split valid
     agora graph tiny --out graph.png
     agora bench movielens --quick --out /tmp/bench  # a results page, its CSV and plot
+    agora cka runs/tiny --out cka.png               # the paper's Figure 3 for a run
+    agora cka runs/drama --out cka.png --groups genre --split test
 
 A subcommand is a function ``(args) -> int`` plus one that adds its arguments, listed in
-:data:`COMMANDS`; a new one (``cka``) is two functions and one entry. Benchmarks are listed
-the same way in :data:`BENCHMARKS` (``agora bench NAME``).
+:data:`COMMANDS`. Benchmarks are listed the same way in :data:`BENCHMARKS`
+(``agora bench NAME``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import networkx as nx
 
+from agora.analysis.cka import classes, genres
 from agora.checkpoint import CheckpointError
 from agora.config import (
     ConfigError,
@@ -141,21 +144,27 @@ def stored_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> RunConf
     return config_from_dict(data, overrides, source=source)
 
 
+def stored_split(config: RunConfig, split: str) -> Any:
+    """One split of the data a run config describes (built afresh from its factory)."""
+    data = build_data(config)
+    if split not in data:
+        raise ConfigError(
+            f"the data has no {split!r} split; it has {sorted(data)}",
+            "data.factory",
+            config.source,
+        )
+    return data[split]
+
+
 def evaluate_run(args: argparse.Namespace) -> int:
     """Load a trained graph, rebuild its data from the stored config, print metrics as JSON."""
     from agora.checkpoint import load
     from agora.train import evaluate
 
     config = stored_config(args.run_dir, args.overrides)
-    data = build_data(config)
-    if args.split not in data:
-        raise ConfigError(
-            f"the data has no {args.split!r} split; it has {sorted(data)}",
-            "data.factory",
-            config.source,
-        )
+    split = stored_split(config, args.split)
     graph = load(args.run_dir)
-    metrics = evaluate(graph, data[args.split], batch_size=args.batch_size)
+    metrics = evaluate(graph, split, batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 
@@ -284,6 +293,97 @@ def draw_graph(graph: nx.DiGraph | Graph, path: str | Path, *, title: str | None
     return path
 
 
+# agora cka --groups NAME: how examples are grouped, one heatmap per group
+CKA_GROUPS: dict[str, Callable[[Any, Any], Any]] = {"genre": genres, "class": classes}
+
+
+# -- agora cka ---------------------------------------------------------------------------------
+
+
+def _cka_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run folder (or one of its model folders)")
+    parser.add_argument("--out", default="cka.png", help="image file (default: cka.png)")
+    parser.add_argument("--split", default="valid", choices=("train", "valid", "test"))
+    parser.add_argument(
+        "--groups",
+        choices=tuple(CKA_GROUPS),
+        help="one heatmap per genre (x['genres'], MovieLens) or per class (integer y)",
+    )
+    parser.add_argument("--teacher", help="the columns' agent (default: the first edge's tutor)")
+    parser.add_argument("--student", help="the rows' agent (default: the first edge's learner)")
+    parser.add_argument(
+        "--min-examples",
+        type=int,
+        default=20,
+        help="leave out groups with fewer examples (default: 20, as the paper)",
+    )
+    parser.add_argument("--batch-size", type=int, default=1024)
+    _add_overrides(parser, "of the stored run config (e.g. data.kwargs.n=1024)")
+
+
+def _genre_names(config: RunConfig, data: Any) -> list[str] | None:
+    """The names of the genre columns: the dataset's ``genre_names``, or MovieLens' genres."""
+    names = getattr(data, "genre_names", None)
+    if names is not None:
+        return list(names)
+    if config.data.factory == "agora.data.movielens:genre_task":
+        from agora.data.movielens import MovieLens
+
+        return list(MovieLens(config.data.kwargs.get("data_dir")).genres)
+    return None
+
+
+def cka(args: argparse.Namespace) -> int:
+    """Draw linear CKA between teacher s/e and student s/e/m (the paper's Figure 3)."""
+    from agora.analysis import cka as analysis
+    from agora.checkpoint import load
+
+    config = stored_config(args.run_dir, args.overrides)
+    data = stored_split(config, args.split)
+    graph = load(args.run_dir)
+    teacher, student = args.teacher, args.student
+    if teacher is None or student is None:
+        try:
+            default_teacher, default_student = analysis.teacher_and_student(graph)
+        except ValueError as error:
+            raise CommandError(f"{error} (--teacher and --student)") from None
+        teacher, student = teacher or default_teacher, student or default_student
+    for option, name in (("--teacher", teacher), ("--student", student)):
+        if name not in graph.agents:
+            raise CommandError(f"{option} {name}: no such agent; agents: {list(graph.agents)}")
+    if args.groups is None:
+        collected = analysis.states(
+            graph, data, agents=[teacher, student], batch_size=args.batch_size
+        )
+        matrices = {"all": analysis.cka_matrix(collected, teacher, student)}
+    else:
+        names = _genre_names(config, data) if args.groups == "genre" else None
+        try:
+            matrices = analysis.by_group(
+                graph,
+                data,
+                CKA_GROUPS[args.groups],
+                teacher=teacher,
+                student=student,
+                names=names,
+                min_examples=args.min_examples,
+                batch_size=args.batch_size,
+            )
+        except ValueError as error:  # the data has no genres, or no class labels
+            raise CommandError(f"--groups {args.groups}: {error}") from None
+        if not matrices:
+            raise CommandError(
+                f"--groups {args.groups}: no group of the {args.split} split has "
+                f"{args.min_examples} examples or more (lower --min-examples)"
+            )
+    for name, matrix in matrices.items():
+        print(f"{name} (n={matrix.examples})\n{matrix}\n")
+    title = f"{Path(args.run_dir).name}: {args.split}"
+    analysis.plot(matrices, args.out, title=title)
+    print(f"cka: {args.out}")
+    return 0
+
+
 # -- agora bench -------------------------------------------------------------------------------
 
 
@@ -395,6 +495,7 @@ COMMANDS: dict[str, Command] = {
     "eval": (evaluate_run, _eval_arguments),
     "graph": (draw, _graph_arguments),
     "bench": (bench, _bench_arguments),
+    "cka": (cka, _cka_arguments),
 }
 
 
