@@ -1,0 +1,463 @@
+"""Speed: agora's training step against a hand-written one and torchdistill, and how it scales.
+
+``agora bench speed`` writes ``speed.md`` and ``speed.json`` into ``--out`` (default
+``docs/results``). Every comparison is measured side by side in one process: blocks of steps
+of A and B alternate (their order flips each repeat) and the page reports medians over the
+repeats, with the thread count. Peak memory is the resident set of a fresh process that runs
+one configuration.
+
+The models are the paper's MovieLens recommenders (teacher 300 -> 512 -> 256 -> 1, student a
+quarter of it, codecs dense-ReLU-dense with 256 hidden units and 128-d messages), on batches
+of 256 real ratings when the data is at hand, random ids otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from agora.graph import Graph
+from agora.orchestrator import Orchestrator
+
+Step = Callable[[], None]
+
+# -- models and a batch ----------------------------------------------------------------------
+
+
+def _meta_and_batch(data_dir: str | None, batch_size: int) -> tuple[Any, Any, Any]:
+    from agora.data.movielens import MovieLens, MovieLensMeta
+
+    try:
+        ml = MovieLens(data_dir, download=False)
+        x, y = ml.splits("Drama")["train"].__getitems__(list(range(batch_size)))
+        return ml.meta, x, y
+    except Exception:  # no data: the same shapes with random ids
+        meta = MovieLensMeta(n_users=943, n_movies=1682, n_words=2405, n_genres=19, title_len=15)
+        g = torch.Generator().manual_seed(0)
+        x = {
+            "user": torch.randint(1, 944, (batch_size,), generator=g),
+            "movie": torch.randint(1, 1683, (batch_size,), generator=g),
+            "title": torch.randint(0, 2406, (batch_size, 15), generator=g),
+            "genres": (torch.rand(batch_size, 19, generator=g) < 0.2).float(),
+        }
+        return meta, x, 1 + 4 * torch.rand(batch_size, generator=g)
+
+
+def paper_graph(meta: Any, x: Any, rounds: int = 2, tutors: int = 1, weight: float = 0.1) -> Graph:
+    """The two-node TD graph (or ``tutors`` frozen teachers, mean aggregation), built."""
+    from agora.bench.movielens import student_agent, teacher_agent
+
+    torch.manual_seed(0)
+    teachers = [teacher_agent(meta) for _ in range(tutors)]
+    for i, teacher in enumerate(teachers):
+        teacher.name = "teacher" if tutors == 1 else f"teacher{i}"
+    graph = Graph([*teachers, student_agent(meta)], message_dim=128, codec_hidden=256)
+    weights = dict.fromkeys(("interact", "message_consistency", "state_consistency"), weight)
+    for teacher in teachers:
+        graph.add_edge("student", teacher.name, "talk", rounds=rounds, weights=weights)
+    return graph.build(x)
+
+
+def _optimizer(graph: Graph) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in graph.parameters() if p.requires_grad], lr=1e-3)
+
+
+def agora_step(graph: Graph, x: Any, y: Tensor) -> Step:
+    step, optimizer = Orchestrator(graph).train(), _optimizer(graph)
+
+    def run() -> None:
+        loss = step(x, y).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return run
+
+
+def hand_written_step(graph: Graph, x: Any, y: Tensor, rounds: int, weight: float) -> Step:
+    """The same TD step written out in plain PyTorch on the same modules: no framework."""
+    teacher, student = graph.agents["teacher"], graph.agents["student"]
+    optimizer = _optimizer(graph)
+    d_s_teacher, d_s_student = teacher.codec.s_shape[0], student.codec.s_shape[0]
+    E_t, D_t = teacher.codec.encoder, teacher.codec.decoder
+    E_s, D_s = student.codec.encoder, student.codec.decoder
+
+    def run() -> None:
+        with torch.no_grad():
+            s_t = teacher.lower(x)
+            e_t = teacher.upper(s_t)
+        s_s = student.lower(x)
+        e_s = student.upper(s_s)
+        y_s = student.head(e_s)
+        state_t, state_s = torch.cat([s_t, e_t], -1), torch.cat([s_s, e_s], -1)
+        m_t, m_s = E_t(state_t), E_s(state_s)
+        decoded_by_teacher = D_t(m_s)  # used by L_SC and by the first round
+        loss = F.mse_loss(y_s, y) + weight * F.mse_loss(m_s, m_t)
+        loss = loss + weight * (
+            F.mse_loss(D_s(m_t), state_s) + F.mse_loss(decoded_by_teacher, state_t)
+        )
+        question, state = m_s, state_s
+        for i in range(rounds):
+            s_t2 = (decoded_by_teacher if i == 0 else D_t(question))[:, :d_s_teacher]
+            reply = E_t(torch.cat([s_t2, teacher.upper(s_t2)], -1))
+            decoded = D_s(reply)
+            loss = loss + weight * F.mse_loss(decoded, state)
+            if i + 1 < rounds:
+                s_s2 = decoded[:, :d_s_student]
+                state = torch.cat([s_s2, student.upper(s_s2)], -1)
+                question = E_s(state)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return run
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def per_step(step: Step, steps: int) -> float:
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps
+
+
+def paired(a: Step, b: Step, repeats: int, steps: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds per step of ``a`` and ``b``, in alternating blocks."""
+    for _ in range(warmup):
+        a()
+        b()
+    times_a, times_b, ratios = [], [], []
+    for r in range(repeats):
+        first, second = (a, b) if r % 2 == 0 else (b, a)
+        t_first, t_second = per_step(first, steps), per_step(second, steps)
+        t_a, t_b = (t_first, t_second) if r % 2 == 0 else (t_second, t_first)
+        times_a.append(t_a)
+        times_b.append(t_b)
+        ratios.append(t_a / t_b)
+    return {
+        "a_ms": 1000 * statistics.median(times_a),
+        "b_ms": 1000 * statistics.median(times_b),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def series(make: Callable[[int], Step], values: list[int], repeats: int, steps: int) -> list[dict]:
+    """Median step time for each value, the values interleaved within each repeat."""
+    steps_by_value = {v: make(v) for v in values}
+    for step in steps_by_value.values():
+        step()
+    times: dict[int, list[float]] = {v: [] for v in values}
+    for _ in range(repeats):
+        for v in values:
+            times[v].append(per_step(steps_by_value[v], steps))
+    return [{"value": v, "ms": 1000 * statistics.median(times[v])} for v in values]
+
+
+def linear_fit(points: list[dict]) -> dict[str, float]:
+    """Least squares ``ms = a + b * value`` and the largest relative deviation from it."""
+    xs = [p["value"] for p in points]
+    ys = [p["ms"] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    a = my - b * mx
+    worst = max(abs(y - (a + b * x)) / y for x, y in zip(xs, ys))
+    return {"intercept_ms": a, "slope_ms": b, "max_relative_deviation": worst}
+
+
+# -- the frozen-teacher cache on a real epoch ------------------------------------------------
+
+
+def cache_epochs(data_dir: str | None, repeats: int, genre: str = "Drama") -> dict[str, Any] | None:
+    """Seconds per epoch of the two-node TD run on a genre, with and without the state cache."""
+    from agora.bench.movielens import student_agent, teacher_agent
+    from agora.data.movielens import MovieLens
+    from agora.train import FitConfig, fit
+
+    try:
+        ml = MovieLens(data_dir, download=False)
+    except Exception:  # no data: nothing to measure
+        return None
+    train = ml.splits(genre)["train"]
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(repeats):
+        for cache in (True, False) if r % 2 == 0 else (False, True):
+            torch.manual_seed(0)
+            graph = Graph([teacher_agent(ml.meta), student_agent(ml.meta)], message_dim=128)
+            graph.add_edge("student", "teacher", "talk", rounds=2)
+            config = FitConfig(epochs=2, cache_frozen=cache, progress=False, log_every=10**9)
+            started = time.perf_counter()
+            fit(graph, train, None, config)
+            seconds[cache].append((time.perf_counter() - started) / 2)
+    on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
+    return {
+        "genre": genre, "examples": len(train), "with_cache_s": on, "without_cache_s": off,
+        "ratio": on / off,
+    }  # fmt: skip
+
+
+# -- torchdistill -----------------------------------------------------------------------------
+
+
+def torchdistill_comparison(meta: Any, x: Any, y: Tensor, repeats: int, steps: int) -> dict | None:
+    """LD with agora vs torchdistill's KDLoss on the same teacher, student and batch.
+
+    Ratings as 5 classes so that Hinton's KL applies; the loss is ``CE + T^2 KL`` in both."""
+    try:
+        from torchdistill.core.forward_hook import ForwardHookManager
+        from torchdistill.losses.mid_level import KDLoss
+    except ImportError:
+        return None
+    from agora.bench.movielens import student_agent, teacher_agent
+
+    torch.manual_seed(0)
+    teacher, student = teacher_agent(meta), student_agent(meta)
+    for agent in (teacher, student):
+        agent.head = torch.nn.Linear(agent.head.linear.in_features, 5)
+        agent.task = "classification"
+    teacher.freeze()
+    labels = (y.round().long() - 1).clamp(0, 4)
+    temperature = 4.0
+    graph = Graph([teacher, student], message_dim=128)
+    graph.add_edge("student", "teacher", "logit", temperature=temperature, weights={"logit": 1.0})
+    graph.build(x)
+    ours = agora_step(graph, x, labels)
+
+    t_model = torch.nn.Sequential(
+        copy.deepcopy(teacher.lower), copy.deepcopy(teacher.upper), copy.deepcopy(teacher.head)
+    ).eval()
+    s_model = torch.nn.Sequential(
+        copy.deepcopy(student.lower), copy.deepcopy(student.upper), copy.deepcopy(student.head)
+    )
+    t_hooks, s_hooks = (
+        ForwardHookManager(torch.device("cpu")),
+        ForwardHookManager(torch.device("cpu")),
+    )
+    t_hooks.add_hook(t_model, "2", requires_input=False, requires_output=True)
+    s_hooks.add_hook(s_model, "2", requires_input=False, requires_output=True)
+    criterion = KDLoss("2", "output", "2", "output", temperature=temperature, alpha=0.5, beta=0.5)
+    optimizer = torch.optim.AdamW(s_model.parameters(), lr=1e-3)
+
+    def theirs() -> None:
+        with torch.no_grad():
+            t_model(x)
+        s_model(x)
+        loss = criterion(s_hooks.pop_io_dict(), t_hooks.pop_io_dict(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    result = paired(ours, theirs, repeats, steps)
+    batch = labels.shape[0]
+    import torchdistill
+
+    return {
+        **result,
+        "agora_samples_per_s": batch / result["a_ms"] * 1000,
+        "torchdistill_samples_per_s": batch / result["b_ms"] * 1000,
+        "torchdistill": torchdistill.__version__,
+    }
+
+
+# -- peak memory, one configuration per fresh process ----------------------------------------
+
+
+def _peak_rss_of(config: dict[str, Any]) -> float:
+    """Run ``config`` for a few steps in this (fresh) process; peak resident set in MiB."""
+    torch.set_num_threads(config["threads"])
+    meta, x, y = _meta_and_batch(config["data_dir"], config["batch_size"])
+    graph = paper_graph(meta, x, rounds=config["rounds"], tutors=config["tutors"])
+    if config["kind"] == "hand":
+        step = hand_written_step(graph, x, y, config["rounds"], 0.1)
+    else:
+        step = agora_step(graph, x, y)
+    for _ in range(5):
+        step()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_memory(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        peaks = pool.map(_peak_rss_of, configs, chunksize=1)
+    return [{**c, "peak_rss_mib": p} for c, p in zip(configs, peaks)]
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+def run(
+    out: Path,
+    *,
+    quick: bool = False,
+    data_dir: str | None = None,
+    threads: int = 1,
+    command: str = "agora bench speed",
+) -> dict[str, Any]:
+    """Measure everything and write ``speed.md`` / ``speed.json`` into ``out``."""
+    torch.set_num_threads(threads)
+    repeats, steps = (3, 2) if quick else (15, 10)
+    batch_size = 256
+    started = time.perf_counter()
+    meta, x, y = _meta_and_batch(data_dir, batch_size)
+    results: dict[str, Any] = {
+        "command": command,
+        "quick": quick,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": _machine(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "steps_per_block": steps,
+    }
+    rounds = 2
+    graph = paper_graph(meta, x, rounds=rounds)
+    twin = copy.deepcopy(graph)
+    results["td_vs_hand"] = paired(
+        agora_step(graph, x, y), hand_written_step(twin, x, y, rounds, 0.1), repeats, steps
+    )
+    results["rounds"] = series(
+        lambda k: agora_step(paper_graph(meta, x, rounds=k), x, y), [0, 1, 2, 3, 4], repeats, steps
+    )
+    results["rounds_fit"] = linear_fit(results["rounds"])
+    tutor_counts = [1, 2] if quick else [1, 2, 3, 4, 6, 8]
+    results["tutors"] = series(
+        lambda n: agora_step(paper_graph(meta, x, tutors=n), x, y), tutor_counts, repeats, steps
+    )
+    results["tutors_fit"] = linear_fit(results["tutors"])
+    results["torchdistill"] = torchdistill_comparison(meta, x, y, repeats, steps)
+    results["cache"] = cache_epochs(data_dir, 1, "War") if quick else cache_epochs(data_dir, 3)
+    memory = [
+        {"kind": kind, "rounds": k, "tutors": n, "threads": threads, "data_dir": data_dir,
+         "batch_size": batch_size}
+        for kind, k, n in ([("agora", 2, 1), ("hand", 2, 1)] if quick else
+                           [("agora", 2, 1), ("hand", 2, 1), ("agora", 0, 1), ("agora", 4, 1),
+                            ("agora", 2, 8)])
+    ]  # fmt: skip
+    results["memory"] = peak_memory(memory)
+    results["seconds"] = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(results, indent=1))
+    (out / "speed.md").write_text(render(results))
+    return results
+
+
+def _machine() -> str:
+    from agora.bench.movielens import _machine as machine
+
+    return machine()
+
+
+# -- the page --------------------------------------------------------------------------------
+
+
+def render(r: dict[str, Any]) -> str:
+    td = r["td_vs_hand"]
+    lines = [
+        "# Speed",
+        "",
+        f"- Command: `{r['command']}`",
+        f"- Date: {r['date']}; machine: {r['machine']}; torch {r['torch']}",
+        f"- Threads: {r['threads']} (`torch.set_num_threads`); batch {r['batch_size']}; "
+        f"medians over {r['repeats']} repeats of {r['steps_per_block']}-step blocks, "
+        "A and B alternating",
+        f"- Wall time of the whole benchmark: {r['seconds']:.0f} s",
+    ]
+    if r["quick"]:
+        lines += ["", "> **--quick: a smoke test with few repeats, not a measurement.**"]
+    verdict = "meets" if td["ratio"] <= 1.10 else "misses"
+    lines += [
+        "",
+        "## agora's TD step vs a hand-written one",
+        "",
+        "The paper's two-node MovieLens graph, k = 2, all three TD losses; the hand-written step "
+        "runs the same math on the same modules in plain PyTorch (`hand_written_step` in "
+        "`agora/bench/speed.py`), reusing the teacher's decoding of the first question as agora "
+        "does.",
+        "",
+        "| | ms / step |",
+        "|---|---|",
+        f"| agora `Orchestrator` | {td['a_ms']:.2f} |",
+        f"| hand-written | {td['b_ms']:.2f} |",
+        f"| ratio (median of paired ratios) | **{td['ratio']:.3f}** "
+        f"(range {td['ratio_min']:.3f}-{td['ratio_max']:.3f}) |",
+        "",
+        f"The ratio {verdict} the target of 1.10.",
+    ]
+    lines += _series_section("rounds k (one tutor)", r["rounds"], r["rounds_fit"], "k")
+    lines += _series_section(
+        "tutors (k = 2, mean aggregation)", r["tutors"], r["tutors_fit"], "tutors"
+    )
+    lines += _torchdistill_section(r["torchdistill"])
+    lines += _cache_section(r["cache"])
+    lines += ["", "## Peak memory", "", "Peak resident set of a fresh process running 5 steps "
+              "(the Python interpreter, torch and the data included).", "",
+              "| step | k | tutors | peak RSS (MiB) |", "|---|---|---|---|"]  # fmt: skip
+    for m in r["memory"]:
+        lines.append(f"| {m['kind']} | {m['rounds']} | {m['tutors']} | {m['peak_rss_mib']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _series_section(title: str, points: list[dict], fit: dict, name: str) -> list[str]:
+    lines = ["", f"## Step time vs {title}", "", f"| {name} | ms / step |", "|---|---|"]
+    lines += [f"| {p['value']} | {p['ms']:.2f} |" for p in points]
+    linear = fit["max_relative_deviation"] < 0.1
+    lines += [
+        "",
+        f"Least squares: {fit['intercept_ms']:.2f} ms + {fit['slope_ms']:.2f} ms per {name}; "
+        f"the largest deviation from the line is {100 * fit['max_relative_deviation']:.1f}% "
+        f"({'linear' if linear else 'not linear within 10%'}).",
+    ]
+    return lines
+
+
+def _torchdistill_section(td: dict | None) -> list[str]:
+    lines = ["", "## LD: agora vs torchdistill", ""]
+    if td is None:
+        return [*lines, "Not measured: torchdistill is not installed "
+                "(`pip install torchdistill==1.1.5`; it is never a dependency of agora)."]  # fmt: skip
+    return [
+        *lines,
+        f"Ratings as 5 classes, `CE + T^2 KL` (T = 4) with torchdistill {td['torchdistill']}'s "
+        "`KDLoss` and forward hooks against agora's `logit` edge; same teacher, student and batch.",
+        "",
+        "| | ms / step | samples / s |",
+        "|---|---|---|",
+        f"| agora | {td['a_ms']:.2f} | {td['agora_samples_per_s']:.0f} |",
+        f"| torchdistill | {td['b_ms']:.2f} | {td['torchdistill_samples_per_s']:.0f} |",
+        "",
+        f"Ratio agora / torchdistill (time per step): **{td['ratio']:.3f}**.",
+    ]
+
+
+def _cache_section(cache: dict | None) -> list[str]:
+    lines = ["", "## The frozen-teacher state cache", ""]
+    if cache is None:
+        return [*lines, "Not measured: MovieLens 100K is not at hand (set AGORA_DATA_DIR)."]
+    return [
+        *lines,
+        f"Two-node TD (k = 2) on {cache['genre']}'s {cache['examples']} training ratings with `fit`: "
+        "seconds per epoch, averaged over 2 epochs (the first fills the cache).",
+        "",
+        "| | s / epoch |",
+        "|---|---|",
+        f"| cache on | {cache['with_cache_s']:.2f} |",
+        f"| cache off | {cache['without_cache_s']:.2f} |",
+        "",
+        f"Ratio on / off: **{cache['ratio']:.3f}**.",
+    ]
