@@ -677,6 +677,36 @@ def _tuning_cost(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _where_time_goes(results: dict[str, Any]) -> list[str]:
+    """Run time (summed over workers) and milliseconds per optimizer step, by method."""
+    totals: dict[str, list[float]] = {}
+    for row in [*results.get("tuning_rows", []), *results["rows"]]:
+        if row.get("reused"):
+            continue  # counted once, where it ran
+        entry = totals.setdefault(row["method"], [0.0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += row.get("seconds", 0.0)
+        entry[2] += row.get("steps", 0)
+    if not totals:
+        return []
+    all_seconds = sum(v[1] for v in totals.values()) or 1.0
+    rows = [
+        [method, f"{int(n)}", _duration(seconds), f"{100 * seconds / all_seconds:.0f}%",
+         f"{1000 * seconds / steps:.1f}" if steps else "n/a"]
+        for method, (n, seconds, steps) in sorted(totals.items(), key=lambda kv: -kv[1][1])
+    ]  # fmt: skip
+    return [
+        "## Where the time goes",
+        "",
+        f"Every student run (tuning, main table and ablations) by method; run time is summed over "
+        f"the {results.get('workers', '?')} worker processes of {results.get('threads', '?')} "
+        "thread(s) each, and ms / step includes data, evaluation and early-stopping bookkeeping.",
+        "",
+        *_table(["Method", "Runs", "Run time", "Share", "ms / step"], rows),
+        "",
+    ]
+
+
 # -- CSV and figure --------------------------------------------------------------------------
 
 
@@ -764,7 +794,7 @@ def movielens_page(results: dict[str, Any], figure: bool = True) -> str:
     if figure:
         lines += ["![Relative improvement over Scratch](movielens.png)", ""]
     lines += [*_table1(runs), *_table3(runs), *_table5(runs), *_table7(runs)]
-    lines += [*_table8(runs, results), *_summary(runs, results)]
+    lines += [*_table8(runs, results), *_summary(runs, results), *_where_time_goes(results)]
     lines.append(
         "Every run, ablations included, is in `movielens.csv`; the raw results in `movielens.json`."
     )
