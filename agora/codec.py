@@ -104,12 +104,12 @@ class MLPCodec(Codec):
         D(m) = W_4\,\mathrm{drop}(\mathrm{relu}(W_3 m))
 
     The LayerNorm keeps messages on one scale, so the message-consistency loss cannot be
-    lowered by shrinking every message towards zero.
+    lowered by shrinking every message towards zero. ``s_shape``, ``e_shape``,
+    ``message_dim`` and ``tokens`` are as in :class:`Codec`.
 
     Args:
         hidden (int): width of the ReLU layer. (default: ``256``)
         dropout (float): dropout after the ReLU. (default: ``0.1``)
-        (others as :class:`Codec`)
     """
 
     def __init__(

@@ -41,7 +41,9 @@ def distance(
     where ``n`` runs over examples, or over the real tokens when ``mask`` is given.
 
     Args:
-        a, b: tensors ``[B, ...]`` (or ``[B, T, ...]`` with ``mask``), or sequences of them.
+        a (Tensor or sequence of Tensor): ``[B, ...]`` (or ``[B, T, ...]`` with ``mask``), or
+            several such tensors, flattened and concatenated.
+        b (Tensor or sequence of Tensor): the other side, shaped as ``a``.
         kind (str): ``"l2"`` (the paper's mean squared error) or ``"cosine"``.
             (default: ``"l2"``)
         mask (Tensor, optional): ``[B, T]``, ``True`` for real tokens; padding never counts.

@@ -52,7 +52,8 @@ class FitConfig:
 
     Args:
         epochs: passes over the training data.
-        lr, weight_decay: AdamW's learning rate and decoupled weight decay.
+        lr: AdamW's learning rate.
+        weight_decay: AdamW's decoupled weight decay.
         batch_size: examples per step and process (for data given as a ``Dataset``).
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"`` (Accelerate's autocast).
         grad_accumulation: batches per optimizer step.
