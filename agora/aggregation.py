@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from einops import einsum
 from torch import Tensor, nn
@@ -12,11 +14,14 @@ AGGREGATIONS = ("mean", "weights", "router")
 class Aggregation(nn.Module):
     r"""Combine ``n`` replies into one: :math:`r = \sum_i w_i\, r_i` with :math:`\sum_i w_i = 1`.
 
-    Subclasses implement :meth:`weights`; the last weights used are kept in ``last_weights``
-    (detached) so a user can see which tutor each learner listens to.
+    Subclasses implement :meth:`weights` over every tutor the learner has (its talk edges,
+    active or not). When a stage switches some of those edges off, ``tutors`` gives the
+    positions of the active ones, whose weights are kept and renormalised to sum to one.
+    The last weights used are kept in ``last_weights`` (detached) so a user can see which
+    tutor each learner listens to; :class:`~agora.train.RunLog` logs them by tutor name.
 
     Shapes:
-        - **replies**: ``[n, B, m_dim]`` or ``[n, B, T, m_dim]``
+        - **replies**: ``[n, B, m_dim]`` or ``[n, B, T, m_dim]``, ``n`` the active tutors
         - **question**: the learner's message, ``[B, m_dim]`` or ``[B, T, m_dim]``
         - **weights**: ``[n]`` (one per tutor) or ``[B, n]`` / ``[B, T, n]`` (per example)
         - **output**: ``[B, m_dim]`` or ``[B, T, m_dim]``
@@ -29,8 +34,13 @@ class Aggregation(nn.Module):
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, replies: Tensor, question: Tensor) -> Tensor:
+    def forward(
+        self, replies: Tensor, question: Tensor, tutors: Sequence[int] | None = None
+    ) -> Tensor:
         weights = self.weights(replies, question)
+        if tutors is not None:  # some tutors are switched off: share their weight out
+            weights = weights[..., list(tutors)]
+            weights = weights / weights.sum(-1, keepdim=True)
         self.last_weights = weights.detach()
         if weights.dim() == 1:
             return einsum(weights, replies, "n, n ... m -> ... m")
@@ -44,8 +54,10 @@ class MeanAggregation(Aggregation):
         n = replies.shape[0]
         return torch.full((n,), 1.0 / n, device=replies.device, dtype=replies.dtype)
 
-    def forward(self, replies: Tensor, question: Tensor) -> Tensor:
-        self.last_weights = self.weights(replies, question)
+    def forward(
+        self, replies: Tensor, question: Tensor, tutors: Sequence[int] | None = None
+    ) -> Tensor:
+        self.last_weights = self.weights(replies, question)  # over the replies given
         return replies.mean(0)
 
 
@@ -68,7 +80,17 @@ class WeightedAggregation(Aggregation):
 
 class RouterAggregation(Aggregation):
     r"""A per-example gate on the learner's question (a mixture of tutors):
-    :math:`w(m) = \mathrm{softmax}(W m + b)`."""
+    :math:`w(m) = \mathrm{softmax}(W m + b)`.
+
+    The gate is trained by the interact loss: the learner learns which tutor's reply helps
+    it reconstruct its states, example by example.
+
+    Example:
+        >>> router = RouterAggregation(num_tutors=3, message_dim=4)
+        >>> reply = router(torch.randn(3, 5, 4), torch.randn(5, 4))  # 3 tutors, 5 examples
+        >>> tuple(router.last_weights.shape), torch.allclose(router.last_weights.sum(-1), torch.ones(5))
+        ((5, 3), True)
+    """
 
     def __init__(self, num_tutors: int, message_dim: int) -> None:
         super().__init__()
@@ -79,6 +101,9 @@ class RouterAggregation(Aggregation):
 
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:
         return self.gate(question).softmax(-1)  # [B, n] or [B, T, n]
+
+    def extra_repr(self) -> str:
+        return f"num_tutors={self.gate.out_features}"
 
 
 def make_aggregation(kind: str | nn.Module, num_tutors: int, message_dim: int) -> nn.Module:

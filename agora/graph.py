@@ -247,8 +247,10 @@ class Graph(nn.Module):
         return isinstance(self.codec_kind, str) and self.codec_kind.startswith("token")
 
     def _build_aggregators(self) -> None:
+        # sized by every talk edge, active or not, so that a stage switching an edge off
+        # keeps the learned weights of the others (see Aggregation's ``tutors``)
         for name in self.agents:
-            tutors = self.tutors_of(name)
+            tutors = self.talk_edges(name)
             have = self.aggregators[name] if name in self.aggregators else None
             if tutors and (have is None or getattr(have, "num_tutors", len(tutors)) != len(tutors)):
                 module = make_aggregation(self._aggregation[name], len(tutors), self.message_dim)
@@ -293,6 +295,10 @@ class Graph(nn.Module):
         """The active talk edges out of ``learner``, in the order its tutors' replies stack."""
         return [e for e in self.active_edges if e.learner == learner and e.talks]
 
+    def talk_edges(self, learner: str) -> list[Edge]:
+        """Every talk edge out of ``learner``, active or not: the tutors its aggregator weighs."""
+        return [e for e in self.edges if e.learner == learner and e.talks]
+
     def learners(self) -> list[str]:
         return list(dict.fromkeys(e.learner for e in self.active_edges))
 
@@ -333,10 +339,15 @@ class Graph(nn.Module):
                     raise GraphError(
                         f"Edge {edge.name}: agent {agent.name!r} has no codec; call graph.build(sample)"
                     )
-            if learner.codec.tokens != tutor.codec.tokens:
+        for learner in self.learners():
+            self._check_message_space(learner)
+        for name, aggregation in self._aggregation.items():
+            talk = self.talk_edges(name)
+            if aggregation in ("weights", "router") and len(talk) < 2:
                 raise GraphError(
-                    f"Edge {edge.name}: {learner.name!r} and {tutor.name!r} speak different message "
-                    f"spaces (per-token and per-example codecs cannot talk)"
+                    f"Agent {name!r}: aggregation {aggregation!r} weighs the replies of several "
+                    f"tutors, but {name!r} talks to {len(talk)} "
+                    f"({[e.tutor for e in talk]}); use 'mean' or add talk edges to more tutors"
                 )
         for learner in self.learners():
             talk = self.tutors_of(learner)
@@ -350,6 +361,21 @@ class Graph(nn.Module):
                 )
         if sample is not None:
             self._check_shapes(sample)
+
+    def _check_message_space(self, learner: str) -> None:
+        """A learner and its tutors must speak one message space: their replies are stacked."""
+        names = [learner, *(e.tutor for e in self.active_edges if e.learner == learner)]
+        spaces = {}
+        for name in names:
+            codec = self.agents[name].codec
+            spaces[name] = f"[B, {'T, ' if codec.tokens else ''}{codec.message_dim}]"
+        if len(set(spaces.values())) > 1:
+            described = ", ".join(f"{name} {space}" for name, space in spaces.items())
+            raise GraphError(
+                f"Agent {learner!r} and its tutors speak different message spaces ({described}); "
+                f"per-token and per-example codecs cannot talk, and every codec must encode to "
+                f"the graph's message_dim {self.message_dim}"
+            )
 
     def _check_shapes(self, sample: Any) -> None:
         for agent in self.agents.values():

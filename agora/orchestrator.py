@@ -169,10 +169,18 @@ class Orchestrator(nn.Module):
         return tutor.codec.encode(s, e)  # r_v = E_v(s'_v, ẽ_v)
 
     def aggregate(self, learner: Agent, replies: list[Tensor], question: Tensor) -> Tensor:
-        """One reply from several; a single tutor's reply passes unchanged."""
+        """One reply from several; a single tutor's reply passes unchanged.
+
+        The aggregator weighs all of the learner's talk edges; when a stage has switched some
+        off, it is told which of them replied (``tutors=``)."""
         if len(replies) == 1:
             return replies[0]
-        return self.graph.aggregators[learner.name](torch.stack(replies), question)
+        aggregator = self.graph.aggregators[learner.name]
+        talk = self.graph.talk_edges(learner.name)
+        if len(replies) == len(talk):
+            return aggregator(torch.stack(replies), question)
+        active = [i for i, edge in enumerate(talk) if edge.active]
+        return aggregator(torch.stack(replies), question, tutors=active)
 
     def listen(self, learner: Agent, reply: Tensor) -> State:
         return learner.codec.decode(reply)

@@ -581,13 +581,13 @@ class RunLog:
 
     def train(self, state: TrainState, out: StepOutput, lr: float) -> None:
         values = {f"train/{k}": v.item() for k, v in out.losses.values().items()}
-        for name, module in self.graph.aggregators.items():
+        for learner, module in self.graph.aggregators.items():
             weights = getattr(module, "last_weights", None)
-            if weights is not None:
-                for i, w in enumerate(
-                    weights.reshape(-1, weights.shape[-1]).float().mean(0).tolist()
-                ):
-                    values[f"aggregation/{name}/{i}"] = w
+            tutors = [edge.tutor for edge in self.graph.tutors_of(learner)]
+            if weights is not None and weights.shape[-1] == len(tutors):  # [n] or [B, (T,) n]
+                mean = weights.reshape(-1, weights.shape[-1]).float().mean(0).tolist()
+                for tutor, w in zip(tutors, mean):
+                    values[f"aggregation/{learner}/{tutor}"] = w
         self.write(
             {"step": state.step, "epoch": state.epoch, "loss": out.loss.item(), "lr": lr, **values}
         )
