@@ -82,9 +82,14 @@ def _check_genre(config: RunConfig, genre: str) -> None:
 
 
 def sample_batch(data: Any, rows: int = 8) -> Any:
-    """The inputs ``x`` of a first small batch of a Dataset or DataLoader (to build codecs)."""
+    """The inputs ``x`` of a first small batch of a Dataset or DataLoader (to build codecs);
+    for per-learner data (``{learner: data}``), of the first learner's."""
+    from collections.abc import Mapping
+
     from agora.train import eval_loader, split_batch
 
+    if isinstance(data, Mapping):
+        data = next(iter(data.values()))
     x, _ = split_batch(next(iter(eval_loader(data, batch_size=rows))))
     return x
 

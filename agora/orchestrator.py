@@ -16,13 +16,22 @@ from agora.protocols import PROTOCOLS, Losses, distance
 State = tuple[Tensor, Tensor]
 
 
+Batch = tuple[Any, Tensor | None]
+
+
 @dataclass
 class StepOutput:
-    """The result of one step: the total ``loss``, its named terms, and each agent's round 0."""
+    """The result of one step: the total ``loss``, its named terms, and each agent's round 0.
+
+    With per-learner batches, ``outputs`` holds each learner's round 0 on its own batch, and
+    ``groups`` what every agent of a learner's group (the learner and its tutors) said about
+    that batch: ``groups[learner][agent]``.
+    """
 
     loss: Tensor
     losses: Losses
     outputs: dict[str, AgentOutput]
+    groups: dict[str, dict[str, AgentOutput]] | None = None
 
 
 class Orchestrator(nn.Module):
@@ -45,12 +54,21 @@ class Orchestrator(nn.Module):
     :meth:`reply` (a tutor decodes, interprets and answers), :meth:`aggregate`, :meth:`listen`
     (the learner decodes the reply) and :meth:`follow_up` (it interprets and asks again).
 
+    With ``batches={learner: (x, y)}`` instead of a shared ``x``, each learner trains on its
+    own data (several students of one teacher, each on its own task): round 0 runs once per
+    learner, in which the learner and each of its tutors observe that learner's ``x``; the
+    learner's edges and talk rounds use those outputs and its task loss its own ``y``. A tutor
+    shared by several learners thus observes each learner's batch, and its codec learns from
+    all of them. Every learner of an active edge, and every trainable agent with a task, needs
+    a batch.
+
     Args:
         graph (Graph): a built graph (:meth:`Graph.build <agora.graph.Graph.build>`).
 
     Shapes:
         - **x**: any input every agent's ``lower`` accepts (shared by all agents)
         - **y**: targets ``[B]`` / ``[B, ...]``, or a mapping agent name -> targets
+        - **batches**: learner name -> ``(x, y)``, batch sizes free per learner
         - **output**: :class:`StepOutput`
 
     Example:
@@ -71,37 +89,54 @@ class Orchestrator(nn.Module):
         super().__init__()
         self.graph = graph
 
-    def forward(self, x: Any, y: Tensor | Mapping[str, Tensor] | None = None) -> StepOutput:
+    def forward(
+        self,
+        x: Any = None,
+        y: Tensor | Mapping[str, Tensor] | None = None,
+        *,
+        batches: Mapping[str, Batch] | None = None,
+    ) -> StepOutput:
         graph = self.graph
         if not graph.built:
             raise GraphError("The graph is not built: call graph.build(sample_batch) first")
-        outputs = self.round_zero(x)
+        groups = None
+        if batches is None:
+            outputs = self.round_zero(x)
+            seen_by = dict.fromkeys(graph.learners(), outputs)  # one x: one round 0 for all
+        else:
+            check_learner_data(graph, batches, "batches")
+            groups = {name: self.round_zero(xy[0], learner=name) for name, xy in batches.items()}
+            outputs = {name: group[name] for name, group in groups.items()}
+            seen_by = groups
+            y = {name: xy[1] for name, xy in batches.items() if xy[1] is not None} or None
         losses = Losses()
         if y is not None:
             self.task_losses(outputs, y, losses)
         for edge in graph.active_edges:
             agents = (graph.agents[edge.learner], graph.agents[edge.tutor])
+            group = seen_by[edge.learner]
             for protocol in edge.protocols:
                 PROTOCOLS[protocol].add_losses(
                     losses,
                     edge,
-                    outputs[edge.learner],
-                    outputs[edge.tutor],
+                    group[edge.learner],
+                    group[edge.tutor],
                     agents,
                     graph.adapter(edge, protocol),
                 )
         for learner in graph.learners():
             edges = graph.tutors_of(learner)
             if edges and edges[0].rounds > 0 and edges[0].weights["interact"] > 0:
-                self.talk(graph.agents[learner], edges, outputs[learner], losses)
-        return StepOutput(loss=losses.total, losses=losses, outputs=outputs)
+                self.talk(graph.agents[learner], edges, seen_by[learner][learner], losses)
+        return StepOutput(loss=losses.total, losses=losses, outputs=outputs, groups=groups)
 
     # -- round 0 -----------------------------------------------------------------------------
 
-    def round_zero(self, x: Any) -> dict[str, AgentOutput]:
-        """Every agent that trains or sits on an active edge sees ``x``."""
+    def round_zero(self, x: Any, learner: str | None = None) -> dict[str, AgentOutput]:
+        """Every agent that trains or sits on an active edge sees ``x``; with ``learner``,
+        only that learner's group: the learner and the tutors of its active edges."""
         graph = self.graph
-        edges = graph.active_edges
+        edges = [e for e in graph.active_edges if learner is None or e.learner == learner]
         speaking = {
             n for e in edges if {"talk", "feature"} & set(e.protocols) for n in (e.learner, e.tutor)
         }
@@ -109,7 +144,7 @@ class Orchestrator(nn.Module):
         return {
             name: self.observe(agent, x, message=name in speaking)
             for name, agent in graph.agents.items()
-            if agent.trainable or name in present
+            if (agent.trainable if learner is None else name == learner) or name in present
         }
 
     def observe(self, agent: Agent, x: Any, message: bool = True) -> AgentOutput:
@@ -129,6 +164,11 @@ class Orchestrator(nn.Module):
         for name, out in outputs.items():
             agent = self.graph.agents[name]
             if agent.trainable and agent.task is not None and agent.task_weight:
+                if isinstance(y, Mapping) and name not in y:
+                    raise KeyError(
+                        f"Agent {name!r} trains on task {agent.task!r}, but the targets hold "
+                        f"{sorted(y)} only"
+                    )
                 target = y[name] if isinstance(y, Mapping) else y
                 losses.add(f"task[{name}]", agent.task_weight, agent.task_loss(out.y, target))
 
@@ -189,3 +229,35 @@ class Orchestrator(nn.Module):
         """The learner interprets the decoded reply and encodes its next question."""
         state = (s, learner.interpret(s, mask))
         return state, learner.codec.encode(*state)
+
+
+def check_learner_data(graph: Graph, data: Mapping[str, Any], what: str = "data") -> None:
+    """Per-learner data must name agents of ``graph`` that train, and give data to every
+    learner of an active edge and every trainable agent with a task.
+
+    Raises:
+        GraphError: naming the agent without data, or the name that is not a trainable agent.
+    """
+    for name in data:
+        if name not in graph.agents:
+            raise GraphError(
+                f"{what} holds data for {name!r}, which is not an agent of the graph; agents "
+                f"are {list(graph.agents)}"
+            )
+        if graph.agents[name].frozen:
+            raise GraphError(
+                f"{what} holds data for {name!r}, which is frozen and learns nothing from it; "
+                f"a frozen tutor observes the data of each of its learners"
+            )
+    trainees = [
+        name
+        for name, agent in graph.agents.items()
+        if agent.trainable and (name in graph.learners() or agent.task is not None)
+    ]
+    for name in trainees:
+        if name not in data:
+            raise GraphError(
+                f"Learner {name!r} has no data: {what} holds data for {sorted(data)}; with "
+                f"per-learner data every learner (and every trainable agent with a task) needs "
+                f"its own"
+            )

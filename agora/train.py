@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from agora import checkpoint
 from agora.agent import Agent, AgentOutput
-from agora.graph import Graph
-from agora.orchestrator import Orchestrator, StepOutput
+from agora.graph import Graph, GraphError
+from agora.orchestrator import Orchestrator, StepOutput, check_learner_data
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "linear", "cosine")
@@ -177,14 +177,20 @@ class EpochSampler(Sampler[int]):
         return self.size
 
 
+def _unwrap(data: Dataset | DataLoader, batch_size: int) -> tuple[Dataset, Any, int]:
+    """``(dataset, collate, batch_size)``: a given DataLoader lends its own."""
+    collate = getattr(data, "collate_fn", torch.utils.data.default_collate)
+    if isinstance(data, DataLoader):
+        collate, batch_size, data = data.collate_fn, data.batch_size or batch_size, data.dataset
+    return data, collate, batch_size
+
+
 def make_loader(
     data: Dataset | DataLoader, batch_size: int, seed: int, shuffle: bool
 ) -> tuple[DataLoader, EpochSampler]:
     """An index-carrying loader with a resumable shuffle; a given DataLoader lends its
     dataset, collate function and batch size."""
-    collate = getattr(data, "collate_fn", torch.utils.data.default_collate)
-    if isinstance(data, DataLoader):
-        collate, batch_size, data = data.collate_fn, data.batch_size or batch_size, data.dataset
+    data, collate, batch_size = _unwrap(data, batch_size)
     sampler = EpochSampler(len(data), seed, shuffle)  # type: ignore[arg-type]
     loader = DataLoader(
         Indexed(data),
@@ -195,11 +201,134 @@ def make_loader(
     return loader, sampler
 
 
+class LearnerBatchSampler(Sampler[dict[str, list[int]]]):
+    """One batch of each learner's data per step, for per-learner training data.
+
+    An epoch is one pass over the data of the learner with the most batches. A learner with
+    fewer starts another pass, reshuffled, whenever its data runs out, so it sees its data
+    more than once per epoch and its last pass in an epoch may stop part-way (the next epoch
+    starts a fresh pass). Pass ``p`` of a learner is shuffled as :class:`EpochSampler` shuffles
+    epoch ``p``; a learner with as many batches as the longest makes pass ``p = epoch``, exactly
+    the batches it would get training alone. The order depends only on the seed and the epoch,
+    so a resumed run sees the same batches.
+
+    Args:
+        sizes (Mapping[str, int]): examples in each learner's dataset.
+        batch_sizes (Mapping[str, int]): each learner's batch size.
+        seed (int): seeds every learner's shuffle.
+
+    Example:
+        >>> sampler = LearnerBatchSampler({"a": 4, "b": 2}, {"a": 2, "b": 2}, seed=0)
+        >>> [sorted(step) for step in sampler], len(sampler)
+        ([['a', 'b'], ['a', 'b']], 2)
+    """
+
+    batch_size = None  # Accelerate's sharding (DDP) then hands out each step's batches whole
+
+    def __init__(self, sizes: Mapping[str, int], batch_sizes: Mapping[str, int], seed: int):
+        self.samplers = {name: EpochSampler(size, seed) for name, size in sizes.items()}
+        self.batch_sizes = dict(batch_sizes)
+        self.batches = {
+            name: max(1, math.ceil(size / self.batch_sizes[name])) for name, size in sizes.items()
+        }
+        self.length = max(self.batches.values())
+        self.epoch = 0
+
+    @property
+    def sampler(self) -> LearnerBatchSampler:
+        return self  # Accelerate's set_epoch reaches a batch sampler's ``.sampler``
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[dict[str, list[int]]]:
+        orders: dict[str, list[int]] = {}
+        for step in range(self.length):
+            batch = {}
+            for name, sampler in self.samplers.items():
+                n, size = self.batches[name], self.batch_sizes[name]
+                if step % n == 0:  # a new pass over this learner's data
+                    sampler.set_epoch(self.epoch * math.ceil(self.length / n) + step // n)
+                    orders[name] = list(sampler)
+                batch[name] = orders[name][(step % n) * size : (step % n + 1) * size]
+            yield batch
+
+
+class LearnerData(Dataset):
+    """Several learners' datasets behind one loader: a batch index is ``{learner: rows}``,
+    and a batch ``{learner: (batch, index)}``, each collated by its own dataset's rules.
+
+    Args:
+        datasets (Mapping[str, Dataset]): each learner's dataset.
+        collates (Mapping[str, Callable]): each learner's collate function.
+    """
+
+    def __init__(self, datasets: Mapping[str, Dataset], collates: Mapping[str, Any]) -> None:
+        self.datasets = {name: Indexed(data) for name, data in datasets.items()}
+        self.collates = {name: _IndexedCollate(collate) for name, collate in collates.items()}
+
+    def __len__(self) -> int:
+        return sum(len(data) for data in self.datasets.values())
+
+    def __getitems__(self, batch: Mapping[str, list[int]]) -> dict[str, tuple[Any, Tensor]]:
+        return {
+            name: self.collates[name](self.datasets[name].__getitems__(rows))
+            for name, rows in batch.items()
+        }
+
+
+def _collated(batch: Any) -> Any:
+    return batch  # LearnerData collates each learner's batch itself
+
+
+def make_learner_loader(
+    data: Mapping[str, Dataset | DataLoader], batch_size: int, seed: int
+) -> tuple[DataLoader, dict[str, int]]:
+    """One loader over per-learner data (see :class:`LearnerBatchSampler`), and the size of
+    each learner's dataset. A learner given as a DataLoader lends its collate and batch size."""
+    if not data:
+        raise ValueError("Per-learner training data is empty: give each learner its data")
+    parts = {name: _unwrap(part, batch_size) for name, part in data.items()}
+    sizes = {name: len(part[0]) for name, part in parts.items()}  # type: ignore[arg-type]
+    empty = [name for name, size in sizes.items() if size == 0]
+    if empty:
+        raise ValueError(f"Learner {empty[0]!r} has no data: its training dataset is empty")
+    loader = DataLoader(
+        LearnerData({n: p[0] for n, p in parts.items()}, {n: p[1] for n, p in parts.items()}),
+        batch_sampler=LearnerBatchSampler(sizes, {n: p[2] for n, p in parts.items()}, seed),
+        collate_fn=_collated,
+        generator=torch.Generator(),
+    )
+    return loader, sizes
+
+
 def split_batch(batch: Any) -> tuple[Any, Any]:
     if isinstance(batch, Mapping):
         return batch["x"], batch.get("y")
     x, y = batch
     return x, y
+
+
+def step_inputs(item: Any) -> dict[str, Any]:
+    """The orchestrator's arguments for one item of a training loader: ``x, y, index`` for
+    shared data, ``batches, index`` (by learner) for per-learner data."""
+    if isinstance(item, Mapping):  # LearnerData: {learner: (batch, index)}
+        return {
+            "batches": {name: split_batch(batch) for name, (batch, _) in item.items()},
+            "index": {name: index for name, (_, index) in item.items()},
+        }
+    batch, index = item
+    x, y = split_batch(batch)
+    return {"x": x, "y": y, "index": index}
+
+
+def first_x(loader: DataLoader) -> Any:
+    """The inputs of a loader's first batch (the first learner's, for per-learner data)."""
+    inputs = step_inputs(next(iter(loader)))
+    return next(iter(inputs["batches"].values()))[0] if "batches" in inputs else inputs["x"]
 
 
 # -- the frozen-state cache ------------------------------------------------------------------
@@ -209,16 +338,27 @@ class StateCache:
     """Round-0 outputs ``(y, s, e)`` of frozen agents, stored per example on first sight.
 
     The outputs of a frozen agent in eval mode depend only on its input, so reading them back
-    gives the same tensors as computing them again.
+    gives the same tensors as computing them again. Tables are kept per agent and dataset: a
+    tutor of several learners with their own data observes row ``i`` of each.
+
+    Args:
+        sizes (int or Mapping[str, int]): examples in the training data, or per learner's
+            dataset for per-learner data.
     """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.tables: dict[str, dict[str, Tensor]] = {}
-        self.filled: dict[str, Tensor] = {}
+    def __init__(self, sizes: int | Mapping[str, int]) -> None:
+        self.sizes: dict[str | None, int] = (
+            dict(sizes) if isinstance(sizes, Mapping) else {None: sizes}
+        )
+        self.tables: dict[tuple[str, str | None], dict[str, Tensor]] = {}
+        self.filled: dict[tuple[str, str | None], Tensor] = {}
 
-    def lookup(self, agent: Agent, x: Any, index: Tensor) -> AgentOutput:
-        name = agent.name
+    def lookup(
+        self, agent: Agent, x: Any, index: Tensor, dataset: str | None = None
+    ) -> AgentOutput:
+        """``agent``'s round 0 on rows ``index`` of ``dataset`` (a learner's name, or ``None``
+        for shared data), computed and stored unless every row is stored already."""
+        name = (agent.name, dataset)
         filled = self.filled.get(name)
         if filled is not None and bool(filled[index].all()):
             table = self.tables[name]
@@ -233,18 +373,17 @@ class StateCache:
         self._store(name, out, index)
         return out
 
-    def _store(self, name: str, out: AgentOutput, index: Tensor) -> None:
+    def _store(self, name: tuple[str, str | None], out: AgentOutput, index: Tensor) -> None:
         parts = {"s": out.s, "e": out.e, **({"y": out.y} if out.y is not None else {})}
         if name not in self.tables:
-            self.tables[name] = {
-                k: v.new_zeros((self.size, *v.shape[1:])) for k, v in parts.items()
-            }
-            self.filled[name] = torch.zeros(self.size, dtype=torch.bool, device=out.s.device)
+            size = self.sizes[name[1]]
+            self.tables[name] = {k: v.new_zeros((size, *v.shape[1:])) for k, v in parts.items()}
+            self.filled[name] = torch.zeros(size, dtype=torch.bool, device=out.s.device)
         table = self.tables[name]
         for key, value in parts.items():
             if table[key].shape[1:] != value.shape[1:]:
                 raise ValueError(
-                    f"Agent {name!r}: cache_frozen needs a fixed shape per example, but "
+                    f"Agent {name[0]!r}: cache_frozen needs a fixed shape per example, but "
                     f"{key} changed from {list(table[key].shape[1:])} to {list(value.shape[1:])} "
                     f"(pad to a fixed length, or set cache_frozen=False)"
                 )
@@ -254,24 +393,40 @@ class StateCache:
 
 class CachedOrchestrator(Orchestrator):
     """An :class:`~agora.orchestrator.Orchestrator` that reads frozen agents' round 0 from a
-    :class:`StateCache` when the batch carries example indices."""
+    :class:`StateCache` when the batch carries example indices (per learner, for per-learner
+    batches)."""
 
     def __init__(self, graph: Graph, cache: StateCache | None = None) -> None:
         super().__init__(graph)
         self.cache = cache
-        self._index: Tensor | None = None
+        self._index: Tensor | Mapping[str, Tensor] | None = None
+        self._dataset: str | None = None
 
-    def forward(self, x: Any, y: Any = None, index: Tensor | None = None) -> StepOutput:
+    def forward(
+        self,
+        x: Any = None,
+        y: Any = None,
+        index: Tensor | Mapping[str, Tensor] | None = None,
+        *,
+        batches: Mapping[str, Any] | None = None,
+    ) -> StepOutput:
         self._index = index if self.training else None
         try:
-            return super().forward(x, y)
+            return super().forward(x, y, batches=batches)
         finally:
-            self._index = None
+            self._index, self._dataset = None, None
+
+    def round_zero(self, x: Any, learner: str | None = None) -> dict[str, AgentOutput]:
+        self._dataset = learner  # per-learner batches: the rows are rows of its dataset
+        return super().round_zero(x, learner)
 
     def observe(self, agent: Agent, x: Any, message: bool = True) -> AgentOutput:
-        if self.cache is None or self._index is None or not agent.frozen:
+        index = self._index
+        if isinstance(index, Mapping):
+            index = index[self._dataset]
+        if self.cache is None or index is None or not agent.frozen:
             return super().observe(agent, x, message)
-        out = self.cache.lookup(agent, x, self._index)
+        out = self.cache.lookup(agent, x, index, self._dataset)
         if message:
             out.m = agent.codec.encode(out.s, out.e)
         return out
@@ -280,15 +435,22 @@ class CachedOrchestrator(Orchestrator):
 # -- evaluation ------------------------------------------------------------------------------
 
 
+Data = Dataset | DataLoader
+
+
 @torch.no_grad()
 def evaluate(
     graph: Graph,
-    data: Dataset | DataLoader,
+    data: Data | Mapping[str, Data],
     *,
     batch_size: int = 1024,
     accelerator: Accelerator | None = None,
+    agents: list[str] | None = None,
 ) -> dict[str, float]:
     """Metrics of every agent with a head and a task: RMSE (regression) or accuracy (classes).
+
+    With per-learner data (``{learner: data}``) each learner is evaluated on its own data,
+    and ``mean/rmse`` (``mean/accuracy``) averages the learners' metrics.
 
     Example:
         >>> from agora.models.toy import mlp_agent
@@ -296,8 +458,21 @@ def evaluate(
         >>> data = torch.utils.data.TensorDataset(torch.randn(10, 4), torch.randn(10))
         >>> sorted(evaluate(graph, data))
         ['student/loss', 'student/rmse']
+        >>> sorted(evaluate(graph, {"student": data}))
+        ['mean/rmse', 'student/loss', 'student/rmse']
     """
-    agents = [a for a in graph.agents.values() if a.task is not None and a.head is not None]
+    if isinstance(data, Mapping):
+        metrics: dict[str, float] = {}
+        for name, part in data.items():
+            metrics.update(
+                evaluate(graph, part, batch_size=batch_size, accelerator=accelerator, agents=[name])
+            )
+        return {**metrics, **_means(metrics)}
+    agents = [
+        a
+        for a in graph.agents.values()
+        if a.task is not None and a.head is not None and (agents is None or a.name in agents)
+    ]
     if not agents:
         return {}
     loader = eval_loader(data, batch_size)
@@ -335,6 +510,15 @@ def evaluate(
     return metrics
 
 
+def _means(metrics: Mapping[str, float]) -> dict[str, float]:
+    means = {}
+    for kind in ("rmse", "accuracy"):
+        values = [v for k, v in metrics.items() if k.endswith(f"/{kind}")]
+        if values:
+            means[f"mean/{kind}"] = sum(values) / len(values)
+    return means
+
+
 def eval_loader(data: Dataset | DataLoader, batch_size: int = 1024) -> DataLoader:
     """``data`` as a DataLoader in order; a dataset's own ``collate_fn`` is used."""
     if isinstance(data, DataLoader):
@@ -351,7 +535,13 @@ def _to(x: Any, device: torch.device) -> Any:
     return x
 
 
-def default_metric(graph: Graph) -> str | None:
+def default_metric(graph: Graph, learners: list[str] | None = None) -> str | None:
+    """The first trainable agent's metric; for per-learner eval data (``learners``), the
+    learners' mean (``mean/rmse``), or the single learner's own."""
+    if learners is not None:
+        tasks = [graph.agents[name].task for name in learners]
+        kind = "rmse" if "regression" in tasks else "accuracy"
+        return f"{learners[0]}/{kind}" if len(learners) == 1 else f"mean/{kind}"
     for agent in graph.agents.values():
         if agent.trainable and agent.task is not None and agent.head is not None:
             return f"{agent.name}/{'rmse' if agent.task == 'regression' else 'accuracy'}"
@@ -388,8 +578,8 @@ class TrainState:
 
 def fit(
     graph: Graph,
-    train_data: Dataset | DataLoader,
-    eval_data: Dataset | DataLoader | None = None,
+    train_data: Data | Mapping[str, Data],
+    eval_data: Data | Mapping[str, Data] | None = None,
     config: FitConfig | None = None,
     *,
     out_dir: str | os.PathLike | None = None,
@@ -400,6 +590,13 @@ def fit(
 
     With ``out_dir``, the run writes ``metrics.jsonl``, checkpoints (resumed from when
     ``resume`` and one exists) and the final ``model/``; see :mod:`agora.checkpoint`.
+
+    ``train_data`` is one dataset that every agent sees, or per-learner data
+    ``{learner: dataset}``: each step then holds a batch of every learner's data (an epoch is
+    one pass over the largest; see :class:`LearnerBatchSampler`) and each learner with its
+    tutors observes its own batch (see :class:`~agora.orchestrator.Orchestrator`).
+    ``eval_data`` may be given per learner likewise; the default metric is then the
+    learners' mean, ``mean/rmse``.
 
     Example:
         >>> from agora.models.toy import mlp_agent
@@ -436,11 +633,17 @@ def fit(
             stacklevel=2,
         )
     set_seed(config.seed)
-    loader, sampler = make_loader(train_data, config.batch_size, config.seed, shuffle=True)
-    examples = len(sampler)
+    if isinstance(train_data, Mapping):
+        check_learner_data(graph, train_data, "train_data")
+        loader, examples = make_learner_loader(train_data, config.batch_size, config.seed)
+    else:
+        loader, sampler = make_loader(train_data, config.batch_size, config.seed, shuffle=True)
+        examples = len(sampler)
+    sample = first_x(loader)
     if not graph.built:
-        graph.build(split_batch(next(iter(loader))[0])[0])
-    metric = config.metric or default_metric(graph)
+        graph.build(sample)
+    learners = check_eval_data(graph, eval_data)
+    metric = config.metric or default_metric(graph, learners)
     cache = StateCache(examples) if config.cache_frozen else None
     step_fn = CachedOrchestrator(graph, cache)
     params = [p for p in graph.parameters() if p.requires_grad]
@@ -450,12 +653,14 @@ def fit(
     step_fn, optimizer, loader, scheduler = accelerator.prepare(
         step_fn, optimizer, loader, scheduler
     )
-    if eval_data is not None:
+    if isinstance(eval_data, Mapping):
+        eval_data = {k: accelerator.prepare(eval_loader(v)) for k, v in eval_data.items()}
+    elif eval_data is not None:
         eval_data = accelerator.prepare(eval_loader(eval_data))
     state = TrainState()
     accelerator.register_for_checkpointing(state)
 
-    log = RunLog(out_dir, accelerator, config, graph, run_config, loader)
+    log = RunLog(out_dir, accelerator, config, graph, run_config, sample)
     if resume and out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
         accelerator.load_state(str(latest / "state"))
         log.resumed(state.step)
@@ -473,10 +678,9 @@ def fit(
             skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
         )
         batches.set_epoch(epoch)  # Accelerate passes it on to the EpochSampler's shuffle
-        for batch, index in batches:
-            x, y = split_batch(batch)
+        for item in batches:
             with accelerator.accumulate(step_fn):
-                out = step_fn(x, y, index)
+                out = step_fn(**step_inputs(item))
                 check_finite(out, state.step, log)
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and config.max_grad_norm:
@@ -508,6 +712,28 @@ def fit(
     metrics = log.finish(state)
     accelerator.end_training()
     return FitResult(metrics, out_dir, state.best_step, state.step, time.perf_counter() - started)
+
+
+def check_eval_data(graph: Graph, eval_data: Any) -> list[str] | None:
+    """Per-learner eval data names agents with a task and a head, and every trainable one;
+    returns the names, or ``None`` for shared (or no) eval data."""
+    if not isinstance(eval_data, Mapping):
+        return None
+    for name in eval_data:
+        agent = graph.agents[name] if name in graph.agents else None
+        if agent is None or agent.task is None or agent.head is None:
+            raise GraphError(
+                f"eval_data holds data for {name!r}, which is not an agent with a task and a "
+                f"head; agents with tasks are "
+                f"{[a.name for a in graph.agents.values() if a.task and a.head is not None]}"
+            )
+    for agent in graph.agents.values():
+        if agent.trainable and agent.task is not None and agent.name not in eval_data:
+            raise GraphError(
+                f"Learner {agent.name!r} has no eval data: eval_data holds data for "
+                f"{sorted(eval_data)}; give every trainable agent with a task its own"
+            )
+    return list(eval_data)
 
 
 def _launched_without_gpu() -> bool:
@@ -550,10 +776,10 @@ def _flat(d: Mapping[str, Any]) -> dict[str, Any]:
 class RunLog:
     """Everything a run writes: metrics, evaluations, checkpoints and the final model."""
 
-    def __init__(self, out_dir, accelerator, config, graph, run_config, loader) -> None:
+    def __init__(self, out_dir, accelerator, config, graph, run_config, sample) -> None:
         self.out_dir, self.accelerator, self.config = out_dir, accelerator, config
         self.graph, self.run_config = graph, dict(run_config or {})
-        self.sample = split_batch(next(iter(loader))[0])[0]
+        self.sample = sample
         self.last_checkpoint: Path | None = None
         self.best_metrics: dict[str, float] = {}
         self.main = accelerator.is_main_process
