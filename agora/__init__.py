@@ -11,6 +11,7 @@ from agora.codec import Codec, LinearCodec, MLPCodec, make_codec
 from agora.graph import Edge, Graph, GraphError
 from agora.orchestrator import Orchestrator, StepOutput
 from agora.protocols import Losses, distance, logit_distance
+from agora.stages import Stage, fit_stages
 from agora.train import FitConfig, FitResult, evaluate, fit
 
 __version__ = "0.1.0"
@@ -30,12 +31,14 @@ __all__ = [
     "MeanAggregation",
     "Orchestrator",
     "RouterAggregation",
+    "Stage",
     "StepOutput",
     "WeightedAggregation",
     "__version__",
     "distance",
     "evaluate",
     "fit",
+    "fit_stages",
     "load",
     "logit_distance",
     "make_codec",

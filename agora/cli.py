@@ -96,6 +96,7 @@ def sample_batch(data: Any, rows: int = 8) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, build the graph and data, fit, print the best metrics and the run."""
+    from agora.stages import check_stages, fit_stages
     from agora.train import fit
 
     genre = getattr(args, "genre", None)
@@ -109,16 +110,24 @@ def run(args: argparse.Namespace) -> int:
     # the data first: a wrong genre or missing file fails before an agent factory pre-trains
     data = build_data(config)
     graph = build_graph(config)
+    stages = [stage.to_stage() for stage in config.stages]
     try:
         graph.build(sample_batch(data["train"]))
+        if stages:
+            check_stages(graph, stages)
     except GraphError as error:
-        raise ConfigError(str(error), "graph", config.source) from None
-    result = fit(
-        graph, data["train"], data["valid"], config.fit, out_dir=out, run_config=config.to_dict()
-    )
-    width = max((len(name) for name in result.metrics), default=0)
-    for name, value in sorted(result.metrics.items()):
-        print(f"{name:<{width}}  {value:.4f}")
+        raise ConfigError(str(error), "stages" if stages else "graph", config.source) from None
+    common = {"out_dir": out, "run_config": config.to_dict()}
+    if stages:
+        results = fit_stages(graph, stages, data["train"], data["valid"], config.fit, **common)
+    else:
+        results = {"": fit(graph, data["train"], data["valid"], config.fit, **common)}
+    for stage, result in results.items():
+        if stage:
+            print(f"stage {stage}:")
+        width = max((len(name) for name in result.metrics), default=0)
+        for name, value in sorted(result.metrics.items()):
+            print(f"{'  ' * bool(stage)}{name:<{width}}  {value:.4f}")
     print(f"run: {out}")
     return 0
 

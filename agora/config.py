@@ -334,6 +334,70 @@ class DataConfig:
         _require_import(self.factory, "factory", "a data factory 'module:function'")
 
 
+@dataclass
+class StageConfig:
+    """One stage of a staged run (see :class:`~agora.stages.Stage`)::
+
+        stages:
+          - {name: assistant, epochs: 3, edges: [assistant->teacher], train: [assistant]}
+          - {name: student, epochs: 3, edges: [student->assistant], train: [student]}
+
+    Args:
+        name (str): unique; names the stage's folder ``<run>/stages/<name>``.
+        epochs (int, optional): the stage's epochs. (default: ``fit.epochs``)
+        edges (list[str], optional): the edges active in the stage, ``"learner->tutor"``;
+            the others are off. (default: ``null``, every edge as it is)
+        train (list[str], optional): the agents that train in the stage; the others are
+            frozen. (default: ``null``, every agent as it is)
+        metric (str, optional): the metric that picks the stage's best weights. (default:
+            the first trainable agent's)
+    """
+
+    name: str
+    epochs: int | None = None
+    edges: list[str] | None = None
+    train: list[str] | None = None
+    metric: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(
+            bool(self.name) and not set(self.name) & set("/\\ "),
+            "name",
+            f"must be a non-empty name without '/' or spaces, got {self.name!r}",
+        )
+        _require(
+            self.epochs is None or self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}"
+        )
+
+    def to_stage(self) -> Any:
+        from agora.stages import Stage
+
+        return Stage(**dataclasses.asdict(self))
+
+
+def _check_stages(stages: list[StageConfig], graph: GraphConfig) -> None:
+    agents = [agent.name for agent in graph.agents]
+    edges = [f"{edge.learner}->{edge.tutor}" for edge in graph.edges]
+    seen: set[str] = set()
+    for i, stage in enumerate(stages):
+        _require(stage.name not in seen, f"stages.{i}.name", f"duplicate stage {stage.name!r}")
+        seen.add(stage.name)
+        for j, edge in enumerate(stage.edges or []):
+            _require(
+                edge in edges,
+                f"stages.{i}.edges.{j}",
+                f"unknown edge {edge!r}; the graph's edges are {edges}",
+            )
+        for j, name in enumerate(stage.train or []):
+            _require(
+                name in agents,
+                f"stages.{i}.train.{j}",
+                f"unknown agent {name!r}; agents are {agents}",
+            )
+        if stage.metric is not None:
+            _check_metric(stage.metric, graph.agents, f"stages.{i}.metric")
+
+
 # (predicate, requirement) per FitConfig field, checked before FitConfig's own checks so that
 # the error names the key
 
@@ -345,16 +409,15 @@ def _check_fit_values(values: Mapping[str, Any]) -> None:
             _require(ok(value), name, f"{requirement}, got {value!r}")
 
 
-def _check_metric(fit: FitConfig, agents: list[AgentConfig]) -> None:
-    metric = fit.metric
+def _check_metric(metric: str | None, agents: list[AgentConfig], key: str = "fit.metric") -> None:
     if metric is not None:
         agent, _, name = metric.partition("/")
         names = [a.name for a in agents]
         _require(
-            agent in names and bool(name),
-            "fit.metric",
+            (agent in names or agent == "mean") and bool(name),
+            key,
             f"must be '<agent>/<metric>' with an agent of {names} (e.g. "
-            f"'{names[-1]}/rmse'), got {metric!r}",
+            f"'{names[-1]}/rmse'), or 'mean/<metric>' for per-learner data, got {metric!r}",
         )
 
 
@@ -368,6 +431,8 @@ class RunConfig:
         fit (FitConfig): the training loop's settings. (default: ``FitConfig()``)
         seed (int): seeds the agents' initialisation, and ``fit.seed`` unless the file sets it.
             (default: ``0``)
+        stages (list[StageConfig]): train in stages, each switching edges and trainable
+            agents (see :class:`StageConfig`); empty trains once. (default: ``[]``)
 
     Example:
         >>> cfg = load_config("tiny", ["fit.epochs=1", "graph.edges.0.rounds=3"])
@@ -379,10 +444,12 @@ class RunConfig:
     data: DataConfig
     fit: FitConfig = field(default_factory=FitConfig)
     seed: int = 0
+    stages: list[StageConfig] = field(default_factory=list)
     source: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_metric(self.fit, self.graph.agents)
+        _check_metric(self.fit.metric, self.graph.agents)
+        _check_stages(self.stages, self.graph)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that :func:`config_from_dict` reads back (stored in ``graph.json``)."""
@@ -566,7 +633,7 @@ def config_from_dict(
     """Validate plain data (a parsed YAML file, or ``graph.json["config"]``) as a RunConfig.
 
     Args:
-        data (Mapping): keys ``seed``, ``graph``, ``data``, ``fit``.
+        data (Mapping): keys ``seed``, ``graph``, ``data``, ``fit``, ``stages``.
         overrides (iterable of str): ``key.path=value`` strings applied first.
         source (str, optional): the file, for error messages.
 
@@ -575,7 +642,9 @@ def config_from_dict(
     """
     if not isinstance(data, Mapping):
         raise ConfigError(
-            f"must be a mapping with keys graph, data, fit, seed; got {data!r}", None, source
+            f"must be a mapping with keys graph, data, fit, seed, stages; got {data!r}",
+            None,
+            source,
         )
     data = apply_overrides(data, overrides, source=source)
     if isinstance(data.get("fit", {}), dict) and isinstance(data.get("seed"), int):

@@ -1,0 +1,167 @@
+"""Stages: switching edges and trainable agents between phases of training, in Python and YAML."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import yaml
+from torch.utils.data import TensorDataset
+
+from agora import Graph, GraphError
+from agora.config import ConfigError, load_config
+from agora.models.toy import mlp_agent
+from agora.stages import Stage, check_stages, fit_stages
+from agora.train import FitConfig
+
+
+def quick(**kwargs):
+    defaults = {"epochs": 2, "batch_size": 16, "progress": False, "lr": 3e-3, "log_every": 1}
+    return FitConfig(**{**defaults, **kwargs})
+
+
+def dataset(n, seed, d_in=8):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d_in, generator=gen)
+    return TensorDataset(x, (x[:, :4].sum(-1) + seed).sin())
+
+
+def chain_graph():
+    torch.manual_seed(0)
+    graph = Graph(
+        [
+            mlp_agent("teacher", 8, 32, frozen=True),
+            mlp_agent("assistant", 8, 16, codec_frozen=False),
+            mlp_agent("student", 8, 8),
+        ],
+        message_dim=8,
+    )
+    graph.add_edge("assistant", "teacher", rounds=2)
+    graph.add_edge("student", "assistant", rounds=2)
+    graph.add_edge("student", "teacher", "logit", active=False)
+    return graph.build(torch.randn(2, 8))
+
+
+STAGES = [
+    Stage("assistant", epochs=1, edges=[("assistant", "teacher")], train=["assistant"]),
+    Stage("student", epochs=2, edges=["student->assistant", "student->teacher"], train=["student"]),
+]
+
+
+def test_stage_switching_changes_exactly_the_declared_edges_and_flags(monkeypatch):
+    import agora.stages
+
+    graph = chain_graph()
+    options = {e.name: {**e.to_dict(), "active": None} for e in graph.edges}
+    codec_flags = {n: a.codec_frozen for n, a in graph.agents.items()}
+    seen = []
+
+    def recording_fit(g, *args, **kwargs):
+        before = copy.deepcopy(g.state_dict())
+        result = real_fit(g, *args, **kwargs)
+        seen.append(
+            {
+                "active": {e.name: e.active for e in g.edges},
+                "frozen": {n: a.frozen for n, a in g.agents.items()},
+                "options": {e.name: {**e.to_dict(), "active": None} for e in g.edges},
+                "codec_frozen": {n: a.codec_frozen for n, a in g.agents.items()},
+                "changed": {k for k, v in g.state_dict().items() if not torch.equal(v, before[k])},
+            }
+        )
+        return result
+
+    real_fit = agora.stages.fit
+    monkeypatch.setattr(agora.stages, "fit", recording_fit)
+    fit_stages(graph, STAGES, dataset(64, 1), dataset(32, 2), quick())
+    first, second = seen
+    assert first["active"] == {"assistant->teacher": True, "student->assistant": False,
+                               "student->teacher": False}  # fmt: skip
+    assert first["frozen"] == {"teacher": True, "assistant": False, "student": True}
+    assert second["active"] == {"assistant->teacher": False, "student->assistant": True,
+                                "student->teacher": True}  # fmt: skip
+    assert second["frozen"] == {"teacher": True, "assistant": True, "student": False}
+    for stage in seen:  # nothing else changed: edge options, codec flags
+        assert stage["options"] == options and stage["codec_frozen"] == codec_flags
+
+    def owners(changed):
+        return {(k.split(".")[1], k.split(".")[2] == "codec") for k in changed}
+
+    # stage 1: the assistant's backbone and codec and the teacher's codec; no student weight
+    assert owners(first["changed"]) == {
+        ("assistant", False),
+        ("assistant", True),
+        ("teacher", True),
+    }
+    # stage 2: the student, and the codec of its tutor; the frozen assistant's backbone, no
+    # teacher weight (its only active edge, logit, uses no codec)
+    assert owners(second["changed"]) == {("student", False), ("student", True), ("assistant", True)}
+
+
+def test_a_stage_naming_an_unknown_edge_or_agent_is_an_error():
+    graph = chain_graph()
+    with pytest.raises(GraphError, match=r"Stage 'x': unknown edge 'student->ghost'; the graph's"):
+        check_stages(graph, [Stage("x", edges=["student->ghost"])])
+    with pytest.raises(GraphError, match=r"Stage 'y': unknown agent 'ghost' in train"):
+        check_stages(graph, [Stage("x"), Stage("y", train=["ghost"])])
+    with pytest.raises(
+        GraphError, match=r"Stage 'z': Edge student->assistant: learner 'student' is frozen"
+    ):
+        check_stages(graph, [Stage("z", edges=["student->assistant"], train=["assistant"])])
+    with pytest.raises(GraphError, match=r"unique.*\['x'\]"):
+        check_stages(graph, [Stage("x"), Stage("x")])
+    assert graph.agents["student"].trainable and graph.edge("student", "assistant").active
+
+
+def test_finished_stages_are_loaded_not_rerun(tmp_path, monkeypatch):
+    import agora
+    import agora.stages
+
+    graph = chain_graph()
+    fit_stages(graph, STAGES, dataset(64, 1), dataset(32, 2), quick(), out_dir=tmp_path)
+    monkeypatch.setattr(agora.stages, "fit", lambda *a, **k: pytest.fail("a stage ran again"))
+    again = chain_graph()
+    results = fit_stages(again, STAGES, dataset(64, 1), dataset(32, 2), quick(), out_dir=tmp_path)
+    assert list(results) == ["assistant", "student"] and results["student"].metrics
+    for key, value in graph.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    agents = {name: copy.deepcopy(agent) for name, agent in chain_graph().agents.items()}
+    loaded = agora.load(tmp_path, agents=agents)  # <out>/model: the graph after the last stage
+    assert not loaded.edge("assistant", "teacher").active and loaded.agents["assistant"].frozen
+
+
+def test_yaml_stages_are_validated_at_load_time(tmp_path):
+    chain = load_config("tiny-chain")
+    assert [(s.name, s.edges, s.train) for s in chain.stages] == [
+        ("assistant", ["assistant->teacher"], ["assistant"]),
+        ("student", ["student->assistant"], ["student"]),
+    ]
+    data = chain.to_dict()
+    for override, key, message in [
+        ({"edges": ["student->teacher"]}, "stages.1.edges.0", "unknown edge 'student->teacher'"),
+        ({"train": ["student", "ghost"]}, "stages.1.train.1", "unknown agent 'ghost'"),
+        ({"epochs": 0}, "stages.1.epochs", "must be >= 1"),
+        ({"edge": []}, "stages.1.edge", "unknown key (did you mean 'edges'?)"),
+    ]:
+        broken = copy.deepcopy(data)
+        broken["stages"][1].update(override)
+        path = tmp_path / "chain.yaml"
+        path.write_text(yaml.safe_dump(broken))
+        with pytest.raises(ConfigError) as error:
+            load_config(path)
+        assert str(error.value).startswith(f"{path}: {key}: ") and message in str(error.value)
+
+
+def test_agora_run_trains_a_staged_config(tmp_path, capsys):
+    import agora
+    from agora.cli import main
+
+    out = tmp_path / "chain"
+    assert main(["run", "tiny-chain", "--out", str(out), "stages.0.epochs=1", "fit.epochs=1"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage assistant:" in printed and "stage student:" in printed
+    for stage in ("assistant", "student"):
+        assert (out / "stages" / stage / "model" / "graph.json").exists()
+    graph = agora.load(out)  # the graph after the last stage, rebuilt from the stored specs
+    assert graph.agents["assistant"].frozen and not graph.agents["student"].frozen
+    assert [e.name for e in graph.active_edges] == ["student->assistant"]
