@@ -461,6 +461,22 @@ class RatingsDataset(Dataset):
         x, y = self.__getitems__([index])
         return {key: value[0] for key, value in x.items()}, y[0]
 
+    def head(self, n: int | None) -> RatingsDataset:
+        """The first ``n`` ratings (the earliest: splits are in time order); ``None``: all.
+
+        A slice for smoke tests and examples (``--limit N``).
+
+        >>> ds = RatingsDataset(torch.tensor([1, 2]), torch.tensor([1, 1]),
+        ...                     torch.tensor([4.0, 5.0]), torch.tensor([10, 20]),
+        ...                     torch.tensor([[0], [7]]), torch.eye(2), name="train")
+        >>> ds.head(1), ds.head(None) is ds
+        (RatingsDataset('train', n=1), True)
+        """
+        if n is None:
+            return self
+        fields = (self.user[:n], self.movie[:n], self.rating[:n], self.timestamp[:n])
+        return RatingsDataset(*fields, titles=self.titles, genres=self.genres, name=self.name)
+
     def full_batch(self) -> Batch:
         """Every rating as one batch, for evaluating a small split in one pass."""
         return self.__getitems__(torch.arange(len(self)))
@@ -552,25 +568,32 @@ class MovieLens:
             )
         return folded.index(genre.casefold())
 
-    def dataset(self, split: str, genre: str | None = None) -> RatingsDataset:
-        """The ratings of one split, all genres or the movies of ``genre``.
+    def dataset(self, split: str, genre: str | Sequence[str] | None = None) -> RatingsDataset:
+        """The ratings of one split: all genres, the movies of ``genre``, or of any genre of a
+        list (a genre group, e.g. a specialist teacher's).
 
         >>> len(MovieLens().dataset("test", genre="War"))  # doctest: +SKIP
         939
+        >>> MovieLens().dataset("test", genre=["War", "Western"])  # doctest: +SKIP
+        RatingsDataset('test/War+Western', n=1109)
         """
         if split not in self.bounds:
             raise ValueError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}.")
         start, stop = self.bounds[split]
         index = torch.arange(start, stop)  # [n]
+        name = split
         if genre is not None:
-            keep = self.genre_flags[self.movie[index], self.genre_index(genre)] > 0  # [n]
+            group = [genre] if isinstance(genre, str) else list(genre)
+            columns = [self.genre_index(g) for g in group]
+            keep = self.genre_flags[self.movie[index]][:, columns].sum(-1) > 0  # [n]
             index = index[keep]
+            name = f"{split}/{'+'.join(self.genres[c] for c in columns)}"
         fields = (self.user[index], self.movie[index], self.rating[index], self.timestamp[index])
-        name = split if genre is None else f"{split}/{self.genres[self.genre_index(genre)]}"
         return RatingsDataset(*fields, titles=self.titles, genres=self.genre_flags, name=name)
 
-    def splits(self, genre: str | None = None) -> dict[str, RatingsDataset]:
-        """``{"train", "valid", "test"}`` datasets: pre-training (``genre=None``) or a genre task."""
+    def splits(self, genre: str | Sequence[str] | None = None) -> dict[str, RatingsDataset]:
+        """``{"train", "valid", "test"}`` datasets: pre-training (``genre=None``), a genre task,
+        or a genre group's."""
         return {split: self.dataset(split, genre) for split in SPLITS}
 
     def genre_ranking(self) -> list[tuple[str, int]]:
