@@ -312,3 +312,15 @@ def test_peers_learn_each_on_its_own_data():
         F.mse_loss(graph.agents["b"](data["b"].tensors[0]).y.squeeze(-1), data["b"].tensors[1]),
     )
     assert {"interact[a]", "interact[b]", "logit[a->b]", "logit[b->a]"} <= set(out.losses.terms)
+
+
+def test_the_graphs_page_runs_as_written(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "graphs.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    monkeypatch.chdir(tmp_path)  # the stages example writes runs/chain
+    exec(compile("\n".join(blocks), str(page), "exec"), {"__name__": "__docs__"})
+    printed = capsys.readouterr().out
+    assert "mean/rmse" in printed and "'assistant':" in printed
