@@ -18,7 +18,7 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -234,14 +234,15 @@ class Runner:
             _init_worker(data_dir, threads)
             self.pool = None
 
-    def map(self, fn, tasks: Sequence[Any], label: str) -> list[Any]:
+    def imap(self, fn, tasks: Sequence[Any], label: str) -> Iterator[Any]:
+        """Results in the order of ``tasks``, each as soon as it (and those before it) ends."""
         from tqdm.auto import tqdm
 
-        results = []
         iterator = self.pool.imap(fn, tasks) if self.pool else map(fn, tasks)
-        for result in tqdm(iterator, total=len(tasks), desc=label, leave=False):
-            results.append(result)
-        return results
+        yield from tqdm(iterator, total=len(tasks), desc=label, leave=False)
+
+    def map(self, fn, tasks: Sequence[Any], label: str) -> list[Any]:
+        return list(self.imap(fn, tasks, label))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -274,7 +275,7 @@ def quick_plan(genres: list[str]) -> Plan:
 
 
 def tune(
-    runner: Runner, plan: Plan, teacher: Callable[[int], Path], done: dict
+    runner: Runner, plan: Plan, teacher: Callable[[int], Path], done: RunStore
 ) -> tuple[dict[str, Method], list[dict]]:
     """Pick each method's setting by mean validation RMSE over the genres (seed 0)."""
     candidates = [m for name in METHODS for m in grid(name, plan.grid[name])]
@@ -319,14 +320,37 @@ def ablations(td: Method, rounds: Sequence[int]) -> list[Method]:
     return variants
 
 
-def _key(genre: str, method: Method, seed: int) -> tuple:
+def _key(genre: str, method: Method, seed: int) -> str:
     """Runs with equal keys train identically (whatever the method's display name)."""
-    return genre, method.protocols, method.describe(), seed
+    return json.dumps([genre, list(method.protocols), method.describe(), seed])
 
 
-def _run_all(runner, methods, genres, seeds, teacher, budget, label, done=None) -> list[dict]:
+class RunStore:
+    """Finished runs by key, appended to a JSON-lines file as each ends, so that a benchmark
+    stopped part-way resumes without repeating them. Lines of another budget are ignored."""
+
+    def __init__(self, path: Path | None, budget: Budget) -> None:
+        self.path, self.budget = path, asdict(budget)
+        self.rows: dict[str, dict] = {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record.get("budget") == self.budget:
+                    self.rows[record["key"]] = record["row"]
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def add(self, key: str, row: dict) -> None:
+        self.rows[key] = row
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as file:
+                file.write(json.dumps({"key": key, "budget": self.budget, "row": row}) + "\n")
+
+
+def _run_all(runner, methods, genres, seeds, teacher, budget, label, done: RunStore) -> list[dict]:
     """Run every (method, genre, seed); a run already in ``done`` (same key) is reused."""
-    done = done if done is not None else {}
     tasks, rows = [], []
     for seed in seeds:
         for method in methods:
@@ -337,10 +361,10 @@ def _run_all(runner, methods, genres, seeds, teacher, budget, label, done=None) 
                     tasks.append((genre, method, seed, str(teacher(seed)), budget))
     # the longest tasks first keep both workers busy to the end
     tasks.sort(key=lambda t: -(1 + t[1].rounds) * (1 + len(t[1].protocols)))
-    fresh = runner.map(_run_task, tasks, label)
-    for task, row in zip(tasks, fresh):
-        done[_key(task[0], task[1], task[2])] = row
-    return rows + fresh
+    for task, row in zip(tasks, runner.imap(_run_task, tasks, label)):
+        done.add(_key(task[0], task[1], task[2]), row)
+        rows.append(row)
+    return rows
 
 
 def _machine() -> str:
@@ -376,7 +400,9 @@ def run(
     plan = quick_plan(dense) if quick else Plan(dense, list(range(seeds)), Budget(), GRID)
     # teachers live where paper_teacher (the paper-movielens config) finds them too
     teacher = partial(teacher_file, cache_dir=cache_dir, teacher_epochs=plan.budget.teacher_epochs)
-    done: dict = {}  # runs by key: seed 0 of the chosen settings is reused from tuning
+    # every finished run, by key: seed 0 of the chosen settings is reused from tuning, and a
+    # benchmark stopped part-way picks up where it was
+    done = RunStore(out / f"movielens{'-quick' if quick else ''}-runs.jsonl", plan.budget)
     timings: dict[str, float] = {}
     runner = Runner(data_dir, workers, threads)
     try:
