@@ -476,11 +476,47 @@ def bench_movielens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graphs_arguments(parser: argparse.ArgumentParser) -> None:
+    _movielens_arguments(parser)
+    parser.add_argument(
+        "--limit", type=int, help="keep the first N ratings of every split (a smoke test)"
+    )
+
+
+def bench_graphs(args: argparse.Namespace) -> int:
+    """N-way graphs on MovieLens 100K: several teachers, eight students in one run, peers."""
+    out = Path(args.out)
+    if args.report_only:
+        from agora.bench.graphs import page
+
+        (out / "graphs.md").write_text(page(_read_results(out / "graphs.json")))
+    else:
+        if min(args.workers, args.threads, args.seeds) < 1:
+            raise CommandError("--workers, --threads and --seeds must be at least 1")
+        _find_movielens(args.data_dir)
+        from agora.bench.graphs import run as run_graphs
+
+        run_graphs(
+            out,
+            quick=args.quick,
+            data_dir=args.data_dir,
+            workers=args.workers,
+            threads=args.threads,
+            seeds=args.seeds,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            limit=args.limit,
+            command=args.command_line,
+        )
+    print(f"results: {out / 'graphs.md'}")
+    return 0
+
+
 Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 
 # agora bench NAME: a benchmark is a function and its arguments, like a command
 BENCHMARKS: dict[str, Command] = {
     "movielens": (bench_movielens, _movielens_arguments),
+    "graphs": (bench_graphs, _graphs_arguments),
 }
 
 

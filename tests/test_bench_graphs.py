@@ -1,0 +1,35 @@
+"""`agora bench graphs --quick` on a slice of MovieLens 100K: the page and its three tables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agora.cli import main
+
+DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
+HAVE_DATA = bool(DATA_DIR) and (Path(DATA_DIR) / "ml-100k" / "u.data").is_file()
+
+
+@pytest.mark.skipif(
+    not HAVE_DATA,
+    reason="MovieLens 100K not found: set AGORA_DATA_DIR to a folder holding ml-100k/",
+)
+def test_quick_bench_on_a_slice_writes_every_table(tmp_path, capsys):
+    argv = ["bench", "graphs", "--quick", "--limit", "300", "--workers", "1", "--out"]
+    assert main([*argv, str(tmp_path)]) == 0
+    text = (tmp_path / "graphs.md").read_text()
+    for heading in ("## a. Three teachers", "## b. One teacher, eight students", "## c. Peers"):
+        assert heading in text
+    assert "| War (Genre 8) |" in text and "wall time of all students" in text
+    results = json.loads((tmp_path / "graphs.json").read_text())
+    methods = {(r["experiment"], r["method"]) for r in results["rows"]}
+    assert ("teachers", "TD 3 tutors, router") in methods and ("peers", "peers") in methods
+    router = [r for r in results["rows"] if r["method"] == "TD 3 tutors, router"]
+    assert sum(router[0]["weights"].values()) == pytest.approx(1)  # whom the student listens to
+    (tmp_path / "graphs.md").unlink()
+    assert main(["bench", "graphs", "--report-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "graphs.md").read_text() == text
