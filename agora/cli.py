@@ -511,12 +511,35 @@ def bench_graphs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
+    parser.add_argument("--out", default="docs/results", help="where speed.md goes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--data-dir", help="folder holding ml-100k/ (default: AGORA_DATA_DIR)")
+
+
+def bench_speed(args: argparse.Namespace) -> int:
+    """Step time against a hand-written TD step and torchdistill; scaling; cache; memory."""
+    if args.threads < 1:
+        raise CommandError("--threads must be at least 1")
+    from agora.bench.speed import run as run_speed
+
+    out = Path(args.out)
+    run_speed(
+        out, quick=args.quick, data_dir=args.data_dir, threads=args.threads,
+        command=args.command_line,
+    )  # fmt: skip
+    print(f"results: {out / 'speed.md'}")
+    return 0
+
+
 Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 
 # agora bench NAME: a benchmark is a function and its arguments, like a command
 BENCHMARKS: dict[str, Command] = {
     "movielens": (bench_movielens, _movielens_arguments),
     "graphs": (bench_graphs, _graphs_arguments),
+    "speed": (bench_speed, _speed_arguments),
 }
 
 
