@@ -175,6 +175,7 @@ class Agent(nn.Module):
 
     @property
     def trainable(self) -> bool:
+        """True when the backbone trains (the agent is not frozen)."""
         return not self.frozen
 
     # -- the three steps (override for models that need more than a tensor) -----------------

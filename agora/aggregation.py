@@ -32,6 +32,7 @@ class Aggregation(nn.Module):
         self.last_weights: Tensor | None = None
 
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:
+        """The weights of the ``n`` replies: ``[n]``, or per example ``[B, n]`` / ``[B, T, n]``."""
         raise NotImplementedError
 
     def forward(
@@ -51,6 +52,7 @@ class MeanAggregation(Aggregation):
     r"""Equal weights: :math:`r = \frac{1}{n}\sum_i r_i`."""
 
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:
+        """``1 / n`` for every tutor."""
         n = replies.shape[0]
         return torch.full((n,), 1.0 / n, device=replies.device, dtype=replies.dtype)
 
@@ -72,6 +74,7 @@ class WeightedAggregation(Aggregation):
         nn.init.zeros_(self.logits)
 
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:
+        """``softmax(logits)``, one learned weight per tutor."""
         return self.logits.softmax(0).to(replies.dtype)
 
     def extra_repr(self) -> str:
@@ -100,6 +103,7 @@ class RouterAggregation(Aggregation):
         self.gate.reset_parameters()
 
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:
+        """``softmax(W m + b)`` of the learner's question, per example."""
         return self.gate(question).softmax(-1)  # [B, n] or [B, T, n]
 
     def extra_repr(self) -> str:

@@ -175,6 +175,7 @@ def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], path: Path) -> 
 
 
 def read_document(directory: str | os.PathLike) -> dict[str, Any]:
+    """The ``graph.json`` of a model folder; a clear error when missing or invalid."""
     path = Path(directory) / "graph.json"
     if not path.exists():
         raise CheckpointError(f"{path}: missing; {directory} is not an agora model folder")
@@ -185,6 +186,7 @@ def read_document(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def versions() -> dict[str, str]:
+    """The versions of agora and torch, stored in ``graph.json``."""
     import agora
 
     return {"agora": agora.__version__, "torch": torch.__version__}
@@ -199,6 +201,7 @@ def set_pointer(run_dir: str | os.PathLike, name: str, target: str) -> None:
 
 
 def pointer(run_dir: str | os.PathLike, name: str) -> Path | None:
+    """The checkpoint folder ``checkpoints/<name>`` points at, if it is complete."""
     path = Path(run_dir) / "checkpoints" / name
     if not path.exists():
         return None
@@ -261,6 +264,7 @@ def flatten_sample(x: Any, prefix: str = "x") -> dict[str, Tensor]:
 
 
 def unflatten_sample(tensors: Mapping[str, Tensor]) -> Any:
+    """The inverse of :func:`flatten_sample`."""
     if list(tensors) == ["x"]:
         return tensors["x"]
     root: dict[str, Any] = {}
@@ -274,6 +278,7 @@ def unflatten_sample(tensors: Mapping[str, Tensor]) -> Any:
 
 
 def save_sample(directory: str | os.PathLike, x: Any, rows: int = 2) -> None:
+    """Keep the first ``rows`` of a batch beside a model: the shapes its codecs fit."""
     x = _slice(x, rows)
     save_file(flatten_sample(x), str(Path(directory) / "sample.safetensors"))
 

@@ -54,12 +54,15 @@ class Codec(nn.Module):
         self.decoder = self.build_decoder(self.message_dim, self.state_dim)
 
     def build_encoder(self, state_dim: int, message_dim: int) -> nn.Module:
+        """The network ``[..., state_dim] -> [..., message_dim]``; subclasses choose it."""
         raise NotImplementedError
 
     def build_decoder(self, message_dim: int, state_dim: int) -> nn.Module:
+        """The network ``[..., message_dim] -> [..., state_dim]``; subclasses choose it."""
         raise NotImplementedError
 
     def encode(self, s: Tensor, e: Tensor) -> Tensor:
+        """``m = E({s; e})``: flatten and concatenate the states, encode; checks their shapes."""
         lead = 2 if self.tokens else 1
         if tuple(s.shape[lead:]) != self.s_shape or tuple(e.shape[lead:]) != self.e_shape:
             raise ValueError(
@@ -70,6 +73,7 @@ class Codec(nn.Module):
         return self.encoder(state)  # [B, m_dim] or [B, T, m_dim]
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
+        """``(s', e') = D(m)``: decode, split and reshape to the agent's state shapes."""
         if m.shape[-1] != self.message_dim:
             raise ValueError(
                 f"Agent {self.owner!r}: decoder expects messages of size {self.message_dim}, "
@@ -134,11 +138,13 @@ class MLPCodec(Codec):
         ]
 
     def build_encoder(self, state_dim: int, message_dim: int) -> nn.Module:
+        """Dense-ReLU-dropout-dense, then LayerNorm on the message."""
         return nn.Sequential(
             *self._dense_relu_dense(state_dim, message_dim), nn.LayerNorm(message_dim)
         )
 
     def build_decoder(self, message_dim: int, state_dim: int) -> nn.Module:
+        """Dense-ReLU-dropout-dense."""
         return nn.Sequential(*self._dense_relu_dense(message_dim, state_dim))
 
 
@@ -146,9 +152,11 @@ class LinearCodec(Codec):
     r"""Linear projections: :math:`E(z) = W_E z + b_E`, :math:`D(m) = W_D m + b_D`."""
 
     def build_encoder(self, state_dim: int, message_dim: int) -> nn.Module:
+        """One linear map to the message space."""
         return nn.Linear(state_dim, message_dim)
 
     def build_decoder(self, message_dim: int, state_dim: int) -> nn.Module:
+        """One linear map back to the states."""
         return nn.Linear(message_dim, state_dim)
 
 

@@ -105,13 +105,16 @@ class Edge:
 
     @property
     def name(self) -> str:
+        """``"learner->tutor"``, as loss terms and errors name the edge."""
         return f"{self.learner}->{self.tutor}"
 
     @property
     def talks(self) -> bool:
+        """True when the edge runs the ``talk`` protocol."""
         return "talk" in self.protocols
 
     def to_dict(self) -> dict[str, Any]:
+        """The edge as plain data (what :meth:`Graph.from_dict` reads back)."""
         return {**asdict(self), "protocols": list(self.protocols)}
 
 
@@ -270,6 +273,7 @@ class Graph(nn.Module):
                     self.adapters[key] = adapter
 
     def adapter(self, edge: Edge, protocol: str) -> nn.Module | None:
+        """The module an edge's protocol owns (FitNet's regressor), or ``None``."""
         key = f"{edge.learner}__{edge.tutor}__{protocol}"
         return self.adapters[key] if key in self.adapters else None
 
@@ -282,9 +286,11 @@ class Graph(nn.Module):
 
     @property
     def active_edges(self) -> list[Edge]:
+        """The edges that add to the loss now (stages switch the others off)."""
         return [edge for edge in self.edges if edge.active]
 
     def edge(self, learner: str, tutor: str) -> Edge:
+        """The :class:`Edge` ``learner -> tutor``; a clear error when there is none."""
         if not self.nx.has_edge(learner, tutor):
             raise GraphError(
                 f"No edge {learner}->{tutor}; edges are {[e.name for e in self.edges]}"
@@ -300,6 +306,7 @@ class Graph(nn.Module):
         return [e for e in self.edges if e.learner == learner and e.talks]
 
     def learners(self) -> list[str]:
+        """Names of the agents that learn along an active edge, in edge order."""
         return list(dict.fromkeys(e.learner for e in self.active_edges))
 
     # -- validation --------------------------------------------------------------------------

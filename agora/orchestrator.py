@@ -161,6 +161,7 @@ class Orchestrator(nn.Module):
     def task_losses(
         self, outputs: dict[str, AgentOutput], y: Tensor | Mapping[str, Tensor], losses: Losses
     ) -> None:
+        """Add ``task[name]`` for every trainable agent with a task."""
         for name, out in outputs.items():
             agent = self.graph.agents[name]
             if agent.trainable and agent.task is not None and agent.task_weight:
@@ -223,6 +224,7 @@ class Orchestrator(nn.Module):
         return aggregator(torch.stack(replies), question, tutors=active)
 
     def listen(self, learner: Agent, reply: Tensor) -> State:
+        """The learner decodes the (aggregated) reply: ``(s'_u, e'_u) = D_u(r)``."""
         return learner.codec.decode(reply)
 
     def follow_up(self, learner: Agent, s: Tensor, mask: Tensor | None) -> tuple[State, Tensor]:

@@ -114,6 +114,7 @@ class Losses:
         self.terms: dict[str, tuple[float, Tensor]] = {}
 
     def add(self, name: str, weight: float, value: Tensor) -> None:
+        """Add ``weight * value`` under ``name``; a second value under one name adds up."""
         if name in self.terms:
             weight, previous = self.terms[name][0], self.terms[name][1]
             value = previous + value
@@ -121,6 +122,7 @@ class Losses:
 
     @property
     def total(self) -> Tensor:
+        """The weighted sum of every term: the loss to backpropagate."""
         return sum(weight * value for weight, value in self.terms.values())  # type: ignore[return-value]
 
     def values(self) -> dict[str, Tensor]:
@@ -146,6 +148,7 @@ class Protocol:
     weights: ClassVar[dict[str, float]] = {}
 
     def build(self, edge: Edge, learner: Agent, tutor: Agent, message_dim: int) -> nn.Module | None:
+        """A module the edge needs for this protocol (e.g. FitNet's regressor), or ``None``."""
         return None
 
     def add_losses(
@@ -157,6 +160,7 @@ class Protocol:
         agents: tuple[Agent, Agent],
         adapter: nn.Module | None,
     ) -> None:
+        """Add this protocol's terms for ``edge`` from both agents' round-0 outputs."""
         raise NotImplementedError
 
 
@@ -180,6 +184,7 @@ class Talk(Protocol):
     }
 
     def add_losses(self, losses, edge, learner, tutor, agents, adapter) -> None:
+        """Add ``message_consistency[edge]`` and ``state_consistency[edge]``."""
         learner_agent, tutor_agent = agents
         mask, kind = learner.mask, edge.distance
         if edge.weights["message_consistency"]:
@@ -209,6 +214,7 @@ class Logit(Protocol):
     weights: ClassVar[dict[str, float]] = {"logit": 1.0}
 
     def add_losses(self, losses, edge, learner, tutor, agents, adapter) -> None:
+        """Add ``logit[edge]``: MSE for regression, softened KL for classes."""
         kind = edge.logit_distance or ("kl" if agents[0].task == "classification" else "mse")
         value = logit_distance(learner.y, tutor.y.detach(), kind, edge.temperature)
         losses.add(f"logit[{edge.name}]", edge.weights["logit"], value)
@@ -225,6 +231,7 @@ class Feature(Protocol):
     weights: ClassVar[dict[str, float]] = {"feature": 1.0}
 
     def add_losses(self, losses, edge, learner, tutor, agents, adapter) -> None:
+        """Add ``feature[edge]``: the distance between both messages."""
         tutor_message = tutor.m
         if tutor.s.requires_grad or tutor.e.requires_grad:  # a trainable tutor: states as targets
             tutor_message = agents[1].codec.encode(tutor.s.detach(), tutor.e.detach())
@@ -246,9 +253,11 @@ class FitNet(Protocol):
     weights: ClassVar[dict[str, float]] = {"fitnet": 1.0}
 
     def build(self, edge, learner, tutor, message_dim) -> nn.Module:
+        """The regressor ``P``: the tutor's flattened states to the message size."""
         return nn.Linear(tutor.codec.state_dim, message_dim)
 
     def add_losses(self, losses, edge, learner, tutor, agents, adapter) -> None:
+        """Add ``fitnet[edge]``: the learner's states against its decoding of ``P(tutor)``."""
         pattern = "b *" if learner.mask is None else "b t *"
         tutor_state, _ = pack([tutor.s.detach(), tutor.e.detach()], pattern)
         decoded = agents[0].codec.decode(adapter(tutor_state))
@@ -261,4 +270,5 @@ ALIASES: dict[str, tuple[str, ...]] = {"hybrid": ("logit", "feature")}
 
 
 def all_weights() -> dict[str, float]:
+    """Every loss weight name of every protocol, with its default."""
     return {k: v for protocol in PROTOCOLS.values() for k, v in protocol.weights.items()}

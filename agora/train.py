@@ -165,6 +165,7 @@ class EpochSampler(Sampler[int]):
         self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Shuffle for ``epoch`` next (Accelerate calls it at each epoch)."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
@@ -306,6 +307,7 @@ def make_learner_loader(
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:
+    """``(x, y)`` of a batch given as a pair or a mapping with ``"x"`` and ``"y"``."""
     if isinstance(batch, Mapping):
         return batch["x"], batch.get("y")
     x, y = batch
@@ -549,6 +551,7 @@ def default_metric(graph: Graph, learners: list[str] | None = None) -> str | Non
 
 
 def improved(metric: str, value: float, best: float | None) -> bool:
+    """True when ``value`` beats ``best``: higher accuracy, lower anything else."""
     if best is None:
         return True
     return value > best if metric.endswith("accuracy") else value < best
@@ -743,6 +746,7 @@ def _launched_without_gpu() -> bool:
 
 
 def check_finite(out: StepOutput, step: int, log: RunLog) -> None:
+    """Raise :class:`NonFiniteLossError` naming the non-finite terms and the last checkpoint."""
     if torch.isfinite(out.loss.detach()).item():
         return
     bad = [name for name, value in out.losses.values().items() if not torch.isfinite(value).all()]
@@ -754,6 +758,7 @@ def check_finite(out: StepOutput, step: int, log: RunLog) -> None:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, total_steps: int):
+    """A ``LambdaLR``: linear warm-up, then constant, linear or cosine decay."""
     warmup = config.warmup_steps
 
     def factor(step: int) -> float:
