@@ -16,6 +16,7 @@ import pytest
 from safetensors.torch import load_file
 
 from agora.cli import main
+from agora.config import load_config
 
 DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
 HAVE_DATA = bool(DATA_DIR) and (Path(DATA_DIR) / "ml-100k" / "u.data").is_file()
@@ -120,7 +121,9 @@ def test_paper_run_trains_the_student_of_the_pretrained_teacher_on_one_genre(pap
     assert agents["teacher"]["spec"]["factory"] == "agora.bench.movielens:paper_teacher"
     assert document["config"]["data"]["kwargs"]["genre"] == "War"
     [edge] = document["graph"]["edges"]
-    assert (edge["learner"], edge["tutor"], edge["rounds"]) == ("student", "teacher", 2)
+    [configured] = load_config("paper-movielens").graph.edges  # the packaged talk edge
+    assert (edge["learner"], edge["tutor"]) == ("student", "teacher")
+    assert (edge["rounds"], edge["weights"]) == (configured.rounds, configured.weights)
     # pre-trained into the given cache, said so, and frozen: the run kept its weights
     teacher = cache / "movielens" / "teacher-seed0-epochs1.safetensors"
     assert f"pre-training the MovieLens teacher (seed 0, at most 1 epoch) into {teacher}" in (
