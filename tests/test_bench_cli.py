@@ -105,7 +105,7 @@ def paper_run(tmp_path_factory):
     run_dir, cache = tmp / "run", tmp / "cache"
     done = agora(
         "run", "paper-movielens", "--genre", "War", "--out", str(run_dir), *SHORT,
-        f"graph.agents.0.kwargs.cache_dir={cache}", timeout=300,
+        f"graph.agents.0.kwargs.cache_dir={cache}", timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return run_dir, cache, done

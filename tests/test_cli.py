@@ -23,7 +23,7 @@ def tiny_run(tmp_path_factory):
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     return cwd / "runs" / "tiny", done.stdout
