@@ -533,6 +533,60 @@ def bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="64 sentences, 1 seed, 1 epoch: a smoke test"
+    )
+    parser.add_argument("--out", default="docs/results", help="(default: docs/results)")
+    parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    parser.add_argument("--threads", type=int, default=1, help="threads each (default: 1)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of each run (default: 3)")
+    parser.add_argument("--data-dir", help="the folder holding sst2/ (default: $AGORA_DATA_DIR)")
+    parser.add_argument(
+        "--cache-dir", help="the teacher's linear probe, reused (default: OUT/.teachers)"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-write text.md from OUT/text.json"
+    )
+
+
+def bench_text(args: argparse.Namespace) -> int:
+    """SST-2: all-MiniLM-L6-v2 teaches a 2-layer student; every method, 3 seeds."""
+    out = Path(args.out)
+    name = "text-quick" if args.quick else "text"
+    if args.report_only:
+        from agora.bench.text import text_page
+
+        (out / f"{name}.md").write_text(text_page(_read_results(out / f"{name}.json")))
+    else:
+        if min(args.workers, args.threads, args.seeds) < 1:
+            raise CommandError("--workers, --threads and --seeds must be at least 1")
+        try:
+            from agora.bench.text import run as run_text
+            from agora.data.sst2 import find_sst2
+            from agora.models.transformer import minilm_path
+
+            minilm_path()
+            find_sst2(args.data_dir)  # fail now, before the workers start
+        except ImportError as error:
+            raise CommandError(str(error)) from None
+        except DataError:
+            raise
+        except OSError as error:
+            raise CommandError(
+                f"SST-2 is not here and could not be downloaded ({error}); set AGORA_DATA_DIR "
+                "to a folder holding sst2/, or pass --data-dir"
+            ) from None
+        run_text(
+            out, quick=args.quick, data_dir=args.data_dir, workers=args.workers,
+            threads=args.threads, seeds=args.seeds,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            command=args.command_line,
+        )  # fmt: skip
+    print(f"results: {out / f'{name}.md'}")
+    return 0
+
+
 Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
 
 # agora bench NAME: a benchmark is a function and its arguments, like a command
@@ -540,6 +594,7 @@ BENCHMARKS: dict[str, Command] = {
     "movielens": (bench_movielens, _movielens_arguments),
     "graphs": (bench_graphs, _graphs_arguments),
     "speed": (bench_speed, _speed_arguments),
+    "text": (bench_text, _text_arguments),
 }
 
 

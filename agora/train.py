@@ -7,7 +7,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,8 @@ class FitConfig:
         seed: seeds weights, data order, dropout and noise.
         cache_frozen: reuse frozen agents' round-0 outputs across epochs. Only valid when a
             frozen agent sees identical examples each epoch (no augmentation).
+        group_by_length: batch training examples of similar length (a dataset with a
+            ``lengths`` attribute, such as text): less padding, the same examples per epoch.
         checkpoint_every: also checkpoint every this many optimizer steps (``None``: at the end
             of each epoch only).
         eval_every: evaluate every this many optimizer steps as well as at each epoch's end.
@@ -90,6 +92,7 @@ class FitConfig:
     metric: str | None = None
     seed: int = 0
     cache_frozen: bool = True
+    group_by_length: bool = False
     checkpoint_every: int | None = None
     eval_every: int | None = None
     log_every: int = 50
@@ -114,6 +117,8 @@ class FitResult:
     best_step: int | None
     steps: int
     seconds: float
+    epoch_seconds: list[float] = field(default_factory=list)
+    """Training seconds of each epoch run here (its steps, not its evaluation)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -159,10 +164,35 @@ class _IndexedCollate:
 
 
 class EpochSampler(Sampler[int]):
-    """A shuffle that depends only on ``(seed, epoch)``, so a resumed run sees the same order."""
+    """A shuffle that depends only on ``(seed, epoch)``, so a resumed run sees the same order.
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+    With ``lengths`` (and ``batch_size``), consecutive ``batch_size`` examples have similar
+    lengths: each run of 50 batches of the shuffle is sorted by length, then the full batches
+    are shuffled (a partial one stays last). Batches of text then need little padding.
+
+    Example:
+        >>> sampler = EpochSampler(6, seed=0, lengths=[1, 9, 2, 8, 3, 7], batch_size=2)
+        >>> order = list(sampler)
+        >>> sorted(sorted(order[i : i + 2]) for i in (0, 2, 4))  # lengths 1-2, 8-9, 3-7
+        [[0, 2], [1, 3], [4, 5]]
+    """
+
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        shuffle: bool = True,
+        lengths: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+        if lengths is not None and (len(lengths) != size or not batch_size):
+            raise ValueError(
+                f"EpochSampler: lengths must give one length per example ({size}, got "
+                f"{len(lengths)}) and batch_size must be set"
+            )
+        self.lengths = None if lengths is None else torch.as_tensor(lengths)
+        self.batch_size = batch_size
 
     def set_epoch(self, epoch: int) -> None:
         """Shuffle for ``epoch`` next (Accelerate calls it at each epoch)."""
@@ -172,7 +202,18 @@ class EpochSampler(Sampler[int]):
         if not self.shuffle:
             return iter(range(self.size))
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator)
+        if self.lengths is None:
+            return iter(order.tolist())
+        size = self.batch_size * 50  # type: ignore[operator]
+        runs = [
+            run[torch.sort(self.lengths[run], descending=True, stable=True).indices]
+            for run in order.split(size)
+        ]
+        batches = list(torch.cat(runs).split(self.batch_size))  # type: ignore[arg-type]
+        last = [batches.pop()] if len(batches[-1]) < self.batch_size else []
+        shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        return iter(torch.cat(shuffled + last).tolist())
 
     def __len__(self) -> int:
         return self.size
@@ -187,12 +228,25 @@ def _unwrap(data: Dataset | DataLoader, batch_size: int) -> tuple[Dataset, Any, 
 
 
 def make_loader(
-    data: Dataset | DataLoader, batch_size: int, seed: int, shuffle: bool
+    data: Dataset | DataLoader,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    group_by_length: bool = False,
 ) -> tuple[DataLoader, EpochSampler]:
     """An index-carrying loader with a resumable shuffle; a given DataLoader lends its
-    dataset, collate function and batch size."""
+    dataset, collate function and batch size. ``group_by_length`` batches examples of similar
+    ``data.lengths`` together (see :class:`EpochSampler`)."""
     data, collate, batch_size = _unwrap(data, batch_size)
-    sampler = EpochSampler(len(data), seed, shuffle)  # type: ignore[arg-type]
+    lengths = None
+    if group_by_length:
+        lengths = getattr(data, "lengths", None)
+        if lengths is None:
+            raise ValueError(
+                f"group_by_length needs a dataset with a `lengths` attribute (one length per "
+                f"example); {type(data).__name__} has none"
+            )
+    sampler = EpochSampler(len(data), seed, shuffle, lengths, batch_size)  # type: ignore[arg-type]
     loader = DataLoader(
         Indexed(data),
         batch_sampler=BatchSampler(sampler, batch_size, drop_last=False),
@@ -343,6 +397,13 @@ class StateCache:
     gives the same tensors as computing them again. Tables are kept per agent and dataset: a
     tutor of several learners with their own data observes row ``i`` of each.
 
+    Token states (an input with an ``attention_mask``) may come padded to a different length
+    in each batch: a table keeps the longest length seen, and a read returns the batch's
+    length. Real tokens are exactly as computed; padding positions hold zeros or the values of
+    an earlier padding, which nothing reads (every distance, pooling and attention is masked).
+    Real tokens computed in a batch of another padding can differ from a recomputation by
+    float rounding (the matrix shapes differ), not more.
+
     Args:
         sizes (int or Mapping[str, int]): examples in the training data, or per learner's
             dataset for per-learner data.
@@ -362,20 +423,24 @@ class StateCache:
         for shared data), computed and stored unless every row is stored already."""
         name = (agent.name, dataset)
         filled = self.filled.get(name)
+        mask = agent.attention_mask(x)
         if filled is not None and bool(filled[index].all()):
             table = self.tables[name]
+            tokens = None if mask is None else mask.shape[1]
             return AgentOutput(
                 y=table["y"][index] if "y" in table else None,
-                s=table["s"][index],
-                e=table["e"][index],
-                mask=agent.attention_mask(x),
+                s=_tokens(table["s"][index], tokens),
+                e=_tokens(table["e"][index], tokens),
+                mask=mask,
             )
         with torch.no_grad():
             out = agent(x)
-        self._store(name, out, index)
+        self._store(name, out, index, tokens=mask is not None)
         return out
 
-    def _store(self, name: tuple[str, str | None], out: AgentOutput, index: Tensor) -> None:
+    def _store(
+        self, name: tuple[str, str | None], out: AgentOutput, index: Tensor, tokens: bool
+    ) -> None:
         parts = {"s": out.s, "e": out.e, **({"y": out.y} if out.y is not None else {})}
         if name not in self.tables:
             size = self.sizes[name[1]]
@@ -383,14 +448,28 @@ class StateCache:
             self.filled[name] = torch.zeros(size, dtype=torch.bool, device=out.s.device)
         table = self.tables[name]
         for key, value in parts.items():
+            if tokens and key != "y":  # [B, T, ...]: T is the batch's padded length
+                if value.shape[1] > table[key].shape[1]:
+                    table[key] = _tokens(table[key], value.shape[1])
+                value = _tokens(value, table[key].shape[1])
             if table[key].shape[1:] != value.shape[1:]:
                 raise ValueError(
                     f"Agent {name[0]!r}: cache_frozen needs a fixed shape per example, but "
                     f"{key} changed from {list(table[key].shape[1:])} to {list(value.shape[1:])} "
-                    f"(pad to a fixed length, or set cache_frozen=False)"
+                    f"(give token inputs an attention_mask, or set cache_frozen=False)"
                 )
             table[key][index] = value.detach()
         self.filled[name][index] = True
+
+
+def _tokens(states: Tensor, length: int | None) -> Tensor:
+    """``states [B, T, ...]`` cut or zero-padded to ``length`` tokens (``None``: unchanged)."""
+    if length is None or states.shape[1] == length:
+        return states
+    if states.shape[1] > length:
+        return states[:, :length]
+    padding = states.new_zeros((states.shape[0], length - states.shape[1], *states.shape[2:]))
+    return torch.cat([states, padding], dim=1)
 
 
 class CachedOrchestrator(Orchestrator):
@@ -638,9 +717,13 @@ def fit(
     set_seed(config.seed)
     if isinstance(train_data, Mapping):
         check_learner_data(graph, train_data, "train_data")
+        if config.group_by_length:
+            raise ValueError("group_by_length works with shared training data only")
         loader, examples = make_learner_loader(train_data, config.batch_size, config.seed)
     else:
-        loader, sampler = make_loader(train_data, config.batch_size, config.seed, shuffle=True)
+        loader, sampler = make_loader(
+            train_data, config.batch_size, config.seed, True, config.group_by_length
+        )
         examples = len(sampler)
     sample = first_x(loader)
     if not graph.built:
@@ -676,11 +759,13 @@ def fit(
         disable=not (config.progress and accelerator.is_local_main_process),
     )
     stop = False
+    epoch_seconds: list[float] = []
     for epoch in range(state.epoch, config.epochs):
         batches = (
             skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
         )
         batches.set_epoch(epoch)  # Accelerate passes it on to the EpochSampler's shuffle
+        epoch_started = time.perf_counter()
         for item in batches:
             with accelerator.accumulate(step_fn):
                 out = step_fn(**step_inputs(item))
@@ -706,6 +791,7 @@ def fit(
             if stop:
                 break
         else:
+            epoch_seconds.append(time.perf_counter() - epoch_started)
             state.epoch, state.batches_in_epoch = epoch + 1, 0
             stop = log.evaluate(state, eval_data, metric)
             log.checkpoint(state)
@@ -714,7 +800,8 @@ def fit(
     bar.close()
     metrics = log.finish(state)
     accelerator.end_training()
-    return FitResult(metrics, out_dir, state.best_step, state.step, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds)
 
 
 def check_eval_data(graph: Graph, eval_data: Any) -> list[str] | None:

