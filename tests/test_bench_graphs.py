@@ -33,3 +33,11 @@ def test_quick_bench_on_a_slice_writes_every_table(tmp_path, capsys):
     (tmp_path / "graphs.md").unlink()
     assert main(["bench", "graphs", "--report-only", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "graphs.md").read_text() == text
+    # every finished run is on disk: a second run trains nothing and gives the same rows
+    log = tmp_path / "graphs-quick-runs.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) == len({json.dumps(json.loads(line)["key"]) for line in lines}) > 5
+    assert main([*argv, str(tmp_path)]) == 0
+    assert log.read_text().splitlines() == lines
+    again = json.loads((tmp_path / "graphs.json").read_text())
+    assert [r["test_rmse"] for r in again["rows"]] == [r["test_rmse"] for r in results["rows"]]

@@ -194,6 +194,32 @@ def _pretrain_task(task: tuple[str, int, str, Budget, int | None]) -> dict[str, 
 # -- the benchmark ---------------------------------------------------------------------------
 
 
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, list) else value
+
+
+class Done(dict):
+    """Finished runs' rows by :meth:`Run.key`, appended to a JSON-lines file as each ends, so
+    that a benchmark stopped part-way resumes without repeating them. Lines written under
+    another budget or ``limit`` are ignored."""
+
+    def __init__(self, path: Path | None, budget: Budget, limit: int | None) -> None:
+        super().__init__()
+        self.path, self.stamp = path, {"budget": asdict(budget), "limit": limit}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if all(record.get(k) == v for k, v in self.stamp.items()):
+                    super().__setitem__(_frozen(record["key"]), record["rows"])
+
+    def __setitem__(self, key: tuple, rows: list[dict]) -> None:
+        super().__setitem__(key, rows)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as file:
+                file.write(json.dumps({"key": key, **self.stamp, "rows": rows}) + "\n")
+
+
 def _run_all(runner: Runner, runs: list[Run], teachers, plan: Plan, done: dict, label: str):
     """Every run, a run already ``done`` (same key) reused; the rows, relabelled."""
     fresh = [r for r in dict.fromkeys(r.key() for r in runs) if r not in done]
@@ -278,7 +304,8 @@ def run(
         return {name: str(teacher_path(name, seed, cache, the_plan)) for name in TUTORS}
 
     timings: dict[str, float] = {}
-    done: dict = {}
+    # every finished run, appended as it ends: a benchmark stopped part-way resumes from it
+    done = Done(out / f"graphs{'-quick' if quick else ''}-runs.jsonl", the_plan.budget, limit)
     runner = Runner(data_dir, workers, threads)
     try:
         clock = time.perf_counter()
@@ -290,7 +317,11 @@ def run(
         chosen, tuning_rows = _tune(runner, the_plan, teachers, done)
         timings["tuning (validation, seed 0)"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        rows = _run_all(runner, experiments(the_plan, chosen), teachers, the_plan, done, "runs")
+        runs = experiments(the_plan, chosen)
+        rows = []
+        for seed in the_plan.seeds:  # seed by seed: a stopped benchmark leaves whole seeds
+            mine = [r for r in runs if r.seed == seed]
+            rows += _run_all(runner, mine, teachers, the_plan, done, f"runs, seed {seed}")
         timings["experiments"] = time.perf_counter() - clock
     finally:
         runner.close()
