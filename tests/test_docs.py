@@ -18,6 +18,12 @@ RUNNABLE = [
     "howto/multi-student.md",
 ]
 
+NEEDS_TEXT = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None,
+    reason="the text extra is not installed: pip install 'agora-distill[text]'",
+)
+RUNNABLE += [pytest.param("howto/text-models.md", marks=NEEDS_TEXT)]
+
 
 @pytest.mark.parametrize("page", RUNNABLE)
 def test_python_examples_run(page, tmp_path, monkeypatch, capsys):
