@@ -336,10 +336,31 @@ def _header(results: dict[str, Any]) -> list[str]:
 def _timing_lines(results: dict[str, Any]) -> list[str]:
     timings = results.get("timings", {})
     lines = [f"- Wall time, {phase}: {_duration(s)}" for phase, s in timings.items()]
+    runs = _unique_runs(results)
+    reused = [r for r in runs if r.get("reused")]
+    if reused:
+        total = sum(r.get("seconds", 0.0) for r in runs)
+        workers = results.get("workers") or 1
+        lines.append(
+            f"- {len(reused)} of {len(runs)} runs were finished by an earlier invocation and "
+            f"read back from the run log, so the wall times above count only the others; every "
+            f"run's own training time, summed: {_duration(total)} (about {_duration(total / workers)} "
+            f"on {workers} workers)"
+        )
     cached = len(results.get("seeds", [])) - len(results.get("teachers", []))
     if cached > 0:
         lines.append(f"- {cached} teacher(s) were loaded from the cache, not pre-trained here")
     return lines or ["- Wall time: not recorded"]
+
+
+def _unique_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every student run once: seed 0 of a chosen setting is one run, listed in the tuning and
+    in the tables (under the table's name)."""
+    runs = {
+        (r.get("genre"), r["method"].split(" ")[0], r["setting"], r["seed"]): r
+        for r in (*results.get("tuning_rows", []), *results.get("rows", []))
+    }
+    return list(runs.values())
 
 
 def _protocol(results: dict[str, Any]) -> list[str]:
@@ -669,6 +690,8 @@ def _tuning_cost(results: dict[str, Any]) -> list[str]:
     seconds = sum(r.get("seconds", 0.0) for r in rows)
     wall = next((s for phase, s in results.get("timings", {}).items() if "tuning" in phase), None)
     wall_text = f", {_duration(wall)} of wall time" if wall is not None else ""
+    if rows and all(r.get("reused") for r in rows):
+        wall_text = ", run by an earlier invocation of the benchmark"
     return [
         f"Tuning cost: {len(rows)} runs (seed 0, every grid point on every genre), "
         f"{_duration(seconds)} of run time summed over workers{wall_text}. Settings were chosen "
@@ -680,9 +703,7 @@ def _tuning_cost(results: dict[str, Any]) -> list[str]:
 def _where_time_goes(results: dict[str, Any]) -> list[str]:
     """Run time (summed over workers) and milliseconds per optimizer step, by method."""
     totals: dict[str, list[float]] = {}
-    for row in [*results.get("tuning_rows", []), *results["rows"]]:
-        if row.get("reused"):
-            continue  # counted once, where it ran
+    for row in _unique_runs(results):
         entry = totals.setdefault(row["method"], [0.0, 0.0, 0.0])
         entry[0] += 1
         entry[1] += row.get("seconds", 0.0)
