@@ -3,8 +3,8 @@
 ``agora bench speed`` writes ``speed.md`` and ``speed.json`` into ``--out`` (default
 ``docs/results``). Every comparison is measured side by side in one process: blocks of steps
 of A and B alternate (their order flips each repeat) and the page reports medians over the
-repeats, with the thread count. Peak memory is the resident set of a fresh process that runs
-one configuration.
+repeats, with the thread count. Peak memory is measured in a fresh process per configuration:
+the tensors of one step (torch's memory profiler) and the process's resident set.
 
 The models are the paper's MovieLens recommenders (teacher 300 -> 512 -> 256 -> 1, student a
 quarter of it, codecs dense-ReLU-dense with 256 hidden units and 128-d messages), on batches
@@ -17,6 +17,7 @@ import copy
 import json
 import resource
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -304,8 +305,30 @@ def _forward_hook_manager() -> type:
 # -- peak memory, one configuration per fresh process ----------------------------------------
 
 
-def _peak_rss_of(config: dict[str, Any]) -> float:
-    """Run ``config`` for a few steps in this (fresh) process; peak resident set in MiB."""
+def step_peak_mib(step: Callable[[], None]) -> float:
+    """Peak MiB of tensors alive during one call of ``step``, as torch's memory profiler
+    records them on the CPU (parameters, gradients, optimizer state, activations and
+    temporaries alike): what a GPU's ``max_memory_allocated`` would report, minus the
+    allocator's caching."""
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for CUDA snapshots, not CPU
+        path = Path(tmp, "timeline.raw.json")
+        prof.export_memory_timeline(str(path), device="cpu")
+        _, sizes = json.loads(path.read_text())
+    return max((sum(s) for s in sizes), default=0) / 2**20
+
+
+def _peak_rss_of(config: dict[str, Any]) -> dict[str, float]:
+    """Run ``config`` in this (fresh) process: the peak of one step's tensors (after 3 warm-up
+    steps, so optimizer state exists) and the process's peak resident set, in MiB."""
     torch.set_num_threads(config["threads"])
     meta, x, y = _meta_and_batch(config["data_dir"], config["batch_size"])
     graph = paper_graph(meta, x, rounds=config["rounds"], tutors=config["tutors"])
@@ -313,9 +336,13 @@ def _peak_rss_of(config: dict[str, Any]) -> float:
         step = hand_written_step(graph, x, y, config["rounds"], 0.1)
     else:
         step = agora_step(graph, x, y)
-    for _ in range(5):
+    for _ in range(3):
         step()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tensors = step_peak_mib(step)
+    return {
+        "step_peak_mib": tensors,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def peak_memory(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -323,7 +350,7 @@ def peak_memory(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
         peaks = pool.map(_peak_rss_of, configs, chunksize=1)
-    return [{**c, "peak_rss_mib": p} for c, p in zip(configs, peaks)]
+    return [{**c, **p} for c, p in zip(configs, peaks)]
 
 
 # -- the benchmark ---------------------------------------------------------------------------
@@ -376,8 +403,8 @@ def run(
         {"kind": kind, "rounds": k, "tutors": n, "threads": threads, "data_dir": data_dir,
          "batch_size": batch_size}
         for kind, k, n in ([("agora", 2, 1), ("hand", 2, 1)] if quick else
-                           [("agora", 2, 1), ("hand", 2, 1), ("agora", 0, 1), ("agora", 4, 1),
-                            ("agora", 2, 8)])
+                           [("agora", 2, 1), ("hand", 2, 1), ("agora", 0, 1), ("agora", 1, 1),
+                            ("agora", 4, 1), ("agora", 2, 2), ("agora", 2, 4), ("agora", 2, 8)])
     ]  # fmt: skip
     results["memory"] = peak_memory(memory)
     results["seconds"] = time.perf_counter() - started
@@ -435,16 +462,23 @@ def render(r: dict[str, Any]) -> str:
     )
     lines += _torchdistill_section(r["torchdistill"])
     lines += _cache_section(r["cache"])
-    lines += ["", "## Peak memory", "", "Peak resident set of a fresh process running 5 steps "
-              "(the Python interpreter, torch and the data included).", "",
-              "| step | k | tutors | peak RSS (MiB) |", "|---|---|---|---|"]  # fmt: skip
+    lines += ["", "## Peak memory", "",
+              "Each configuration in a fresh process: 3 warm-up steps, then one step under torch's "
+              "memory profiler. *Step peak* is the most memory held by tensors at any moment of "
+              "that step (parameters, gradients, AdamW state, activations, temporaries), read "
+              "from the profiler's memory timeline; *process peak RSS* is the whole process's "
+              "resident set (interpreter, torch and the data included).", "",
+              "| step | k | tutors | step peak (MiB) | process peak RSS (MiB) |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for m in r["memory"]:
-        lines.append(f"| {m['kind']} | {m['rounds']} | {m['tutors']} | {m['peak_rss_mib']:.0f} |")
-    if len({round(m["peak_rss_mib"]) for m in r["memory"]}) == 1:
-        lines += ["", "Every configuration peaks at the same resident set: the peak is reached while "
-                  "importing and loading the data, and the steps' own memory stays below it. This "
-                  "measure cannot tell the configurations apart; on a GPU "
-                  "`torch.cuda.max_memory_allocated` would."]  # fmt: skip
+        lines.append(
+            f"| {m['kind']} | {m['rounds']} | {m['tutors']} | {m['step_peak_mib']:.1f} | "
+            f"{m['peak_rss_mib']:.0f} |"
+        )
+    by = {(m["kind"], m["rounds"], m["tutors"]): m["step_peak_mib"] for m in r["memory"]}
+    if ("agora", 2, 1) in by and ("hand", 2, 1) in by:
+        lines += ["", f"Step peak, agora / hand-written (k = 2): "
+                  f"**{by[('agora', 2, 1)] / by[('hand', 2, 1)]:.3f}**."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
