@@ -71,6 +71,7 @@ class WeightedAggregation(Aggregation):
         self.logits = nn.Parameter(torch.zeros(num_tutors))
 
     def reset_parameters(self) -> None:
+        """Set every logit to zero: equal weights ``1 / n``."""
         nn.init.zeros_(self.logits)
 
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:
@@ -100,6 +101,7 @@ class RouterAggregation(Aggregation):
         self.gate = nn.Linear(message_dim, num_tutors)
 
     def reset_parameters(self) -> None:
+        """Re-draw the gate's ``W`` and ``b`` (``nn.Linear``'s default initialisation)."""
         self.gate.reset_parameters()
 
     def weights(self, replies: Tensor, question: Tensor) -> Tensor:

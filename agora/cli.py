@@ -640,6 +640,13 @@ def _add_command(
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The ``agora`` parser: ``--version`` and a subcommand per entry of :data:`COMMANDS`, each
+    described by the first line of its function's docstring.
+
+    Example:
+        >>> make_parser().parse_args(["graph", "tiny"]).command
+        'graph'
+    """
     from agora import __version__
 
     parser = argparse.ArgumentParser(prog="agora", description="Models that talk to learn.")

@@ -87,6 +87,8 @@ class Codec(nn.Module):
         return self.encode(s, e)
 
     def reset_parameters(self) -> None:
+        """Re-initialise every submodule that has ``reset_parameters`` (the encoder's and the
+        decoder's layers)."""
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()

@@ -199,6 +199,7 @@ class EdgeConfig:
             raise ConfigError(str(error), "weights") from None
 
     def to_edge(self) -> Edge:
+        """The :class:`~agora.graph.Edge` these fields describe (``protocols`` as a tuple)."""
         return Edge(**{**dataclasses.asdict(self), "protocols": tuple(self.protocols)})
 
 
@@ -370,6 +371,7 @@ class StageConfig:
         )
 
     def to_stage(self) -> Any:
+        """The :class:`~agora.stages.Stage` these fields describe."""
         from agora.stages import Stage
 
         return Stage(**dataclasses.asdict(self))

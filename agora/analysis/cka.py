@@ -291,6 +291,8 @@ class CKAMatrix:
         return self.values[self.rows.index(row), self.columns.index(column)].item()
 
     def to_dict(self) -> dict[str, Any]:
+        """The matrix as plain JSON-ready values: ``rows``, ``columns``, ``values`` (nested lists)
+        and ``examples``."""
         return {
             "rows": list(self.rows),
             "columns": list(self.columns),

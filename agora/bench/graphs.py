@@ -86,12 +86,17 @@ class DataView:
         self.ml, self.genres, self.limit, self.meta = ml, genres, limit, ml.meta
 
     def splits(self, genre: Any = None) -> dict[str, Any]:
+        """``{"train", "valid", "test"}`` of ``genre``; ``None``: the ``genres`` group (every
+        genre without one). Each split is cut to its first ``limit`` ratings."""
         which = list(self.genres) if genre is None and self.genres else genre
         return {k: v.head(self.limit) for k, v in self.ml.splits(which).items()}
 
 
 @dataclass
 class Plan:
+    """What :func:`run` runs: the genres of experiments a and b, the seeds, the training budget,
+    the tuning grid (:data:`GRID`), ``--limit`` and notes for the page."""
+
     teacher_genres: list[str]  # experiment a
     all_genres: list[str]  # experiment b
     seeds: list[int]
@@ -102,6 +107,8 @@ class Plan:
 
 
 def plan(ml: Any, quick: bool, seeds: int, limit: int | None) -> Plan:
+    """The full plan (Genres 1 and 5-8 for a, the 8 densest for b, ``seeds`` seeds, :data:`GRID`)
+    or, with ``quick``, a smoke test: Genre 8 for a, Genres 6 and 8 for b, one seed and epoch."""
     dense = ml.dense_genres(8)
     if quick:
         return Plan(
@@ -118,6 +125,15 @@ def plan(ml: Any, quick: bool, seeds: int, limit: int | None) -> Plan:
 
 
 def teacher_path(name: str, seed: int, cache: Path, plan: Plan) -> Path:
+    """Where tutor ``name`` pre-trained with ``seed`` is cached. The all-genre ``teacher`` is
+    shared with ``agora bench movielens`` (:func:`~agora.bench.movielens.teacher_file`) unless
+    ``plan.limit`` is set; a shorter pre-training or a ``limit`` gets its own file.
+
+    Example:
+        >>> full = Plan(["War"], ["War"], [0], Budget(), GRID)
+        >>> teacher_path("drama_teacher", 1, Path("/c"), full).as_posix()
+        '/c/movielens/drama_teacher-seed1.safetensors'
+    """
     if name == "teacher" and plan.limit is None:  # shared with `agora bench movielens`
         return bench.teacher_file(seed, cache, plan.budget.teacher_epochs)
     suffix = "" if plan.budget.teacher_epochs == Budget.teacher_epochs else "-short"
@@ -257,6 +273,8 @@ def _tune(runner: Runner, plan: Plan, teachers, done: dict) -> tuple[dict[str, f
 
 
 def experiments(plan: Plan, chosen: dict[str, float]) -> list[Run]:
+    """Every run of experiments a, b and c for every seed, with the tuned ``chosen`` settings:
+    ``scratch_lr`` for runs without a tutor, ``lr`` and ``weight`` for runs with talk edges."""
     td = {"lr": chosen["lr"], "weight": chosen["weight"]}
     alone = {"lr": chosen["scratch_lr"]}
     runs = []

@@ -51,6 +51,12 @@ class Method:
     weights: tuple[tuple[str, float], ...] = ()
 
     def edge_weights(self) -> dict[str, float]:
+        """``weight`` for every loss of the protocols, then ``weights`` over them.
+
+        Example:
+            >>> Method("TD", ("talk",), weight=0.1, weights=(("state_consistency", 0.0),)).edge_weights()
+            {'interact': 0.1, 'message_consistency': 0.1, 'state_consistency': 0.0}
+        """
         names = {
             "logit": ("logit",),
             "feature": ("feature",),
@@ -62,6 +68,12 @@ class Method:
         return {**weights, **dict(self.weights)}
 
     def describe(self) -> str:
+        """The setting as the results show it (and run keys use it); Scratch has only ``lr``.
+
+        Example:
+            >>> Method("TD", ("talk",), weight=0.1, rounds=2).describe()
+            'w=0.1, k=2, lr=0.001'
+        """
         if not self.protocols:
             return f"lr={self.lr:g}"
         parts = [f"w={self.weight:g}", f"lr={self.lr:g}"]
@@ -92,6 +104,12 @@ NOISE = 0.1  # std of the Gaussian noise of Table 8, on the teacher's decoded st
 
 
 def grid(name: str, spec: dict[str, Sequence[Any]]) -> list[Method]:
+    """Method ``name`` at every point of the product of ``spec``'s values.
+
+    Example:
+        >>> [m.describe() for m in grid("LD", {"lr": (1e-3,), "weight": (0.1, 0.3)})]
+        ['w=0.1, lr=0.001', 'w=0.3, lr=0.001']
+    """
     keys = list(spec)
     return [
         Method(name, PROTOCOLS[name], **dict(zip(keys, values)))
@@ -132,6 +150,7 @@ def teacher_agent(meta: Any, path: str | os.PathLike | None = None) -> Agent:
 
 
 def student_agent(meta: Any) -> Agent:
+    """The paper's student as a trainable agent named ``"student"``, freshly initialised."""
     from agora.models.mlp import Recommender
 
     return Agent.from_model(
@@ -251,9 +270,11 @@ class Runner:
         yield from tqdm(iterator, total=len(tasks), desc=label, leave=False)
 
     def map(self, fn, tasks: Sequence[Any], label: str) -> list[Any]:
+        """Every result of :meth:`imap`, in the order of ``tasks``, once all have ended."""
         return list(self.imap(fn, tasks, label))
 
     def close(self) -> None:
+        """Let the worker processes finish and wait for them to exit (no-op without a pool)."""
         if self.pool is not None:
             self.pool.close()
             self.pool.join()
@@ -264,6 +285,9 @@ class Runner:
 
 @dataclass
 class Plan:
+    """What :func:`run` runs: genres, seeds, budget, each method's tuning grid, TD's rounds
+    (tuned, and Table 5's), whether to run the ablations, and notes for the page."""
+
     genres: list[str]
     seeds: list[int]
     budget: Budget
@@ -348,9 +372,11 @@ class RunStore:
                     self.rows[record["key"]] = record["row"]
 
     def get(self, key: str) -> dict | None:
+        """The row of the finished run ``key``, or ``None``."""
         return self.rows.get(key)
 
     def add(self, key: str, row: dict) -> None:
+        """Keep ``row`` under ``key`` and append it, with the budget, to the file."""
         self.rows[key] = row
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

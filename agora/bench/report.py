@@ -167,6 +167,16 @@ class Runs:
 
     @classmethod
     def from_results(cls, results: dict[str, Any]) -> Runs:
+        """Index a :func:`~agora.bench.movielens.run` results dict; genres sorted by their rank
+        in ``genre_ranking``, the teacher's RMSE per seed taken from the Scratch rows.
+
+        Example:
+            >>> row = {"method": "Scratch", "genre": "War", "seed": 0, "test_rmse": 1.0,
+            ...        "teacher_test_rmse": 0.9}
+            >>> runs = Runs.from_results({"genres": ["War"], "rows": [row]})
+            >>> runs.mean("Scratch", "War"), runs.seeds("Teacher", "War"), runs.ran("TD")
+            (1.0, {0: 0.9}, False)
+        """
         order = [name for name, _ in results.get("genre_ranking", [])]
         genres = list(results["genres"])
         rank = {g: order.index(g) + 1 if g in order else i + 1 for i, g in enumerate(genres)}
@@ -181,12 +191,15 @@ class Runs:
         return cls(rmse, genres, rank, _tuned_rounds(results))
 
     def seeds(self, method: str, genre: str) -> dict[int, float]:
+        """Test RMSE by seed of ``method`` on ``genre``; empty if it did not run."""
         return self.rmse.get((method, genre), {})
 
     def ran(self, method: str) -> bool:
+        """Whether ``method`` has a result on any genre."""
         return any(self.seeds(method, g) for g in self.genres)
 
     def mean(self, method: str, genre: str) -> float | None:
+        """Mean test RMSE over seeds of ``method`` on ``genre``, or ``None`` if it did not run."""
         values = list(self.seeds(method, genre).values())
         return statistics.fmean(values) if values else None
 

@@ -74,6 +74,8 @@ def _optimizer(graph: Graph) -> torch.optim.Optimizer:
 
 
 def agora_step(graph: Graph, x: Any, y: Tensor) -> Step:
+    """One training step of ``graph`` on ``(x, y)`` through agora's
+    :class:`~agora.orchestrator.Orchestrator`, with AdamW: a closure to time."""
     step, optimizer = Orchestrator(graph).train(), _optimizer(graph)
 
     def run() -> None:
@@ -128,6 +130,7 @@ def hand_written_step(graph: Graph, x: Any, y: Tensor, rounds: int, weight: floa
 
 
 def per_step(step: Step, steps: int) -> float:
+    """Mean seconds per call of ``step`` over ``steps`` calls in a row."""
     started = time.perf_counter()
     for _ in range(steps):
         step()
@@ -346,6 +349,8 @@ def _peak_rss_of(config: dict[str, Any]) -> dict[str, float]:
 
 
 def peak_memory(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each config with its ``step_peak_mib`` and ``peak_rss_mib``, measured one at a time,
+    each in a fresh spawned process so that no peak includes another's."""
     import multiprocessing as mp
 
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
@@ -424,6 +429,7 @@ def _machine() -> str:
 
 
 def render(r: dict[str, Any]) -> str:
+    """The ``speed.md`` page (Markdown) for the results of :func:`run`."""
     td = r["td_vs_hand"]
     lines = [
         "# Speed",

@@ -126,6 +126,7 @@ class FeatureEmbedding(nn.Module):
         return torch.cat(parts, dim=-1)  # [B, out_dim]
 
     def reset_parameters(self) -> None:
+        """Re-initialise the user, movie and title embeddings and the genre layer."""
         for part in (self.user, self.movie, self.title, self.genres):
             part.reset_parameters()
 
@@ -153,6 +154,7 @@ class RatingHead(nn.Module):
         return self.linear(e).squeeze(-1)  # [B]
 
     def reset_parameters(self) -> None:
+        """Re-initialise the linear layer (``nn.Linear``'s default)."""
         self.linear.reset_parameters()
 
     def __repr__(self) -> str:
@@ -228,6 +230,7 @@ class Recommender(nn.Module):
         return self.head(e)  # [B]
 
     def reset_parameters(self) -> None:
+        """Re-initialise ``lower``, every ``Linear`` of ``upper``, and ``head``."""
         self.lower.reset_parameters()
         for layer in self.upper:
             if isinstance(layer, nn.Linear):
