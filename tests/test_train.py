@@ -233,6 +233,27 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert_same(rank0, one, rtol=0, atol=1e-4)
 
 
+def test_two_process_ddp_with_per_learner_data_matches_one_process(tmp_path):
+    """Two students, each on its own data, under DDP: each rank takes whole steps (a batch of
+    every learner), so two ranks of 8 per learner make one process's step of 16."""
+    common = ["--epochs", "1", "--dropout", "0", "--per-learner"]
+    single = run_script(tmp_path / "single", "--batch-size", "16", *common)
+    assert single.wait(timeout=PATIENCE) == 0, single.stderr.read().decode()
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(SCRIPT), str(tmp_path / "ddp"), "--batch-size", "8", *common,
+    ]  # fmt: skip
+    ddp = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, timeout=PATIENCE)
+    assert ddp.returncode == 0, ddp.stderr.decode()[-3000:]
+    rank0 = load_file(str(tmp_path / "ddp" / "final-rank0.safetensors"))
+    rank1 = load_file(str(tmp_path / "ddp" / "final-rank1.safetensors"))
+    assert_same(rank0, rank1)
+    one = load_file(str(tmp_path / "single" / "final.safetensors"))
+    assert any(k.startswith("agents.b.") for k in one)  # both students trained and were saved
+    assert_same(rank0, one, rtol=0, atol=1e-4)  # the tolerance of the shared-data test above
+
+
 # -- NaN / inf ---------------------------------------------------------------------------------
 
 

@@ -39,6 +39,16 @@ def build(dropout: float) -> Graph:
     return graph
 
 
+def build_per_learner(dropout: float) -> Graph:
+    """One frozen teacher, two students each on its own task."""
+    torch.manual_seed(0)
+    agents = [mlp_agent("teacher", 8, 32, frozen=True), mlp_agent("a", 8, 8), mlp_agent("b", 8, 8)]
+    graph = Graph(agents, message_dim=8, codec_dropout=dropout)
+    for learner in ("a", "b"):
+        graph.add_edge(learner, "teacher", ("talk", "logit"), rounds=2, noise=0.0)
+    return graph
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -47,6 +57,7 @@ def main() -> None:
     parser.add_argument("--slow", type=float, default=0.0)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--checkpoint-every", type=int, default=None)
+    parser.add_argument("--per-learner", action="store_true", help="two students, own data")
     args = parser.parse_args()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
@@ -55,6 +66,14 @@ def main() -> None:
     train = SlowDataset(x[:192], y[:192], delay=args.slow)
     valid = TensorDataset(x[192:], y[192:])
     graph = build(args.dropout)
+    if args.per_learner:  # student a learns sin(sum), b cos(sum), on halves of the data
+        b = x[:, :4].sum(-1).cos()
+        train = {
+            "a": SlowDataset(x[:96], y[:96], delay=args.slow),
+            "b": TensorDataset(x[96:192], b[96:192]),
+        }
+        valid = {"a": TensorDataset(x[192:], y[192:]), "b": TensorDataset(x[192:], b[192:])}
+        graph = build_per_learner(args.dropout)
     config = FitConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
