@@ -566,7 +566,8 @@ def evaluate(
         x, y = split_batch(batch)
         x, y = _to(x, device), _to(y, device)
         for agent in agents:
-            y_pred = agent.predict(agent.interpret(agent.perceive(x), agent.attention_mask(x)))
+            mask = agent.attention_mask(x)  # token agents pool over real tokens only
+            y_pred = agent.predict(agent.interpret(agent.perceive(x), mask), mask)
             target = y[agent.name] if isinstance(y, Mapping) else y
             if accelerator is not None:
                 y_pred, target = accelerator.gather_for_metrics((y_pred, target))
@@ -600,11 +601,35 @@ def _means(metrics: Mapping[str, float]) -> dict[str, float]:
     return means
 
 
+class LengthBatches(Sampler[list[int]]):
+    """Batches of examples of similar length, shortest first: evaluation pads little.
+
+    Example:
+        >>> list(LengthBatches([5, 1, 3, 2], batch_size=2))
+        [[1, 3], [2, 0]]
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int) -> None:
+        order = torch.argsort(torch.as_tensor(lengths), stable=True).tolist()
+        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        self.batch_size, self.drop_last = batch_size, False  # read by Accelerate's sharding
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def eval_loader(data: Dataset | DataLoader, batch_size: int = 1024) -> DataLoader:
-    """``data`` as a DataLoader in order; a dataset's own ``collate_fn`` is used."""
+    """``data`` as a DataLoader in order (by length, for a dataset with ``lengths``); a
+    dataset's own ``collate_fn`` is used."""
     if isinstance(data, DataLoader):
         return data
     collate = getattr(data, "collate_fn", torch.utils.data.default_collate)
+    if getattr(data, "lengths", None) is not None:
+        batches = LengthBatches(data.lengths, batch_size)  # type: ignore[attr-defined]
+        return DataLoader(data, batch_sampler=batches, collate_fn=collate)
     return DataLoader(data, batch_size=batch_size, collate_fn=collate)
 
 

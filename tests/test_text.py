@@ -142,6 +142,26 @@ def test_padding_never_changes_a_loss(talk_graph, batch):
     )
 
 
+def test_evaluation_pools_real_tokens_only(talk_graph, batch):
+    from torch.utils.data import DataLoader
+
+    from agora.data.sst2 import TextDataset
+    from agora.train import evaluate
+
+    x, y = batch
+    ids = [row[mask.bool()] for row, mask in zip(x["input_ids"], x["attention_mask"])]
+    data = TextDataset(ids, y)
+    plain = evaluate(talk_graph, data)
+
+    def extra_padding(items):
+        batch_x, batch_y = data.collate_fn(items)
+        return padded(batch_x, 9), batch_y
+
+    more = evaluate(talk_graph, DataLoader(data, batch_size=4, collate_fn=extra_padding))
+    assert plain.keys() == more.keys() == {"student/accuracy", "student/loss"}
+    assert more["student/loss"] == pytest.approx(plain["student/loss"], rel=1e-5)
+
+
 def test_the_state_cache_gives_the_losses_of_recomputing(talk_graph, batch):
     x, y = batch
     index = torch.arange(len(y))
