@@ -444,14 +444,14 @@ def text_page(results: dict[str, Any]) -> str:
             f"{sorted(seconds)[len(seconds) // 2]:.0f}" if seconds else "-",
         ])  # fmt: skip
     lines += _table(["Method", "Setting", "Dev (test)", "Validation", "s / epoch"], body)
-    lines += ["", *_summary(by_method)]
+    lines += ["", *_summary({name: by_method[name] for name in order if name in by_method})]
     cache = r["cache"]
     on, off = cache["with_cache"], cache["without_cache"]
     lines += [
         "",
         "## The frozen teacher's state cache",
         "",
-        f"TD (k = 1, w = 0.1, lr = {LRS[0]:g}) on the first {cache['examples']} training sentences, "
+        f"TD (k = 1, w = 0.1, lr = {LRS[0]:g}) on the first {cache.get('examples', '?')} training sentences, "
         f"seed 0, trained alone with {r['workers'] * r['threads']} "
         "threads: seconds per epoch (training steps only). "
         "The first epoch with the cache computes and stores the teacher's round-0 states; later "
@@ -468,16 +468,27 @@ def text_page(results: dict[str, Any]) -> str:
 
 
 def _summary(by_method: dict[str, list[dict]]) -> list[str]:
-    def mean(name: str) -> float | None:
-        rows = by_method.get(name)
-        return sum(x["test_accuracy"] for x in rows) / len(rows) if rows else None
-
-    scratch = mean("Scratch")
-    if scratch is None:
+    """Each method against Scratch, paired by seed: mean ± standard error of the difference."""
+    scratch = {row["seed"]: row["test_accuracy"] for row in by_method.get("Scratch", [])}
+    if not scratch:
         return []
-    lines = ["Difference from Scratch in dev accuracy (percentage points, mean over seeds):", ""]
-    for name in by_method:
-        value = mean(name)
-        if name != "Scratch" and value is not None:
-            lines.append(f"- {name}: {100 * (value - scratch):+.2f}")
+    lines = [
+        "Difference from Scratch in dev accuracy (percentage points), paired by seed, mean ± "
+        "standard error:",
+        "",
+    ]
+    for name, rows in by_method.items():
+        diffs = [
+            100 * (r["test_accuracy"] - scratch[r["seed"]]) for r in rows if r["seed"] in scratch
+        ]
+        if name == "Scratch" or not diffs:
+            continue
+        mean, se = mean_se(diffs)
+        spread = "" if se is None else f" ± {se:.2f}"
+        verdict = ""
+        if se is not None:
+            verdict = (" (above Scratch by more than 2 SE)" if mean > 2 * se else
+                       " (below Scratch by more than 2 SE)" if mean < -2 * se else
+                       " (within 2 SE of Scratch)")  # fmt: skip
+        lines.append(f"- {name}: {mean:+.2f}{spread}{verdict}")
     return lines
