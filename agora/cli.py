@@ -546,6 +546,11 @@ def _text_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache-dir", help="the teacher's linear probe, reused (default: OUT/.teachers)"
     )
     parser.add_argument(
+        "--train-size", default="2000",
+        help="training sentences, or 'all' (default: 2000, the CPU subset)",
+    )  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run (default: 2)")
+    parser.add_argument(
         "--report-only", action="store_true", help="re-write text.md from OUT/text.json"
     )
 
@@ -559,8 +564,12 @@ def bench_text(args: argparse.Namespace) -> int:
 
         (out / f"{name}.md").write_text(text_page(_read_results(out / f"{name}.json")))
     else:
-        if min(args.workers, args.threads, args.seeds) < 1:
-            raise CommandError("--workers, --threads and --seeds must be at least 1")
+        if min(args.workers, args.threads, args.seeds, args.epochs) < 1:
+            raise CommandError("--workers, --threads, --seeds and --epochs must be at least 1")
+        if args.train_size != "all" and not (args.train_size.isdigit() and int(args.train_size)):
+            raise CommandError(
+                f"--train-size must be a positive number or 'all', got {args.train_size!r}"
+            )
         try:
             from agora.bench.text import run as run_text
             from agora.data.sst2 import find_sst2
@@ -581,7 +590,8 @@ def bench_text(args: argparse.Namespace) -> int:
             out, quick=args.quick, data_dir=args.data_dir, workers=args.workers,
             threads=args.threads, seeds=args.seeds,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-            command=args.command_line,
+            train_size=None if args.train_size == "all" else int(args.train_size),
+            epochs=args.epochs, command=args.command_line,
         )  # fmt: skip
     print(f"results: {out / f'{name}.md'}")
     return 0

@@ -15,3 +15,12 @@ def test_quick_speed_benchmark_writes_its_page(tmp_path, capsys):
     assert "smoke test" in page and "hand-written" in page and "Threads: 1" in page
     assert {m["kind"] for m in results["memory"]} == {"agora", "hand"}
     assert capsys.readouterr().out.strip().endswith("speed.md")
+    assert all(m["step_peak_mib"] > 0 for m in results["memory"])
+
+
+def test_without_data_the_speed_models_run_on_random_ids_of_the_same_shapes(tmp_path):
+    from agora.bench.speed import _meta_and_batch, agora_step, paper_graph
+
+    meta, x, y = _meta_and_batch(str(tmp_path / "no-data-here"), 16)
+    assert int(x["title"].max()) < meta.n_words and x["genres"].shape == (16, meta.n_genres)
+    agora_step(paper_graph(meta, x, rounds=1), x, y)()  # one step, nothing out of range

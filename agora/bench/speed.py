@@ -48,7 +48,7 @@ def _meta_and_batch(data_dir: str | None, batch_size: int) -> tuple[Any, Any, An
         x = {
             "user": torch.randint(1, 944, (batch_size,), generator=g),
             "movie": torch.randint(1, 1683, (batch_size,), generator=g),
-            "title": torch.randint(0, 2406, (batch_size, 15), generator=g),
+            "title": torch.randint(0, meta.n_words, (batch_size, 15), generator=g),  # 0 = pad
             "genres": (torch.rand(batch_size, 19, generator=g) < 0.2).float(),
         }
         return meta, x, 1 + 4 * torch.rand(batch_size, generator=g)

@@ -290,15 +290,21 @@ def run(
     threads: int = 1,
     seeds: int = 3,
     cache_dir: Path | None = None,
+    train_size: int | None = TextBudget.train_size,
+    epochs: int = TextBudget.epochs,
     command: str = "agora bench text",
 ) -> dict[str, Any]:
-    """Run the whole benchmark and write ``text.md`` and ``text.json`` into ``out``."""
+    """Run the whole benchmark and write ``text.md`` and ``text.json`` into ``out``.
+
+    ``train_size`` (``None``: all of train.tsv but validation) and ``epochs`` set the budget;
+    the defaults are the CPU subset."""
     from agora.models.transformer import minilm_teacher
 
     # the probe and the cache timing run here, before the workers start: on every core
     torch.set_num_threads(workers * threads)
     started = time.perf_counter()
-    plan = quick_plan() if quick else Plan(list(range(seeds)), TextBudget())
+    budget = TextBudget(train_size=train_size, epochs=epochs)
+    plan = quick_plan() if quick else Plan(list(range(seeds)), budget)
     budget = plan.budget
     suffix = "-quick" if quick else ""
     done = RunStore(out / f"text{suffix}-runs.jsonl", budget)  # type: ignore[arg-type]
@@ -367,6 +373,7 @@ def run(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": _machine(),
         "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "notes": plan.notes,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -412,6 +419,10 @@ def text_page(results: dict[str, Any]) -> str:
         f"in test). Each student trains {budget['epochs']} epochs (batch {budget['batch_size']}, "
         "AdamW, batches grouped by length) and is scored at its epoch of best validation accuracy.",
         "",
+        "The whole train set (about 66k sentences) is a GPU's budget: `agora bench text "
+        f"--train-size all --epochs 3 --out DIR` runs it. This page ran on: "
+        f"{r.get('device', 'cpu')}.",
+        "",
         "The pre-trained teacher has no head for SST-2's labels. LD and Hybrid learn from the "
         "predictions of a **linear probe** (logistic regression on the frozen teacher's "
         "mean-pooled last layer, trained on the same training sentences, L2 penalty "
@@ -444,7 +455,8 @@ def text_page(results: dict[str, Any]) -> str:
             f"{sorted(seconds)[len(seconds) // 2]:.0f}" if seconds else "-",
         ])  # fmt: skip
     lines += _table(["Method", "Setting", "Dev (test)", "Validation", "s / epoch"], body)
-    lines += ["", *_summary({name: by_method[name] for name in order if name in by_method})]
+    ordered = {name: by_method[name] for name in order if name in by_method}
+    lines += ["", *_summary(ordered, 100 / r["sizes"]["test"])]
     cache = r["cache"]
     on, off = cache["with_cache"], cache["without_cache"]
     lines += [
@@ -467,14 +479,15 @@ def text_page(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _summary(by_method: dict[str, list[dict]]) -> list[str]:
-    """Each method against Scratch, paired by seed: mean ± standard error of the difference."""
+def _summary(by_method: dict[str, list[dict]], sentence: float) -> list[str]:
+    """Each method against Scratch, paired by seed: mean ± standard error of the difference
+    (``sentence``: the points one test sentence is worth)."""
     scratch = {row["seed"]: row["test_accuracy"] for row in by_method.get("Scratch", [])}
     if not scratch:
         return []
     lines = [
         "Difference from Scratch in dev accuracy (percentage points), paired by seed, mean ± "
-        "standard error:",
+        f"standard error (one dev sentence is {sentence:.2f} points):",
         "",
     ]
     for name, rows in by_method.items():
@@ -486,7 +499,9 @@ def _summary(by_method: dict[str, list[dict]]) -> list[str]:
         mean, se = mean_se(diffs)
         spread = "" if se is None else f" ± {se:.2f}"
         verdict = ""
-        if se is not None:
+        if abs(mean) <= sentence + 1e-9:
+            verdict = " (within one dev sentence of Scratch)"
+        elif se is not None:
             verdict = (" (above Scratch by more than 2 SE)" if mean > 2 * se else
                        " (below Scratch by more than 2 SE)" if mean < -2 * se else
                        " (within 2 SE of Scratch)")  # fmt: skip
