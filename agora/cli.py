@@ -516,15 +516,24 @@ def _speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="docs/results", help="where speed.md goes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--data-dir", help="folder holding ml-100k/ (default: AGORA_DATA_DIR)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-write speed.md from OUT/speed.json"
+    )
 
 
 def bench_speed(args: argparse.Namespace) -> int:
     """Step time against a hand-written TD step and torchdistill; scaling; cache; memory."""
     if args.threads < 1:
         raise CommandError("--threads must be at least 1")
+    out = Path(args.out)
+    if args.report_only:
+        from agora.bench.speed import render
+
+        (out / "speed.md").write_text(render(_read_results(out / "speed.json")))
+        print(f"results: {out / 'speed.md'}")
+        return 0
     from agora.bench.speed import run as run_speed
 
-    out = Path(args.out)
     run_speed(
         out, quick=args.quick, data_dir=args.data_dir, threads=args.threads,
         command=args.command_line,

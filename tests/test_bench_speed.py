@@ -16,6 +16,9 @@ def test_quick_speed_benchmark_writes_its_page(tmp_path, capsys):
     assert {m["kind"] for m in results["memory"]} == {"agora", "hand"}
     assert capsys.readouterr().out.strip().endswith("speed.md")
     assert all(m["step_peak_mib"] > 0 for m in results["memory"])
+    (tmp_path / "speed.md").unlink()
+    assert main(["bench", "speed", "--report-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "speed.md").read_text() == page
 
 
 def test_without_data_the_speed_models_run_on_random_ids_of_the_same_shapes(tmp_path):

@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -498,6 +499,19 @@ def _series_section(title: str, points: list[dict], fit: dict, name: str) -> lis
         f"the largest deviation from the line is {100 * fit['max_relative_deviation']:.1f}% "
         f"({'linear' if linear else 'not linear within 10%'}).",
     ]
+    steps = [f"{b['ms'] - a['ms']:+.1f}" for a, b in pairwise(points)]
+    lines += ["", f"Added per step of the table: {', '.join(steps)} ms."]
+    if name == "k" and len(points) > 2 and points[0]["value"] == 0:
+        first = points[1]["ms"] - points[0]["ms"]
+        later = (points[-1]["ms"] - points[1]["ms"]) / (points[-1]["value"] - points[1]["value"])
+        lines += [
+            "",
+            f"From k = 1 on, each round adds about {later:.1f} ms; the first adds {first:.1f} ms. "
+            "The first round is cheaper by design: the tutor's decoding of the round-0 question "
+            "is shared with the state-consistency loss, and no follow-up question precedes it "
+            "(a later round costs one tutor decoder pass and one learner interpret-and-encode "
+            "more). So the step time is linear in k from k = 1, with a cheaper first round.",
+        ]
     return lines
 
 
