@@ -401,23 +401,31 @@ def cka(args: argparse.Namespace) -> int:
 # -- agora bench -------------------------------------------------------------------------------
 
 
-def _movielens_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--quick", action="store_true", help="2 genres, 1 seed, 1 epoch: a smoke test (~1 min)"
-    )
+def _pool_arguments(
+    parser: argparse.ArgumentParser, quick: str, seeds: int, data: str, cache: str, page: str
+) -> None:
+    """The options every benchmark that trains many runs in worker processes takes."""
+    parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--out", default="docs/results", help="(default: docs/results)")
     parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
     parser.add_argument("--threads", type=int, default=1, help="threads each (default: 1)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds of each run (default: 5)")
-    parser.add_argument("--data-dir", help="the folder holding ml-100k/ (default: $AGORA_DATA_DIR)")
     parser.add_argument(
-        "--cache-dir", help="pre-trained teachers, reused across runs (default: OUT/.teachers)"
+        "--seeds", type=int, default=seeds, help=f"seeds of each run (default: {seeds})"
     )
+    parser.add_argument("--data-dir", help=f"the folder holding {data} (default: $AGORA_DATA_DIR)")
+    parser.add_argument("--cache-dir", help=f"{cache}, reused across runs (default: OUT/.teachers)")
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="re-write the page from OUT/movielens.json without training",
+        help=f"re-write the page from OUT/{page}.json without training",
     )
+
+
+def _movielens_arguments(parser: argparse.ArgumentParser) -> None:
+    _pool_arguments(
+        parser, "2 genres, 1 seed, 1 epoch: a smoke test (~1 min)", 5, "ml-100k/",
+        "pre-trained teachers", "movielens",
+    )  # fmt: skip
 
 
 def _find_movielens(data_dir: str | None) -> None:
@@ -477,7 +485,10 @@ def bench_movielens(args: argparse.Namespace) -> int:
 
 
 def _graphs_arguments(parser: argparse.ArgumentParser) -> None:
-    _movielens_arguments(parser)
+    _pool_arguments(
+        parser, "1 genre, 1 seed, 1 epoch: a smoke test", 5, "ml-100k/", "pre-trained teachers",
+        "graphs",
+    )  # fmt: skip
     parser.add_argument(
         "--limit", type=int, help="keep the first N ratings of every split (a smoke test)"
     )
@@ -543,25 +554,15 @@ def bench_speed(args: argparse.Namespace) -> int:
 
 
 def _text_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--quick", action="store_true", help="64 sentences, 1 seed, 1 epoch: a smoke test"
-    )
-    parser.add_argument("--out", default="docs/results", help="(default: docs/results)")
-    parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
-    parser.add_argument("--threads", type=int, default=1, help="threads each (default: 1)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds of each run (default: 3)")
-    parser.add_argument("--data-dir", help="the folder holding sst2/ (default: $AGORA_DATA_DIR)")
-    parser.add_argument(
-        "--cache-dir", help="the teacher's linear probe, reused (default: OUT/.teachers)"
-    )
+    _pool_arguments(
+        parser, "64 sentences, 1 seed, 1 epoch: a smoke test", 3, "sst2/",
+        "the teacher's linear probe", "text",
+    )  # fmt: skip
     parser.add_argument(
         "--train-size", default="2000",
         help="training sentences, or 'all' (default: 2000, the CPU subset)",
     )  # fmt: skip
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (default: 2)")
-    parser.add_argument(
-        "--report-only", action="store_true", help="re-write text.md from OUT/text.json"
-    )
 
 
 def bench_text(args: argparse.Namespace) -> int:
