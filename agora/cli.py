@@ -413,7 +413,7 @@ def _pool_arguments(
         "--seeds", type=int, default=seeds, help=f"seeds of each run (default: {seeds})"
     )
     parser.add_argument("--data-dir", help=f"the folder holding {data} (default: $AGORA_DATA_DIR)")
-    parser.add_argument("--cache-dir", help=f"{cache}, reused across runs (default: OUT/.teachers)")
+    parser.add_argument("--cache-dir", help=f"{cache} (default: OUT/.teachers)")
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -424,7 +424,7 @@ def _pool_arguments(
 def _movielens_arguments(parser: argparse.ArgumentParser) -> None:
     _pool_arguments(
         parser, "2 genres, 1 seed, 1 epoch: a smoke test (~1 min)", 5, "ml-100k/",
-        "pre-trained teachers", "movielens",
+        "pre-trained teachers, reused across runs", "movielens",
     )  # fmt: skip
 
 
@@ -486,8 +486,8 @@ def bench_movielens(args: argparse.Namespace) -> int:
 
 def _graphs_arguments(parser: argparse.ArgumentParser) -> None:
     _pool_arguments(
-        parser, "1 genre, 1 seed, 1 epoch: a smoke test", 5, "ml-100k/", "pre-trained teachers",
-        "graphs",
+        parser, "few genres, 1 seed, 1 epoch: a smoke test", 5, "ml-100k/",
+        "pre-trained teachers, reused across runs", "graphs",
     )  # fmt: skip
     parser.add_argument(
         "--limit", type=int, help="keep the first N ratings of every split (a smoke test)"
@@ -556,7 +556,7 @@ def bench_speed(args: argparse.Namespace) -> int:
 def _text_arguments(parser: argparse.ArgumentParser) -> None:
     _pool_arguments(
         parser, "64 sentences, 1 seed, 1 epoch: a smoke test", 3, "sst2/",
-        "the teacher's linear probe", "text",
+        "the teacher's linear probe (trained anew each invocation)", "text",
     )  # fmt: skip
     parser.add_argument(
         "--train-size", default="2000",

@@ -118,7 +118,9 @@ class FitResult:
     steps: int
     seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
-    """Training seconds of each epoch run here (its steps, not its evaluation)."""
+    """Seconds of each epoch run here, from its first step to its last: the end-of-epoch
+    evaluation is not counted, ``eval_every`` evaluations and ``checkpoint_every`` saves inside
+    the epoch are; a resumed epoch counts from the resume."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -381,6 +383,18 @@ def step_inputs(item: Any) -> dict[str, Any]:
     return {"x": x, "y": y, "index": index}
 
 
+def epoch_batches(loader: DataLoader, shuffle: Any, epoch: int, skip: int = 0) -> DataLoader:
+    """The (prepared) loader for ``epoch``, its first ``skip`` batches skipped on resume.
+
+    The epoch is set on the loader (Accelerate passes it on) and on agora's own sampler
+    ``shuffle`` directly: under DDP a loader made by ``skip_first_batches`` does not pass it
+    on, and a resumed process would replay epoch 0's order."""
+    batches = skip_first_batches(loader, skip) if skip else loader
+    batches.set_epoch(epoch)
+    shuffle.set_epoch(epoch)
+    return batches
+
+
 def first_x(loader: DataLoader) -> Any:
     """The inputs of a loader's first batch (the first learner's, for per-learner data)."""
     inputs = step_inputs(next(iter(loader)))
@@ -415,6 +429,7 @@ class StateCache:
         )
         self.tables: dict[tuple[str, str | None], dict[str, Tensor]] = {}
         self.filled: dict[tuple[str, str | None], Tensor] = {}
+        self.per_token: set[tuple[str, str | None]] = set()
 
     def lookup(
         self, agent: Agent, x: Any, index: Tensor, dataset: str | None = None
@@ -426,7 +441,7 @@ class StateCache:
         mask = agent.attention_mask(x)
         if filled is not None and bool(filled[index].all()):
             table = self.tables[name]
-            tokens = None if mask is None else mask.shape[1]
+            tokens = mask.shape[1] if name in self.per_token else None
             return AgentOutput(
                 y=table["y"][index] if "y" in table else None,
                 s=_tokens(table["s"][index], tokens),
@@ -435,7 +450,9 @@ class StateCache:
             )
         with torch.no_grad():
             out = agent(x)
-        self._store(name, out, index, tokens=mask is not None)
+        if name not in self.tables and mask is not None and _is_per_token(out.s, mask):
+            self.per_token.add(name)  # [B, T, ...] states, padded to each batch's length
+        self._store(name, out, index, tokens=name in self.per_token)
         return out
 
     def _store(
@@ -460,6 +477,11 @@ class StateCache:
                 )
             table[key][index] = value.detach()
         self.filled[name][index] = True
+
+
+def _is_per_token(s: Tensor, mask: Tensor) -> bool:
+    """States ``[B, T, ...]`` that follow the mask's tokens (not pooled ``[B, H]`` ones)."""
+    return s.dim() >= 3 and tuple(s.shape[:2]) == tuple(mask.shape)
 
 
 def _tokens(states: Tensor, length: int | None) -> Tensor:
@@ -761,6 +783,7 @@ def fit(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * math.ceil(len(loader) / config.grad_accumulation)
     scheduler = make_scheduler(optimizer, config, total_steps)
+    shuffle = loader.batch_sampler if isinstance(train_data, Mapping) else sampler
     step_fn, optimizer, loader, scheduler = accelerator.prepare(
         step_fn, optimizer, loader, scheduler
     )
@@ -786,10 +809,7 @@ def fit(
     stop = False
     epoch_seconds: list[float] = []
     for epoch in range(state.epoch, config.epochs):
-        batches = (
-            skip_first_batches(loader, state.batches_in_epoch) if state.batches_in_epoch else loader
-        )
-        batches.set_epoch(epoch)  # Accelerate passes it on to the EpochSampler's shuffle
+        batches = epoch_batches(loader, shuffle, epoch, state.batches_in_epoch)
         epoch_started = time.perf_counter()
         for item in batches:
             with accelerator.accumulate(step_fn):

@@ -49,3 +49,18 @@ def test_runs_of_another_budget_are_not_reused(tmp_path):
     other = Budget(epochs=1)
     _run_all(runner, [scratch], ["War"], [0], teacher, other, "x", RunStore(path, other))
     assert runner.ran == [("War", "Scratch", 0)]
+
+
+def test_a_line_cut_short_by_a_kill_is_skipped_with_a_warning(tmp_path):
+    import pytest
+
+    path, budget = tmp_path / "runs.jsonl", Budget()
+    td = Method("TD", ("talk",), weight=0.1, rounds=2)
+    _run_all(
+        FakeRunner(), [td], ["Drama", "War"], [0], teacher, budget, "x", RunStore(path, budget)
+    )
+    with path.open("a") as file:
+        file.write('{"key": "[\\"Romance\\", [\\"talk\\"]')  # a run killed while writing its line
+    with pytest.warns(UserWarning, match="unreadable line"):
+        store = RunStore(path, budget)
+    assert len(store.rows) == 2  # the two whole lines

@@ -301,3 +301,46 @@ def test_best_validation_weights_are_kept(tmp_path):
     from agora.train import evaluate
 
     assert evaluate(g, valid)["student/rmse"] == pytest.approx(best["eval/student/rmse"], rel=1e-6)
+
+
+@pytest.mark.parametrize("process", [0, 1])
+def test_a_resumed_ddp_rank_replays_its_epochs_batches(process):
+    """Under DDP, a rank resumed part-way through epoch 3 sees the rest of epoch 3's batches
+    (a skipping loader does not pass the epoch on to agora's sampler by itself)."""
+    from accelerate.data_loader import prepare_data_loader
+
+    from agora.train import epoch_batches, make_loader
+
+    def shard():
+        loader, sampler = make_loader(TensorDataset(torch.arange(40.0)), 4, seed=0, shuffle=True)
+        kwargs = {"num_processes": 2, "process_index": process, "put_on_device": False}
+        return prepare_data_loader(loader, **kwargs), sampler
+
+    whole = [item[0][0].tolist() for item in epoch_batches(*shard(), epoch=3)]
+    resumed = [item[0][0].tolist() for item in epoch_batches(*shard(), epoch=3, skip=2)]
+    assert len(whole) == 5 and resumed == whole[2:]
+    first = [item[0][0].tolist() for item in epoch_batches(*shard(), epoch=0)]
+    assert first != whole  # epochs differ, so replaying epoch 0 would fail the check above
+
+
+def test_the_cache_keeps_pooled_states_of_token_inputs_whole():
+    """A frozen agent that pools its tokens (s: [B, H]) is cached per example, not cut to T."""
+    from agora import Agent
+    from agora.train import StateCache
+
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(20, 8)
+
+        def forward(self, x):
+            return self.embedding(x["input_ids"]).mean(1)  # [B, 8]
+
+    agent = Agent("teacher", Pooled(), torch.nn.Linear(8, 6), frozen=True)
+    cache = StateCache(4)
+    short = {"input_ids": torch.tensor([[1, 2], [3, 4]]), "attention_mask": torch.ones(2, 2)}
+    first = cache.lookup(agent, short, torch.tensor([0, 1]))
+    again = cache.lookup(
+        agent, {k: torch.cat([v, v], 1) for k, v in short.items()}, torch.tensor([0, 1])
+    )
+    assert first.s.shape == again.s.shape == (2, 8) and torch.equal(first.s, again.s)

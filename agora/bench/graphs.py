@@ -41,7 +41,14 @@ from typing import Any
 import torch
 
 from agora.bench import movielens as bench
-from agora.bench.movielens import Budget, Runner, pretrain_teacher, student_agent, teacher_agent
+from agora.bench.movielens import (
+    Budget,
+    Runner,
+    _record,
+    pretrain_teacher,
+    student_agent,
+    teacher_agent,
+)
 from agora.graph import Graph
 from agora.orchestrator import Orchestrator
 from agora.train import FitConfig, evaluate, fit
@@ -224,7 +231,9 @@ class Done(dict):
         self.path, self.stamp = path, {"budget": asdict(budget), "limit": limit}
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
-                record = json.loads(line)
+                record = _record(line, path)
+                if record is None:
+                    continue
                 if all(record.get(k) == v for k, v in self.stamp.items()):
                     super().__setitem__(_frozen(record["key"]), record["rows"])
 

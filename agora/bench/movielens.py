@@ -367,7 +367,9 @@ class RunStore:
         self.rows: dict[str, dict] = {}
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
-                record = json.loads(line)
+                record = _record(line, path)
+                if record is None:
+                    continue
                 if record.get("budget") == self.budget:
                     self.rows[record["key"]] = record["row"]
 
@@ -382,6 +384,20 @@ class RunStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as file:
                 file.write(json.dumps({"key": key, "budget": self.budget, "row": row}) + "\n")
+
+
+def _record(line: str, path: Path) -> dict | None:
+    """One line of a run log; a line cut short (a run killed while writing it) is skipped,
+    with a warning, and that run trains again."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        import warnings
+
+        warnings.warn(
+            f"{path}: skipping an unreadable line (cut short?): {line[:80]!r}", stacklevel=3
+        )
+        return None
 
 
 def _run_all(runner, methods, genres, seeds, teacher, budget, label, done: RunStore) -> list[dict]:

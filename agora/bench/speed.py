@@ -504,6 +504,7 @@ def _series_section(title: str, points: list[dict], fit: dict, name: str) -> lis
     if name == "k" and len(points) > 2 and points[0]["value"] == 0:
         first = points[1]["ms"] - points[0]["ms"]
         later = (points[-1]["ms"] - points[1]["ms"]) / (points[-1]["value"] - points[1]["value"])
+    if name == "k" and len(points) > 2 and points[0]["value"] == 0 and first < 0.9 * later:
         lines += [
             "",
             f"From k = 1 on, each round adds about {later:.1f} ms; the first adds {first:.1f} ms. "
