@@ -41,3 +41,7 @@ def test_quick_bench_on_a_slice_writes_every_table(tmp_path, capsys):
     assert log.read_text().splitlines() == lines
     again = json.loads((tmp_path / "graphs.json").read_text())
     assert [r["test_rmse"] for r in again["rows"]] == [r["test_rmse"] for r in results["rows"]]
+    assert all(r["reused"] for r in again["rows"]) and not any(
+        "reused" in r for r in results["rows"]
+    )
+    assert "read back from the run log" in (tmp_path / "graphs.md").read_text()

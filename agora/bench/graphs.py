@@ -235,7 +235,8 @@ class Done(dict):
                 if record is None:
                     continue
                 if all(record.get(k) == v for k, v in self.stamp.items()):
-                    super().__setitem__(_frozen(record["key"]), record["rows"])
+                    rows = [{**row, "reused": True} for row in record["rows"]]
+                    super().__setitem__(_frozen(record["key"]), rows)
 
     def __setitem__(self, key: tuple, rows: list[dict]) -> None:
         super().__setitem__(key, rows)
@@ -477,4 +478,10 @@ def page(results: dict[str, Any]) -> str:
     lines += ["## Where the time went", ""]
     lines += _table(["phase", "seconds"],
                     [[k, f"{v:.0f}"] for k, v in results["timings"].items()])  # fmt: skip
+    rows = {id(row): row for part in ("tuning_rows", "rows") for row in results[part]}
+    reused = [row for row in rows.values() if row.get("reused")]
+    if reused:
+        lines += ["", f"{len(reused)} of {len(rows)} student rows were read back from the run "
+                  "log (finished by an earlier invocation), so the phases above count only the "
+                  "others; each row's own time is in graphs.json."]  # fmt: skip
     return "\n".join(lines)
