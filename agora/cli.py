@@ -455,6 +455,21 @@ def _read_results(path: Path) -> dict[str, Any]:
         raise CommandError(f"{path}: cannot read the results: {error}") from None
 
 
+def _keep_full_results(out: Path, name: str, quick: bool) -> None:
+    """``--quick`` must not write over a full benchmark's page and results in ``out``."""
+    path = out / f"{name}.json"
+    if quick and path.is_file():
+        try:
+            full = not json.loads(path.read_text()).get("quick", False)
+        except (OSError, json.JSONDecodeError):
+            full = False
+        if full:
+            raise CommandError(
+                f"--quick would write over the full results in {path.parent} ({path.name}); "
+                f"pass --out to another folder for a smoke test"
+            )
+
+
 def bench_movielens(args: argparse.Namespace) -> int:
     """MovieLens 100K: every method of the paper's tables, tuned on validation, 5 seeds."""
     out = Path(args.out)
@@ -466,6 +481,7 @@ def bench_movielens(args: argparse.Namespace) -> int:
     else:
         if min(args.workers, args.threads, args.seeds) < 1:
             raise CommandError("--workers, --threads and --seeds must be at least 1")
+        _keep_full_results(out, "movielens", args.quick)
         _find_movielens(args.data_dir)
         import agora.bench.report  # noqa: F401  (fail now, not after the training)
         from agora.bench.movielens import run as run_movielens
@@ -504,6 +520,7 @@ def bench_graphs(args: argparse.Namespace) -> int:
     else:
         if min(args.workers, args.threads, args.seeds) < 1:
             raise CommandError("--workers, --threads and --seeds must be at least 1")
+        _keep_full_results(out, "graphs", args.quick)
         _find_movielens(args.data_dir)
         from agora.bench.graphs import run as run_graphs
 
@@ -543,6 +560,7 @@ def bench_speed(args: argparse.Namespace) -> int:
         (out / "speed.md").write_text(render(_read_results(out / "speed.json")))
         print(f"results: {out / 'speed.md'}")
         return 0
+    _keep_full_results(out, "speed", args.quick)
     from agora.bench.speed import run as run_speed
 
     run_speed(

@@ -93,3 +93,13 @@ def test_bad_arguments_exit_2(argv, capsys):
         main(argv)
     assert caught.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("benchmark", ["movielens", "graphs", "speed"])
+def test_a_quick_benchmark_never_writes_over_full_results(benchmark, tmp_path, capsys):
+    (tmp_path / f"{benchmark}.json").write_text('{"quick": false}')
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", benchmark, "--quick", "--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "would write over the full results" in capsys.readouterr().err
+    assert (tmp_path / f"{benchmark}.json").read_text() == '{"quick": false}'
