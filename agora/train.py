@@ -452,12 +452,10 @@ class StateCache:
             out = agent(x)
         if name not in self.tables and mask is not None and _is_per_token(out.s, mask):
             self.per_token.add(name)  # [B, T, ...] states, padded to each batch's length
-        self._store(name, out, index, tokens=name in self.per_token)
+        self._store(name, out, index)
         return out
 
-    def _store(
-        self, name: tuple[str, str | None], out: AgentOutput, index: Tensor, tokens: bool
-    ) -> None:
+    def _store(self, name: tuple[str, str | None], out: AgentOutput, index: Tensor) -> None:
         parts = {"s": out.s, "e": out.e, **({"y": out.y} if out.y is not None else {})}
         if name not in self.tables:
             size = self.sizes[name[1]]
@@ -465,7 +463,7 @@ class StateCache:
             self.filled[name] = torch.zeros(size, dtype=torch.bool, device=out.s.device)
         table = self.tables[name]
         for key, value in parts.items():
-            if tokens and key != "y":  # [B, T, ...]: T is the batch's padded length
+            if name in self.per_token and key != "y":  # [B, T, ...]: T is the batch's padding
                 if value.shape[1] > table[key].shape[1]:
                     table[key] = _tokens(table[key], value.shape[1])
                 value = _tokens(value, table[key].shape[1])
@@ -588,8 +586,7 @@ def evaluate(
         x, y = split_batch(batch)
         x, y = _to(x, device), _to(y, device)
         for agent in agents:
-            mask = agent.attention_mask(x)  # token agents pool over real tokens only
-            y_pred = agent.predict(agent.interpret(agent.perceive(x), mask), mask)
+            y_pred = agent(x).y  # the agent's own forward: token agents pool real tokens only
             target = y[agent.name] if isinstance(y, Mapping) else y
             if accelerator is not None:
                 y_pred, target = accelerator.gather_for_metrics((y_pred, target))

@@ -44,8 +44,9 @@ from agora.bench import movielens as bench
 from agora.bench.movielens import (
     Budget,
     Runner,
-    _record,
+    append_log,
     pretrain_teacher,
+    read_log,
     student_agent,
     teacher_agent,
 )
@@ -229,21 +230,13 @@ class Done(dict):
     def __init__(self, path: Path | None, budget: Budget, limit: int | None) -> None:
         super().__init__()
         self.path, self.stamp = path, {"budget": asdict(budget), "limit": limit}
-        if path is not None and path.exists():
-            for line in path.read_text().splitlines():
-                record = _record(line, path)
-                if record is None:
-                    continue
-                if all(record.get(k) == v for k, v in self.stamp.items()):
-                    rows = [{**row, "reused": True} for row in record["rows"]]
-                    super().__setitem__(_frozen(record["key"]), rows)
+        for record in read_log(path, self.stamp):
+            rows = [{**row, "reused": True} for row in record["rows"]]
+            super().__setitem__(_frozen(record["key"]), rows)
 
     def __setitem__(self, key: tuple, rows: list[dict]) -> None:
         super().__setitem__(key, rows)
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as file:
-                file.write(json.dumps({"key": key, **self.stamp, "rows": rows}) + "\n")
+        append_log(self.path, {"key": key, **self.stamp, "rows": rows})
 
 
 def _run_all(runner: Runner, runs: list[Run], teachers, plan: Plan, done: dict, label: str):

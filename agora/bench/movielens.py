@@ -358,20 +358,41 @@ def _key(genre: str, method: Method, seed: int) -> str:
     return json.dumps([genre, list(method.protocols), method.describe(), seed])
 
 
+def read_log(path: Path | None, stamp: dict[str, Any]) -> Iterator[dict]:
+    """The records of a JSON-lines run log written under ``stamp`` (budget and the like);
+    records of another stamp are passed over, and a line cut short (a run killed while writing
+    it) is skipped with a warning, so that run trains again."""
+    if path is None or not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            import warnings
+
+            warnings.warn(
+                f"{path}: skipping an unreadable line (cut short?): {line[:80]!r}", stacklevel=3
+            )
+            continue
+        if all(record.get(k) == v for k, v in stamp.items()):
+            yield record
+
+
+def append_log(path: Path | None, record: dict[str, Any]) -> None:
+    """Append one record to a JSON-lines run log (nothing without a path)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+
+
 class RunStore:
     """Finished runs by key, appended to a JSON-lines file as each ends, so that a benchmark
     stopped part-way resumes without repeating them. Lines of another budget are ignored."""
 
     def __init__(self, path: Path | None, budget: Budget) -> None:
         self.path, self.budget = path, asdict(budget)
-        self.rows: dict[str, dict] = {}
-        if path is not None and path.exists():
-            for line in path.read_text().splitlines():
-                record = _record(line, path)
-                if record is None:
-                    continue
-                if record.get("budget") == self.budget:
-                    self.rows[record["key"]] = record["row"]
+        self.rows = {r["key"]: r["row"] for r in read_log(path, {"budget": self.budget})}
 
     def get(self, key: str) -> dict | None:
         """The row of the finished run ``key``, or ``None``."""
@@ -380,24 +401,7 @@ class RunStore:
     def add(self, key: str, row: dict) -> None:
         """Keep ``row`` under ``key`` and append it, with the budget, to the file."""
         self.rows[key] = row
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as file:
-                file.write(json.dumps({"key": key, "budget": self.budget, "row": row}) + "\n")
-
-
-def _record(line: str, path: Path) -> dict | None:
-    """One line of a run log; a line cut short (a run killed while writing it) is skipped,
-    with a warning, and that run trains again."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        import warnings
-
-        warnings.warn(
-            f"{path}: skipping an unreadable line (cut short?): {line[:80]!r}", stacklevel=3
-        )
-        return None
+        append_log(self.path, {"key": key, "budget": self.budget, "row": row})
 
 
 def _run_all(runner, methods, genres, seeds, teacher, budget, label, done: RunStore) -> list[dict]:

@@ -190,18 +190,20 @@ def train_student(
     }
 
 
-_SPLITS: dict[str, Any] = {}
+_DATA_DIR: str | None = None  # set in each worker process
+_SPLITS: dict[str, Any] = {}  # each worker's tokenised data, by budget
 
 
 def _init_worker(data_dir: str | None, threads: int) -> None:
+    global _DATA_DIR
     torch.set_num_threads(threads)
-    _SPLITS["data_dir"] = data_dir
+    _DATA_DIR = data_dir
 
 
 def _splits(budget: TextBudget) -> dict[str, Any]:
     key = json.dumps(asdict(budget))
     if key not in _SPLITS:
-        _SPLITS[key] = task_data(budget, _SPLITS.get("data_dir"))
+        _SPLITS[key] = task_data(budget, _DATA_DIR)
     return _SPLITS[key]
 
 

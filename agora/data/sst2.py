@@ -135,34 +135,40 @@ class TextDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int] | Tensor) -> Batch:
         indices = torch.as_tensor(indices).tolist()
-        width = max(self.lengths[i] for i in indices)
-        input_ids = torch.full((len(indices), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(indices), width), dtype=torch.long)
-        for row, i in enumerate(indices):
-            input_ids[row, : self.lengths[i]] = self.ids[i]
-            mask[row, : self.lengths[i]] = 1
-        return {"input_ids": input_ids, "attention_mask": mask}, self.labels[indices]
+        x = pad([self.ids[i] for i in indices], self.pad_id)
+        return x, self.labels[indices]
 
     def __getitem__(self, index: int) -> Batch:
         x, y = self.__getitems__([index])
         return {key: value[0] for key, value in x.items()}, y[0]
 
-    @staticmethod
-    def collate_fn(batch: Any) -> Batch:
+    def collate_fn(self, batch: Any) -> Batch:
         """Batches come whole from ``__getitems__``; single examples are padded here."""
         if isinstance(batch, tuple):
             return batch
-        width = max(len(x["input_ids"]) for x, _ in batch)
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, (x, _) in enumerate(batch):
-            ids[row, : len(x["input_ids"])] = x["input_ids"]
-            mask[row, : len(x["input_ids"])] = x["attention_mask"]
-        return {"input_ids": ids, "attention_mask": mask}, torch.stack([y for _, y in batch])
+        rows = [x["input_ids"][x["attention_mask"].bool()] for x, _ in batch]
+        return pad(rows, self.pad_id), torch.stack([y for _, y in batch])
 
     def subset(self, indices: Sequence[int]) -> TextDataset:
         """The examples at ``indices``, in that order."""
         return TextDataset([self.ids[i] for i in indices], self.labels[list(indices)], self.pad_id)
+
+
+def pad(rows: Sequence[Tensor], pad_id: int = 0) -> dict[str, Tensor]:
+    """Token ids of several sentences padded to the longest, with their attention mask.
+
+    Example:
+        >>> pad([torch.tensor([5, 6, 7]), torch.tensor([8])], pad_id=0)["attention_mask"]
+        tensor([[1, 1, 1],
+                [1, 0, 0]])
+    """
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
 
 
 def tokenize(sentences: Sequence[str], tokenizer: Any, max_length: int) -> list[Tensor]:
