@@ -119,6 +119,19 @@ def test_the_student_starts_as_the_teachers_first_layers():
     assert teacher.config.num_hidden_layers == 6  # the teacher is untouched
 
 
+def test_a_wrong_probe_file_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "probe.safetensors"
+    save_file({"linear.weight": torch.zeros(3, 5), "linear.bias": torch.zeros(3)}, str(bad))
+    with pytest.raises(
+        ValueError, match=r"Agent 'teacher': .*probe\.safetensors is not a linear probe"
+    ):
+        minilm_teacher(probe=bad)
+    with pytest.raises(ValueError, match=r"missing\.safetensors"):
+        minilm_teacher(probe=tmp_path / "missing.safetensors")
+
+
 # -- masks -----------------------------------------------------------------------------------
 
 

@@ -293,9 +293,17 @@ def minilm_teacher(
         frozen=True,
     )
     if probe:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        agent.head.load_state_dict(load_file(str(probe)))  # type: ignore[union-attr]
+        try:
+            agent.head.load_state_dict(load_file(str(probe)))  # type: ignore[union-attr]
+        except (OSError, SafetensorError, RuntimeError) as error:
+            raise ValueError(
+                f"Agent {name!r}: {probe} is not a linear probe for {num_labels} classes over "
+                f"its {agent.upper.config.hidden_size}-d states (keys linear.weight, "
+                f"linear.bias): {error}"
+            ) from None
     return agent
 
 
