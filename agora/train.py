@@ -916,6 +916,7 @@ class RunLog:
         self.sample = sample
         self.last_checkpoint: Path | None = None
         self.best_metrics: dict[str, float] = {}
+        self.frozen_metrics: dict[str, float] | None = None  # frozen agents': they never change
         self.main = accelerator.is_main_process
         if out_dir is not None and self.main:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -956,7 +957,7 @@ class RunLog:
         """Evaluate, remember the best weights; True when early stopping says stop."""
         if eval_data is None or metric is None:
             return False
-        metrics = evaluate(self.graph, eval_data, accelerator=self.accelerator)
+        metrics = self._metrics(eval_data)
         if metric not in metrics:
             raise KeyError(
                 f"FitConfig.metric {metric!r} is not among the metrics {sorted(metrics)}"
@@ -980,6 +981,24 @@ class RunLog:
             state.evals_without_improvement += 1
         patience = self.config.patience
         return patience is not None and state.evals_without_improvement >= patience
+
+    def _metrics(self, eval_data: Any) -> dict[str, float]:
+        """Every agent's metrics; a frozen agent's are computed at the first evaluation only."""
+        agents = self.graph.agents.values()
+        if isinstance(eval_data, Mapping):  # per-learner data: only the learners are evaluated
+            return evaluate(self.graph, eval_data, accelerator=self.accelerator)
+        if self.frozen_metrics is None:
+            metrics = evaluate(self.graph, eval_data, accelerator=self.accelerator)
+            frozen = {f"{a.name}/" for a in agents if not a.trainable}
+            self.frozen_metrics = {
+                k: v for k, v in metrics.items() if k[: k.index("/") + 1] in frozen
+            }
+            return metrics
+        trainable = [a.name for a in agents if a.trainable]
+        return {
+            **self.frozen_metrics,
+            **evaluate(self.graph, eval_data, accelerator=self.accelerator, agents=trainable),
+        }
 
     def _extra(self, state: TrainState) -> dict[str, Any]:
         return {

@@ -93,6 +93,24 @@ def test_cache_is_filled_once_and_read_afterwards(monkeypatch):
     assert sum(calls) == len(train)  # round 0 of the teacher ran once per example
 
 
+def test_a_frozen_agent_is_evaluated_once_and_its_metrics_repeated(monkeypatch, tmp_path):
+    train, valid = data()
+    g = graph().build(torch.randn(2, 8))
+    calls = []
+    teacher = g.agents["teacher"]
+    original = teacher.forward
+    monkeypatch.setattr(teacher, "forward", lambda x: calls.append(len(x)) or original(x))
+    fit(g, train, valid, quick(epochs=3, cache_frozen=True), out_dir=tmp_path)
+    assert sum(calls) == len(train) + len(valid)  # the cache's pass, one evaluation
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    evals = [json.loads(line) for line in lines if "eval/teacher/rmse" in line]
+    assert len(evals) == 3 and all("eval/student/rmse" in e for e in evals)
+    from agora.train import evaluate
+
+    assert {e["eval/teacher/rmse"] for e in evals} == {evaluate(g, valid)["teacher/rmse"]}
+    assert len({e["eval/student/rmse"] for e in evals}) == 3  # the student's change
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 
 
