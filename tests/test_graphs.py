@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from agora import Graph, GraphError, Orchestrator, RouterAggregation, WeightedAggregation
+from agora.loaders import EpochSampler, LearnerBatchSampler
 from agora.models.toy import mlp_agent
-from agora.train import EpochSampler, FitConfig, LearnerBatchSampler, evaluate, fit
+from agora.train import FitConfig, evaluate, fit
 from tests.helpers import regression_data, two_node
 
 

@@ -21,6 +21,8 @@ pytest.importorskip(
 )
 
 from agora import Graph, Orchestrator  # noqa: E402
+from agora.cache import CachedOrchestrator, StateCache  # noqa: E402
+from agora.loaders import EpochSampler  # noqa: E402
 from agora.models.transformer import (  # noqa: E402
     encoder_agent,
     load_encoder,
@@ -29,7 +31,6 @@ from agora.models.transformer import (  # noqa: E402
     minilm_teacher,
     truncated_copy,
 )
-from agora.train import CachedOrchestrator, EpochSampler, StateCache  # noqa: E402
 
 DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
 needs_sst2 = pytest.mark.skipif(

@@ -327,7 +327,7 @@ def test_a_resumed_ddp_rank_replays_its_epochs_batches(process):
     (a skipping loader does not pass the epoch on to agora's sampler by itself)."""
     from accelerate.data_loader import prepare_data_loader
 
-    from agora.train import epoch_batches, make_loader
+    from agora.loaders import epoch_batches, make_loader
 
     def shard():
         loader, sampler = make_loader(TensorDataset(torch.arange(40.0)), 4, seed=0, shuffle=True)
@@ -344,7 +344,7 @@ def test_a_resumed_ddp_rank_replays_its_epochs_batches(process):
 def test_the_cache_keeps_pooled_states_of_token_inputs_whole():
     """A frozen agent that pools its tokens (s: [B, H]) is cached per example, not cut to T."""
     from agora import Agent
-    from agora.train import StateCache
+    from agora.cache import StateCache
 
     class Pooled(torch.nn.Module):
         def __init__(self):

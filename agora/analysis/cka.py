@@ -229,7 +229,7 @@ def states(
         >>> collected.count, tuple(collected["student.m"].values.shape)
         (30, (30, 8))
     """
-    from agora.train import _to, eval_loader, split_batch
+    from agora.loaders import eval_loader, split_batch, to_device
 
     names = list(graph.agents) if agents is None else list(agents)
     unknown = [name for name in names if name not in graph.agents]
@@ -245,7 +245,7 @@ def states(
     offset = 0
     try:
         for batch in eval_loader(data, batch_size):
-            x = _to(split_batch(batch)[0], device)
+            x = to_device(split_batch(batch)[0], device)
             for name in names:
                 agent = graph.agents[name]
                 out = agent(x)
@@ -392,7 +392,7 @@ def memberships(
         ``Bool[n_examples, n_groups]`` and each group's key: its column for ``[B, G]`` groups,
         its id for ``[B]`` ids (sorted).
     """
-    from agora.train import eval_loader, split_batch
+    from agora.loaders import eval_loader, split_batch
 
     parts = [groups(*split_batch(batch)) for batch in eval_loader(data, batch_size)]
     if all(p.dim() == 2 for p in parts):

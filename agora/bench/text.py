@@ -33,7 +33,8 @@ from safetensors.torch import save_file
 from agora.bench.movielens import Method, Runner, RunStore, _machine
 from agora.bench.report import _duration, _table, mean_se
 from agora.graph import Graph
-from agora.train import FitConfig, eval_loader, evaluate, fit
+from agora.loaders import eval_loader
+from agora.train import FitConfig, evaluate, fit
 
 TEACHER_LOWER = 3  # the teacher's split: embeddings + 3 layers | 3 layers
 STUDENT_LAYERS, STUDENT_LOWER = 2, 1  # the student's: embeddings + 1 layer | 1 layer
