@@ -352,6 +352,8 @@ def run(
         "groups": {k: list(v) for k, v in GROUPS.items()}, "peers": list(PEERS),
         "genre_ranking": ml.genre_ranking(), "teachers": pretrained, "rows": rows,
         "tuning_rows": tuning_rows, "timings": timings, "workers": workers, "threads": threads,
+        "train_sizes": {g: len(DataView(ml, limit=limit).splits(g)["train"])
+                        for g in the_plan.all_genres},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": bench._machine(),
         "torch": torch.__version__,
     }  # fmt: skip
@@ -372,11 +374,13 @@ def _stats(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(var / len(values))
 
 
-def _cell(values: Sequence[float], digits: int = 4) -> str:
+def _cell(values: Sequence[float], digits: int = 4, sign: bool = False) -> str:
     if not values:
         return "–"
     mean, se = _stats(values)
-    return f"{mean:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else "")
+    mean = round(mean, digits) + 0.0  # no "-0.0000"
+    text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    return text + (f" ± {se:.{digits}f}" if se is not None else "")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -386,6 +390,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _values(rows: list[dict], **match: Any) -> list[float]:
     return [r["test_rmse"] for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def _paired(rows: list[dict], method: str, reference: str, genre: str) -> list[float]:
+    """Test RMSE of ``method`` minus ``reference`` on ``genre``, seed by seed (seeds with both)."""
+    by_seed: dict[str, dict[int, float]] = {method: {}, reference: {}}
+    for r in rows:
+        if r["genre"] == genre and r["method"] in by_seed:
+            by_seed[r["method"]][r["seed"]] = r["test_rmse"]
+    ours, theirs = by_seed[method], by_seed[reference]
+    return [ours[s] - theirs[s] for s in sorted(ours.keys() & theirs.keys())]
 
 
 def _rank(results: dict[str, Any], genre: str) -> str:
@@ -413,7 +427,7 @@ def page(results: dict[str, Any]) -> str:
         f"Written by `{results['command']}` on {results['date']} ({results['machine']}, torch "
         f"{results['torch']}), {seeds} seed{'s' * (seeds != 1)}, {results['workers']} worker(s). "
         "Test RMSE at the epoch of best validation RMSE, mean ± standard error over seeds.", "",
-        *[f"> {note}" for note in plan_["notes"]], "",
+        *([f"> {note}" for note in plan_["notes"]] + [""] if plan_["notes"] else []),
         f"Chosen on validation (seed 0): Scratch lr {results['chosen']['scratch_lr']:g}; TD "
         f"(every talk edge, k = {ROUNDS}) lr {results['chosen']['lr']:g}, weight "
         f"{results['chosen']['weight']:g} on interact, message and state consistency.", "",
@@ -432,6 +446,14 @@ def page(results: dict[str, Any]) -> str:
                      + [_cell(_values(teach, method=m, genre=genre)) for m in methods]
                      + [best] + [_cell(_values(teach, method=m, genre=genre)) for m in aggregated])  # fmt: skip
     lines += _table(["genre", *methods, "best single", "mean", "weights", "router"], table)
+    lines += ["Test RMSE minus Scratch's, paired by seed (negative: the tutors help):", ""]
+    table = []
+    for genre in plan_["teacher_genres"]:
+        best = f"TD {_best_single(teach, genre)}"
+        table.append([_rank(results, genre)]
+                     + [_cell(_paired(teach, m, "Scratch", genre), sign=True)
+                        for m in (*methods[1:], best, *aggregated)])  # fmt: skip
+    lines += _table(["genre", *methods[1:], "best single", "mean", "weights", "router"], table)
     listening = [r for r in teach if r["weights"] and r["aggregation"] == "router"]
     if listening:
         lines += ["Mean router weight of each tutor on the test ratings (whom the student "
@@ -449,7 +471,8 @@ def page(results: dict[str, Any]) -> str:
     for genre in plan_["all_genres"]:
         one = _values(students, method="one run", genre=genre)
         apart = _values(students, method="separate runs", genre=genre)
-        table.append([_rank(results, genre), _cell(apart), _cell(one)])
+        paired = _paired(students, "one run", "separate runs", genre)
+        table.append([_rank(results, genre), _cell(apart), _cell(one), _cell(paired, sign=True)])
     walls = {}
     for method in ("one run", "separate runs"):
         per_seed: dict[int, dict] = {}
@@ -458,23 +481,50 @@ def page(results: dict[str, Any]) -> str:
                 per_seed.setdefault(r["seed"], {})[tuple(r["genres"])] = r["seconds"]
         walls[method] = [sum(runs.values()) for runs in per_seed.values()]
     table.append(["wall time of all students (s)", _cell(walls["separate runs"], digits=1),
-                  _cell(walls["one run"], digits=1)])  # fmt: skip
-    lines += _table(["genre", "separate runs", "one run"], table)
+                  _cell(walls["one run"], digits=1), ""])  # fmt: skip
+    lines += _table(["genre", "separate runs", "one run", "one run − separate"], table)
+    if results.get("train_sizes"):
+        size = plan_["budget"]["batch_size"]
+        batches = {g: math.ceil(n / size) for g, n in results["train_sizes"].items()}
+        lines += [
+            "Wall time is each run's own time (one process, "
+            f"{results['threads']} thread(s)), summed over the students' runs. An epoch of the "
+            "one run is a pass over the largest genre's batches, one batch of every student per "
+            "step (a smaller genre starts another pass when its data runs out): "
+            f"{len(batches) * max(batches.values())} student batches per epoch, against "
+            f"{sum(batches.values())} in the separate runs together (batch size {size}).", "",
+        ]  # fmt: skip
     peers = [r for r in rows if r["experiment"] == "peers"]
     lines += ["## c. Peers", "", f"Two students, on {' and '.join(results['peers'])}, talk both "
               "ways, each on its own genre (one run).", ""]  # fmt: skip
     cols = ("alone", "taught by the teacher", "peers")
-    lines += _table(["genre", *cols], [
+    lines += _table(["genre", *cols, "peers − alone", "peers − taught"], [
         [_rank(results, g)] + [_cell(_values(peers, method=m, genre=g)) for m in cols]
+        + [_cell(_paired(peers, "peers", ref, g), sign=True) for ref in cols[:2]]
         for g in results["peers"]
     ])  # fmt: skip
-    lines += ["## Where the time went", ""]
-    lines += _table(["phase", "seconds"],
-                    [[k, f"{v:.0f}"] for k, v in results["timings"].items()])  # fmt: skip
-    rows = {id(row): row for part in ("tuning_rows", "rows") for row in results[part]}
-    reused = [row for row in rows.values() if row.get("reused")]
-    if reused:
-        lines += ["", f"{len(reused)} of {len(rows)} student rows were read back from the run "
-                  "log (finished by an earlier invocation), so the phases above count only the "
-                  "others; each row's own time is in graphs.json."]  # fmt: skip
+    lines += ["## Where the time went", "",
+              "Each run's own time, summed by experiment (a run is counted once in each "
+              "experiment that reports it):", ""]  # fmt: skip
+    runs: dict[str, dict[str, dict]] = {}  # experiment -> run -> a row of it
+    for row in [*results["tuning_rows"], *results["rows"]]:
+        key = json.dumps([row[f] for f in ("genres", "tutors", "aggregation", "peers", "lr",
+                                            "weight", "seed")])  # fmt: skip
+        runs.setdefault(row["experiment"], {}).setdefault(key, row)
+    lines += _table(["experiment", "runs", "run time (s)"], [
+        [name, str(len(by_key)), f"{sum(r['seconds'] for r in by_key.values()):.0f}"]
+        for name, by_key in runs.items()
+    ])  # fmt: skip
+    unique = {key: row for by_key in runs.values() for key, row in by_key.items()}
+    reused = sum(bool(row.get("reused")) for row in unique.values())
+    if reused == len(unique):
+        lines += [f"This invocation trained nothing: all {reused} runs were read back from the "
+                  "run log, finished by earlier invocations."]  # fmt: skip
+    else:
+        if reused:
+            lines += [f"{reused} of the {len(unique)} runs were read back from the run log "
+                      "(finished by an earlier invocation); this invocation's phases count only "
+                      "the others:", ""]  # fmt: skip
+        lines += _table(["phase (this invocation)", "wall time (s)"],
+                        [[k, f"{v:.0f}"] for k, v in results["timings"].items()])  # fmt: skip
     return "\n".join(lines)
