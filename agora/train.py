@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from agora import checkpoint
+from agora.agent import Agent
 from agora.cache import CachedOrchestrator, StateCache
 from agora.graph import Graph, GraphError
 from agora.loaders import (
@@ -285,8 +286,8 @@ def fit(
 
     ``train_data`` is one dataset that every agent sees, or per-learner data
     ``{learner: dataset}``: each step then holds a batch of every learner's data (an epoch is
-    one pass over the largest; see :class:`~agora.loaders.LearnerBatchSampler`) and each learner with its
-    tutors observes its own batch (see :class:`~agora.orchestrator.Orchestrator`).
+    one pass over the largest; see :class:`~agora.loaders.LearnerBatchSampler`) and each
+    learner with its tutors observes its own batch (see :class:`~agora.orchestrator.Orchestrator`).
     ``eval_data`` may be given per learner likewise; the default metric is then the
     learners' mean, ``mean/rmse``.
 
@@ -473,6 +474,12 @@ def _flat(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in d.items()}
 
 
+def _fixed(agent: Agent) -> bool:
+    """True when nothing the agent predicts with can train (a frozen backbone may still share
+    a parameter with a trainable agent)."""
+    return not any(p.requires_grad for p in agent.backbone_parameters())
+
+
 class RunLog:
     """Everything a run writes: metrics, evaluations, checkpoints and the final model."""
 
@@ -549,18 +556,19 @@ class RunLog:
         return patience is not None and state.evals_without_improvement >= patience
 
     def _metrics(self, eval_data: Any) -> dict[str, float]:
-        """Every agent's metrics; a frozen agent's are computed at the first evaluation only."""
+        """Every agent's metrics; those of an agent that cannot change (:func:`_fixed`) are
+        computed at the first evaluation only."""
         agents = self.graph.agents.values()
         if isinstance(eval_data, Mapping):  # per-learner data: only the learners are evaluated
             return evaluate(self.graph, eval_data, accelerator=self.accelerator)
         if self.frozen_metrics is None:
             metrics = evaluate(self.graph, eval_data, accelerator=self.accelerator)
-            frozen = {f"{a.name}/" for a in agents if not a.trainable}
+            frozen = {f"{a.name}/" for a in agents if _fixed(a)}
             self.frozen_metrics = {
                 k: v for k, v in metrics.items() if k[: k.index("/") + 1] in frozen
             }
             return metrics
-        trainable = [a.name for a in agents if a.trainable]
+        trainable = [a.name for a in agents if not _fixed(a)]
         return {
             **self.frozen_metrics,
             **evaluate(self.graph, eval_data, accelerator=self.accelerator, agents=trainable),

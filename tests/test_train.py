@@ -111,6 +111,17 @@ def test_a_frozen_agent_is_evaluated_once_and_its_metrics_repeated(monkeypatch, 
     assert len({e["eval/student/rmse"] for e in evals}) == 3  # the student's change
 
 
+def test_a_frozen_agent_sharing_a_trainable_part_is_evaluated_every_time(tmp_path):
+    train, valid = data()
+    g = Graph([mlp_agent("teacher", 8, 8, frozen=True), mlp_agent("student", 8, 8)], message_dim=8)
+    g.agents["teacher"].head = g.agents["student"].head  # trains with the student
+    g.add_edge("student", "teacher", "logit")
+    fit(g, train, valid, quick(epochs=3), out_dir=tmp_path)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    evals = [json.loads(line)["eval/teacher/rmse"] for line in lines if "eval/" in line]
+    assert len(set(evals)) == 3
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 
 
