@@ -86,7 +86,7 @@ def sample_batch(data: Any, rows: int = 8) -> Any:
     for per-learner data (``{learner: data}``), of the first learner's."""
     from collections.abc import Mapping
 
-    from agora.train import eval_loader, split_batch
+    from agora.loaders import eval_loader, split_batch
 
     if isinstance(data, Mapping):
         data = next(iter(data.values()))
@@ -539,6 +539,40 @@ def bench_graphs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gradients_arguments(parser: argparse.ArgumentParser) -> None:
+    _pool_arguments(
+        parser, "War, 1 seed, 1 epoch, w 0.1 and 10: a smoke test", 5, "ml-100k/",
+        "pre-trained teachers, reused across runs", "gradients",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limit", type=int, help="keep the first N ratings of every split (a smoke test)"
+    )
+
+
+def bench_gradients(args: argparse.Namespace) -> int:
+    """TD's terms' share of the student's gradient, and validation RMSE, by loss weight."""
+    out = Path(args.out)
+    name = "gradients-quick" if args.quick else "gradients"
+    if args.report_only:
+        from agora.bench.gradients import page
+
+        (out / f"{name}.md").write_text(page(_read_results(out / f"{name}.json")))
+    else:
+        if min(args.workers, args.threads, args.seeds) < 1:
+            raise CommandError("--workers, --threads and --seeds must be at least 1")
+        _find_movielens(args.data_dir)
+        from agora.bench.gradients import run as run_gradients
+
+        run_gradients(
+            out, quick=args.quick, data_dir=args.data_dir, workers=args.workers,
+            threads=args.threads, seeds=args.seeds,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None, limit=args.limit,
+            command=args.command_line,
+        )  # fmt: skip
+    print(f"results: {out / f'{name}.md'}")
+    return 0
+
+
 def _speed_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
     parser.add_argument("--out", default="docs/results", help="where speed.md goes")
@@ -631,6 +665,7 @@ Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.Argument
 BENCHMARKS: dict[str, Command] = {
     "movielens": (bench_movielens, _movielens_arguments),
     "graphs": (bench_graphs, _graphs_arguments),
+    "gradients": (bench_gradients, _gradients_arguments),
     "speed": (bench_speed, _speed_arguments),
     "text": (bench_text, _text_arguments),
 }

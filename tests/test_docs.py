@@ -16,6 +16,7 @@ RUNNABLE = [
     "howto/split-a-model.md",
     "howto/multi-teacher.md",
     "howto/multi-student.md",
+    "howto/gradients.md",
 ]
 
 NEEDS_TEXT = pytest.mark.skipif(
