@@ -500,6 +500,17 @@ def bench_movielens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    """``"0.1,1,10"`` as ``(0.1, 1.0, 10.0)``: positive numbers, comma-separated."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"every weight must be > 0, got {text!r}")
+    return values
+
+
 def _graphs_arguments(parser: argparse.ArgumentParser) -> None:
     _pool_arguments(
         parser, "few genres, 1 seed, 1 epoch: a smoke test", 5, "ml-100k/",
@@ -508,6 +519,10 @@ def _graphs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, help="keep the first N ratings of every split (a smoke test)"
     )
+    parser.add_argument(
+        "--weights", type=_floats,
+        help="TD weights to tune over, comma-separated (default: the benchmark's grid)",
+    )  # fmt: skip
 
 
 def bench_graphs(args: argparse.Namespace) -> int:
@@ -533,6 +548,7 @@ def bench_graphs(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             limit=args.limit,
+            weights=args.weights,
             command=args.command_line,
         )
     print(f"results: {out / 'graphs.md'}")

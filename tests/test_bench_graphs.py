@@ -25,6 +25,7 @@ def test_quick_bench_on_a_slice_writes_every_table(tmp_path, capsys):
     for heading in ("## a. Three teachers", "## b. One teacher, eight students", "## c. Peers"):
         assert heading in text
     assert "| War (Genre 8) |" in text and "wall time of all students" in text
+    assert "weight 0.1 (of 0.1)" in text  # the chosen setting and its grid
     results = json.loads((tmp_path / "graphs.json").read_text())
     methods = {(r["experiment"], r["method"]) for r in results["rows"]}
     assert ("teachers", "TD 3 tutors, router") in methods and ("peers", "peers") in methods
@@ -45,3 +46,21 @@ def test_quick_bench_on_a_slice_writes_every_table(tmp_path, capsys):
         "reused" in r for r in results["rows"]
     )
     assert "read back from the run log" in (tmp_path / "graphs.md").read_text()
+
+
+class _Genres:
+    def dense_genres(self, n):
+        return [f"g{i}" for i in range(n)]
+
+
+def test_weights_replace_tds_tuning_grid_and_bad_ones_are_refused(capsys):
+    from agora.bench.graphs import GRID, plan
+
+    assert plan(_Genres(), False, 5, None).grid == GRID
+    wide = plan(_Genres(), False, 5, None, weights=(1.0, 10.0))
+    assert wide.grid == {**GRID, "weight": (1.0, 10.0)}
+    for bad in ("0,1", "1,x"):
+        with pytest.raises(SystemExit) as caught:
+            main(["bench", "graphs", "--weights", bad])
+        assert caught.value.code == 2
+        assert "--weights" in capsys.readouterr().err

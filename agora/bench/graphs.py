@@ -114,9 +114,12 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def plan(ml: Any, quick: bool, seeds: int, limit: int | None) -> Plan:
-    """The full plan (Genres 1 and 5-8 for a, the 8 densest for b, ``seeds`` seeds, :data:`GRID`)
-    or, with ``quick``, a smoke test: Genre 8 for a, Genres 6 and 8 for b, one seed and epoch."""
+def plan(
+    ml: Any, quick: bool, seeds: int, limit: int | None, weights: Sequence[float] | None = None
+) -> Plan:
+    """The full plan (Genres 1 and 5-8 for a, the 8 densest for b, ``seeds`` seeds, :data:`GRID`
+    with TD's ``weights`` in place of its own) or, with ``quick``, a smoke test: Genre 8 for a,
+    Genres 6 and 8 for b, one seed and epoch, no tuning."""
     dense = ml.dense_genres(8)
     if quick:
         return Plan(
@@ -126,7 +129,8 @@ def plan(ml: Any, quick: bool, seeds: int, limit: int | None) -> Plan:
             notes=["--quick: 1 genre (a), 2 students (b), 1 seed, 1 epoch, no tuning: a smoke "
                    "test, not a result"],
         )  # fmt: skip
-    return Plan([dense[0], *dense[4:]], dense, list(range(seeds)), Budget(), GRID, limit)
+    grid = {**GRID, "weight": tuple(weights)} if weights else GRID
+    return Plan([dense[0], *dense[4:]], dense, list(range(seeds)), Budget(), grid, limit)
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -306,15 +310,16 @@ def experiments(plan: Plan, chosen: dict[str, float]) -> list[Run]:
 def run(
     out: Path, *, quick: bool = False, data_dir: str | None = None, workers: int = 2,
     threads: int = 1, seeds: int = 5, cache_dir: Path | None = None, limit: int | None = None,
-    command: str = "agora bench graphs",
+    weights: Sequence[float] | None = None, command: str = "agora bench graphs",
 ) -> dict[str, Any]:  # fmt: skip
-    """Run the three experiments and write ``graphs.md`` and ``graphs.json`` into ``out``."""
+    """Run the three experiments and write ``graphs.md`` and ``graphs.json`` into ``out``;
+    ``weights``: TD's weights to tune over (default: :data:`GRID`'s)."""
     from agora.data.movielens import MovieLens
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
     ml = MovieLens(data_dir)
-    the_plan = plan(ml, quick, seeds, limit)
+    the_plan = plan(ml, quick, seeds, limit, weights)
     if limit:
         the_plan.notes.append(f"--limit {limit}: the first {limit} ratings of every split")
     cache = Path(cache_dir or os.environ.get("AGORA_CACHE_DIR") or Path.home() / ".cache/agora")
@@ -392,6 +397,10 @@ def _values(rows: list[dict], **match: Any) -> list[float]:
     return [r["test_rmse"] for r in rows if all(r[k] == v for k, v in match.items())]
 
 
+def _grid(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
 def _paired(rows: list[dict], method: str, reference: str, genre: str) -> list[float]:
     """Test RMSE of ``method`` minus ``reference`` on ``genre``, seed by seed (seeds with both)."""
     by_seed: dict[str, dict[int, float]] = {method: {}, reference: {}}
@@ -428,9 +437,11 @@ def page(results: dict[str, Any]) -> str:
         f"{results['torch']}), {seeds} seed{'s' * (seeds != 1)}, {results['workers']} worker(s). "
         "Test RMSE at the epoch of best validation RMSE, mean ± standard error over seeds.", "",
         *([f"> {note}" for note in plan_["notes"]] + [""] if plan_["notes"] else []),
-        f"Chosen on validation (seed 0): Scratch lr {results['chosen']['scratch_lr']:g}; TD "
-        f"(every talk edge, k = {ROUNDS}) lr {results['chosen']['lr']:g}, weight "
-        f"{results['chosen']['weight']:g} on interact, message and state consistency.", "",
+        f"Chosen on validation (seed 0): Scratch lr {results['chosen']['scratch_lr']:g} (of "
+        f"{_grid(plan_['grid']['scratch_lr'])}); TD (every talk edge, k = {ROUNDS}) lr "
+        f"{results['chosen']['lr']:g} (of {_grid(plan_['grid']['lr'])}), weight "
+        f"{results['chosen']['weight']:g} (of {_grid(plan_['grid']['weight'])}) on interact, "
+        "message and state consistency.", "",
         "## a. Three teachers, one student", "",
         "Tutors: `teacher` (every genre), "
         + ", ".join(f"`{n}` ({', '.join(g)})" for n, g in results["groups"].items())
