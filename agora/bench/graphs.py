@@ -19,10 +19,12 @@ every talk edge. A joint run (b, c) keeps the epoch of its students' best *mean*
 RMSE, where separate runs each keep their own: the page says so beside the numbers.
 
 Cost: ``--quick`` (one genre, one seed, one epoch) takes a minute or two; ``--quick --limit
-300`` seconds. The full run is estimated (from per-epoch costs measured on a 2-core CPU, not
-run) at about 3 CPU-hours, 1.5-2 hours with the default 2 workers: about two thirds in (a),
-whose three-tutor runs cost about 3x a single-tutor run. The all-genre teachers are shared
-with ``agora bench movielens`` (same cache files).
+300`` seconds. The full run is about 3.5 CPU-hours, 1.5-2 hours on the default 2 workers of a
+2-core CPU (the page sums each run's own time by experiment): about two thirds in (a), whose
+three-tutor runs cost about 3x a single-tutor run. Every finished run is appended to
+``graphs-runs.jsonl`` in ``--out``, so a stopped benchmark resumes, and runs another grid
+(``--weights``) shares with it reuse them. The all-genre teachers are shared with ``agora
+bench movielens`` (same cache files).
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ GROUPS = {  # the specialists' genres: two disjoint groups
 }
 TUTORS = ("teacher", *GROUPS)
 PEERS = ("Adventure", "Sci-Fi")  # Genres 6 and 7: related, both sparse
-GRID = {"scratch_lr": (1e-3, 3e-3), "lr": (1e-3, 3e-3), "weight": (0.03, 0.1, 0.3)}
+# TD's weights reach 30: below 1 its terms make under 1 % of the student's gradient (see
+# `agora bench gradients`); 0.03-0.3, the first grid, left every TD run tied with Scratch
+GRID = {"scratch_lr": (1e-3, 3e-3), "lr": (1e-3, 3e-3), "weight": (0.1, 1.0, 10.0, 30.0)}
 ROUNDS = 2
 
 
