@@ -23,11 +23,9 @@ Cost: 2 genres x 6 settings x 5 seeds = 60 runs (the results page gives the wall
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import torch
 
 from agora.analysis.gradients import relative, term_gradients
 from agora.bench import movielens as bench
-from agora.bench.graphs import DataView, Plan, teacher_path
+from agora.bench.graphs import DataView, Plan, _cell, _table, teacher_path
 from agora.bench.movielens import Budget, Runner, pretrain_teacher, student_agent, teacher_agent
 from agora.graph import Graph
 from agora.train import FitConfig, fit
@@ -169,21 +167,6 @@ def run(
 # -- the page --------------------------------------------------------------------------------
 
 
-def _mean_se(values: Sequence[float]) -> tuple[float, float | None]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values))
-
-
-def _cell(values: Sequence[float], fmt: str = ".4f") -> str:
-    if not values:
-        return "–"
-    mean, se = _mean_se(values)
-    mean = float(format(mean, fmt)) + 0.0  # no "-0.0000"
-    return format(mean, fmt) + (f" ± {format(se, fmt.lstrip('+'))}" if se is not None else "")
-
-
 def page(results: dict[str, Any]) -> str:
     """The results page, every number computed from ``results``."""
     s, rows = results["setup"], results["rows"]
@@ -234,8 +217,3 @@ def page(results: dict[str, Any]) -> str:
     seconds = sum(r["seconds"] for r in rows)
     lines += [f"Every run's own time, summed: {seconds:.0f} s over {len(rows)} runs."]
     return "\n".join(lines) + "\n"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]

@@ -52,6 +52,8 @@ from agora.bench.movielens import (
     student_agent,
     teacher_agent,
 )
+from agora.bench.report import _table as markdown_table
+from agora.bench.report import mean_se
 from agora.graph import Graph
 from agora.orchestrator import Orchestrator
 from agora.train import FitConfig, evaluate, fit
@@ -375,26 +377,17 @@ def run(
 # -- the page --------------------------------------------------------------------------------
 
 
-def _stats(values: Sequence[float]) -> tuple[float, float | None]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var / len(values))
-
-
-def _cell(values: Sequence[float], digits: int = 4, sign: bool = False) -> str:
+def _cell(values: Sequence[float], fmt: str = ".4f") -> str:
+    """Mean ± standard error in ``fmt`` ("+.4f" signs the mean); "–" for no values."""
     if not values:
         return "–"
-    mean, se = _stats(values)
-    mean = round(mean, digits) + 0.0  # no "-0.0000"
-    text = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
-    return text + (f" ± {se:.{digits}f}" if se is not None else "")
+    mean, se = mean_se(values)
+    mean = float(format(mean, fmt)) + 0.0  # no "-0.0000"
+    return format(mean, fmt) + (f" ± {format(se, fmt.lstrip('+'))}" if se is not None else "")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    return [*markdown_table(header, rows), ""]
 
 
 def _values(rows: list[dict], **match: Any) -> list[float]:
@@ -466,7 +459,7 @@ def page(results: dict[str, Any]) -> str:
     for genre in plan_["teacher_genres"]:
         best = f"TD {_best_single(teach, genre)}"
         table.append([_rank(results, genre)]
-                     + [_cell(_paired(teach, m, "Scratch", genre), sign=True)
+                     + [_cell(_paired(teach, m, "Scratch", genre), "+.4f")
                         for m in (*methods[1:], best, *aggregated)])  # fmt: skip
     lines += _table(["genre", *methods[1:], "best single", "mean", "weights", "router"], table)
     listening = [r for r in teach if r["weights"] and r["aggregation"] == "router"]
@@ -474,7 +467,7 @@ def page(results: dict[str, Any]) -> str:
         lines += ["Mean router weight of each tutor on the test ratings (whom the student "
                   "listens to):", ""]  # fmt: skip
         lines += _table(["genre", *TUTORS], [
-            [_rank(results, g)] + [f"{_stats([r['weights'][t] for r in listening if r['genre'] == g])[0]:.3f}"
+            [_rank(results, g)] + [f"{mean_se([r['weights'][t] for r in listening if r['genre'] == g])[0]:.3f}"
                                    for t in TUTORS]
             for g in plan_["teacher_genres"]
         ])  # fmt: skip
@@ -487,7 +480,7 @@ def page(results: dict[str, Any]) -> str:
         one = _values(students, method="one run", genre=genre)
         apart = _values(students, method="separate runs", genre=genre)
         paired = _paired(students, "one run", "separate runs", genre)
-        table.append([_rank(results, genre), _cell(apart), _cell(one), _cell(paired, sign=True)])
+        table.append([_rank(results, genre), _cell(apart), _cell(one), _cell(paired, "+.4f")])
     walls = {}
     for method in ("one run", "separate runs"):
         per_seed: dict[int, dict] = {}
@@ -495,8 +488,8 @@ def page(results: dict[str, Any]) -> str:
             if r["method"] == method:
                 per_seed.setdefault(r["seed"], {})[tuple(r["genres"])] = r["seconds"]
         walls[method] = [sum(runs.values()) for runs in per_seed.values()]
-    table.append(["wall time of all students (s)", _cell(walls["separate runs"], digits=1),
-                  _cell(walls["one run"], digits=1), ""])  # fmt: skip
+    table.append(["wall time of all students (s)", _cell(walls["separate runs"], ".1f"),
+                  _cell(walls["one run"], ".1f"), ""])  # fmt: skip
     lines += _table(["genre", "separate runs", "one run", "one run − separate"], table)
     if results.get("train_sizes"):
         size = plan_["budget"]["batch_size"]
@@ -515,7 +508,7 @@ def page(results: dict[str, Any]) -> str:
     cols = ("alone", "taught by the teacher", "peers")
     lines += _table(["genre", *cols, "peers − alone", "peers − taught"], [
         [_rank(results, g)] + [_cell(_values(peers, method=m, genre=g)) for m in cols]
-        + [_cell(_paired(peers, "peers", ref, g), sign=True) for ref in cols[:2]]
+        + [_cell(_paired(peers, "peers", ref, g), "+.4f") for ref in cols[:2]]
         for g in results["peers"]
     ])  # fmt: skip
     lines += ["## Where the time went", "",
