@@ -59,6 +59,17 @@ def assert_same(a, b, **tolerance):
             assert torch.equal(a[key], b[key]), key
 
 
+def assert_ddp_equal(ddp, one):
+    """DDP's weights equal one process's up to float32 summation order, as Adam amplifies it:
+    all within 1e-3 and 99.9 % within 1e-5 (a wrong sharding is 5e-2 away)."""
+    assert ddp.keys() == one.keys()
+    diffs = torch.cat([(ddp[k] - one[k]).abs().flatten() for k in ddp])
+    assert diffs.max() < 1e-3, f"largest difference {diffs.max():.2e}"
+    assert torch.quantile(diffs, 0.999) < 1e-5, (
+        f"99.9th percentile {torch.quantile(diffs, 0.999):.2e}"
+    )
+
+
 def quick(**kwargs):
     kwargs.setdefault("epochs", 3)
     kwargs.setdefault("batch_size", 64)
@@ -257,9 +268,11 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     one = load_file(str(tmp_path / "single" / "final.safetensors"))
     # Same data, same order, same global batch of 16. The loss is a mean over examples, so the
     # mean of the two ranks' 8-example gradients is the 16-example gradient up to float32
-    # summation order. Measured after these 12 Adam steps: 2.5e-6 at most. A wrong sharding
-    # (one process stepping on batches of 8) ends 5e-2 away, so 1e-4 tells them apart.
-    assert_same(rank0, one, rtol=0, atol=1e-4)
+    # summation order. Adam divides by sqrt(v): where a gradient is near zero, that rounding
+    # can move a weight by a sizeable part of lr. Measured after these 12 Adam steps: 8 of
+    # 40,990 weights differ by more than 1e-5, the largest by 1.6e-4; the 99.9th percentile is
+    # 1.2e-7. A wrong sharding (one process stepping on batches of 8) ends 5e-2 away.
+    assert_ddp_equal(rank0, one)
 
 
 def test_two_process_ddp_with_per_learner_data_matches_one_process(tmp_path):
@@ -280,7 +293,7 @@ def test_two_process_ddp_with_per_learner_data_matches_one_process(tmp_path):
     assert_same(rank0, rank1)
     one = load_file(str(tmp_path / "single" / "final.safetensors"))
     assert any(k.startswith("agents.b.") for k in one)  # both students trained and were saved
-    assert_same(rank0, one, rtol=0, atol=1e-4)  # the tolerance of the shared-data test above
+    assert_ddp_equal(rank0, one)  # the tolerance of the shared-data test above
 
 
 # -- NaN / inf ---------------------------------------------------------------------------------
