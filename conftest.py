@@ -15,4 +15,4 @@ def _doctest_namespace(doctest_namespace):
 try:  # the text extra: without it, its modules' examples cannot run
     import transformers  # noqa: F401
 except ImportError:
-    collect_ignore = ["agora/models/transformer.py", "agora/data/sst2.py", "agora/bench/text.py"]
+    collect_ignore = ["agora/models/transformer.py", "agora/data/sst2.py"]

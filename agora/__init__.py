@@ -8,9 +8,12 @@ from agora.agent import Agent, AgentOutput
 from agora.aggregation import MeanAggregation, RouterAggregation, WeightedAggregation
 from agora.checkpoint import load
 from agora.codec import Codec, LinearCodec, MLPCodec, make_codec
-from agora.graph import Edge, Graph, GraphError
+from agora.edge import Edge
+from agora.errors import GraphError
+from agora.graph import AgentSpec, Graph, GraphSpec
+from agora.losses import Losses, distance, logit_distance
 from agora.orchestrator import Orchestrator, StepOutput
-from agora.protocols import Losses, distance, logit_distance
+from agora.protocols import Link, Protocol
 from agora.stages import Stage, fit_stages
 from agora.train import FitConfig, FitResult, evaluate, fit
 
@@ -19,17 +22,21 @@ __version__ = "0.1.0"
 __all__ = [
     "Agent",
     "AgentOutput",
+    "AgentSpec",
     "Codec",
     "Edge",
     "FitConfig",
     "FitResult",
     "Graph",
     "GraphError",
+    "GraphSpec",
     "LinearCodec",
+    "Link",
     "Losses",
     "MLPCodec",
     "MeanAggregation",
     "Orchestrator",
+    "Protocol",
     "RouterAggregation",
     "Stage",
     "StepOutput",

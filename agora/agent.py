@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from agora.aggregation import AGGREGATIONS
 from agora.codec import Codec
+from agora.errors import GraphError
 
 Task = Literal["regression", "classification"]
 TASKS = ("regression", "classification")
@@ -25,8 +28,6 @@ class AgentOutput:
         - **s**, **e**: ``[B, ...]`` or ``[B, T, ...]`` for token states
         - **mask**: ``[B, T]`` (``True`` where a token is real) or ``None``
         - **m**: ``[B, m_dim]`` or ``[B, T, m_dim]``, the agent's round-0 message
-        - **decoded**: tutor name -> ``(s', e')``, this agent's round-0 message as that tutor
-          decoded it (the state-consistency term computes it; the first talk round reuses it)
     """
 
     y: Tensor | None
@@ -34,7 +35,60 @@ class AgentOutput:
     e: Tensor
     mask: Tensor | None = None
     m: Tensor | None = None
-    decoded: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+
+def check_name(name: Any) -> None:
+    """An agent's name: a non-empty string without ``.``, ``/`` or spaces (it names files and
+    state-dict keys)."""
+    if not isinstance(name, str) or not name or set(name) & set("./ "):
+        raise GraphError(
+            f"Agent name must be a non-empty string without '.', '/' or spaces: {name!r}", "name"
+        )
+
+
+def check_learner_settings(
+    name: str,
+    task: Any,
+    task_weight: Any,
+    rounds: Any,
+    interact_weight: Any,
+    aggregation: Any,
+) -> None:
+    """Raise :class:`~agora.errors.GraphError` naming the agent and the field for a bad task,
+    weight, round count or aggregation."""
+    if task is not None and task not in TASKS:
+        raise GraphError(
+            f"Agent {name!r}: task must be one of {list(TASKS)} or None, not {task!r}", "task"
+        )
+    for key, weight in (("task_weight", task_weight), ("interact_weight", interact_weight)):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise GraphError(f"Agent {name!r}: {key} must be a number, got {weight!r}", key)
+        if not math.isfinite(weight) or weight < 0:
+            raise GraphError(f"Agent {name!r}: {key} must be finite and >= 0, got {weight}", key)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise GraphError(
+            f"Agent {name!r}: rounds must be an integer >= 0, got {rounds!r}", "rounds"
+        )
+    named = isinstance(aggregation, str) and (aggregation in AGGREGATIONS or ":" in aggregation)
+    if not isinstance(aggregation, nn.Module) and not named:
+        raise GraphError(
+            f"Agent {name!r}: unknown aggregation {aggregation!r}; choose one of "
+            f"{list(AGGREGATIONS)}, a module, or a module class 'package.module:Class'",
+            "aggregation",
+        )
+
+
+def _misplaced(name: str, unknown: Mapping[str, Any]) -> str:
+    """The message for keywords an Agent does not take, saying where each belongs."""
+    homes = {
+        "message_dim": "the graph's: Graph(agents, message_dim=...)",
+        "codec_hidden": "the graph's: Graph(agents, codec_hidden=...)",
+        "codec_dropout": "the graph's: Graph(agents, codec_dropout=...)",
+        "weights": "an edge's: graph.add_edge(learner, tutor, protocols, weights=...)",
+        "noise": "an edge's: graph.add_edge(learner, tutor, 'talk', noise=...)",
+    }
+    parts = [f"{key!r} is {homes[key]}" if key in homes else repr(key) for key in unknown]
+    return f"Agent {name!r} got unexpected keyword arguments: {'; '.join(parts)}"
 
 
 def _submodule(model: nn.Module, path: str | Sequence[str], role: str) -> nn.Module:
@@ -74,6 +128,13 @@ class Agent(nn.Module):
         task (str, optional): ``"regression"`` (MSE) or ``"classification"`` (cross-entropy);
             the task loss this agent trains on, when trainable. (default: ``None``)
         task_weight (float): weight of the task loss. (default: ``1.0``)
+        rounds (int): ``k``, the talk rounds this agent runs as a learner with its talk tutors;
+            0 keeps only the consistency terms (the paper's "no interaction"). (default: ``1``)
+        interact_weight (float): weight of its ``interact`` term, summed over rounds.
+            (default: ``1.0``)
+        aggregation (str or nn.Module): how it combines the replies of several tutors:
+            ``"mean"``, ``"weights"`` (learned per tutor), ``"router"`` (per example), or a
+            module (:class:`~agora.aggregation.Aggregation`). (default: ``"mean"``)
 
     Shapes:
         - **input**: anything ``lower`` accepts; a mapping with ``"attention_mask"`` marks
@@ -101,18 +162,26 @@ class Agent(nn.Module):
         codec_frozen: bool = False,
         task: Task | None = None,
         task_weight: float = 1.0,
+        rounds: int = 1,
+        interact_weight: float = 1.0,
+        aggregation: str | nn.Module = "mean",
         spec: Mapping[str, Any] | None = None,
+        **unknown: Any,
     ) -> None:
         super().__init__()
-        if not isinstance(name, str) or not name or "." in name or "/" in name:
-            raise ValueError(f"Agent name must be a non-empty string without '.' or '/': {name!r}")
-        if task is not None and task not in TASKS:
-            raise ValueError(f"Agent {name!r}: task must be one of {TASKS} or None, not {task!r}")
+        check_name(name)
+        if unknown:
+            raise TypeError(_misplaced(name, unknown))
+        check_learner_settings(name, task, task_weight, rounds, interact_weight, aggregation)
         self.name = name
         self.lower, self.upper, self.head = lower, upper, head
         self.codec = codec
         self.task = task
         self.task_weight = float(task_weight)
+        self.rounds = rounds
+        self.interact_weight = float(interact_weight)
+        self.aggregator: nn.Module | None = None
+        self.aggregation = aggregation
         self.spec = dict(spec) if spec is not None else None
         self.frozen = False
         self.codec_frozen = False
@@ -143,6 +212,24 @@ class Agent(nn.Module):
             for role, path in (("lower", lower), ("upper", upper), ("head", head))
         }
         return cls(name, parts["lower"], parts["upper"], parts["head"], **kwargs)
+
+    @property
+    def aggregation(self) -> str:
+        """How this agent combines its tutors' replies: ``"mean"``, ``"weights"``,
+        ``"router"``, or the import path ``"module:Class"`` of a module. Setting a name drops
+        the built :attr:`aggregator` (the next ``graph.build`` makes one); setting a module
+        makes it the aggregator."""
+        return self._aggregation
+
+    @aggregation.setter
+    def aggregation(self, value: str | nn.Module) -> None:
+        check_learner_settings(self.name, None, 1.0, 0, 1.0, value)
+        if isinstance(value, nn.Module):  # a module of the user's own: kept as it is
+            self.aggregator = value
+            self._aggregation = f"{type(value).__module__}:{type(value).__qualname__}"
+        else:
+            self.aggregator = None
+            self._aggregation = value
 
     # -- freezing --------------------------------------------------------------------------
 
@@ -208,12 +295,29 @@ class Agent(nn.Module):
         return AgentOutput(y=y, s=s, e=e, mask=mask)
 
     def task_loss(self, y_pred: Tensor, y: Tensor) -> Tensor:
-        """MSE for regression (shapes ``[B]`` and ``[B, 1]`` both accepted), CE for classes."""
+        """MSE for regression (shapes ``[B]`` and ``[B, 1]`` both accepted), CE for classes.
+
+        Raises:
+            ValueError: naming the agent, for targets of the wrong shape or type (which torch
+                would broadcast, or reject from deep inside).
+        """
         if self.task == "regression":
             if y_pred.shape != y.shape and y_pred.numel() == y.numel():
                 y_pred = y_pred.reshape(y.shape)
+            if y_pred.shape != y.shape:
+                raise ValueError(
+                    f"Agent {self.name!r}: regression targets of shape {list(y.shape)} do not "
+                    f"match its predictions {list(y_pred.shape)}; give one target per prediction"
+                )
             return F.mse_loss(y_pred, y.to(y_pred.dtype))
         if self.task == "classification":
+            if y.is_floating_point() or y.dim() != 1 or y.shape[0] != y_pred.shape[0]:
+                raise ValueError(
+                    f"Agent {self.name!r}: classification targets must be integer class indices "
+                    f"[B] = [{y_pred.shape[0]}], got {str(y.dtype).removeprefix('torch.')} "
+                    f"{list(y.shape)}"
+                    + (" (convert with y.long())" if y.is_floating_point() else "")
+                )
             return F.cross_entropy(y_pred, y)
         raise ValueError(f"Agent {self.name!r} has no task, so it has no task loss")
 

@@ -56,11 +56,12 @@ def components(graph: Graph) -> dict[str, nn.Module]:
         )
         if agent.codec is not None:
             files[f"agents/{name}/codec"] = agent.codec
-        if name in graph.aggregators and len(graph.aggregators[name].state_dict()):
-            files[f"agents/{name}/aggregator"] = graph.aggregators[name]
-    for key, adapter in graph.adapters.items():
-        learner, tutor, protocol = key.split("__")
-        files[f"edges/{learner}--{tutor}/{protocol}"] = adapter
+        if agent.aggregator is not None and len(agent.aggregator.state_dict()):
+            files[f"agents/{name}/aggregator"] = agent.aggregator
+    for edge in graph.edges:
+        for protocol in edge.protocols:
+            if (module := graph.edge_module(edge, protocol)) is not None:
+                files[f"edges/{edge.learner}--{edge.tutor}/{protocol}"] = module
     return files
 
 

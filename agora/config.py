@@ -1,8 +1,10 @@
 """Run configs: a YAML file -> a validated :class:`RunConfig` -> a :class:`~agora.graph.Graph`
 and its data.
 
-A config is plain data checked against dataclasses when it is loaded, so a typo fails before
-anything trains, with the dotted key and the file in the message::
+A config is plain data loaded straight into the dataclasses that run it
+(:class:`~agora.graph.GraphSpec`, :class:`~agora.edge.Edge`, :class:`~agora.train.FitConfig`,
+:class:`~agora.stages.Stage`), every field type-checked, so a typo fails before anything
+trains, with the dotted key and the file in the message::
 
     seed: 0
     graph:
@@ -10,9 +12,10 @@ anything trains, with the dotted key and the file in the message::
       agents:
         - {name: teacher, factory: agora.models.toy:mlp_agent, kwargs: {d_in: 8, width: 32},
            frozen: true}
-        - {name: student, factory: agora.models.toy:mlp_agent, kwargs: {d_in: 8, width: 8}}
+        - {name: student, factory: agora.models.toy:mlp_agent, kwargs: {d_in: 8, width: 8},
+           rounds: 2}
       edges:
-        - {learner: student, tutor: teacher, protocols: [talk], rounds: 2}
+        - {learner: student, tutor: teacher, protocols: [talk]}
     data: {factory: agora.data.synthetic:regression, kwargs: {n: 512, d_in: 8}}
     fit: {epochs: 2, lr: 3.0e-3}
 
@@ -28,13 +31,12 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import networkx as nx
 import torch
 import yaml
 from safetensors import SafetensorError
@@ -42,12 +44,11 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import Dataset
 
-from agora.agent import TASKS, Agent
-from agora.aggregation import AGGREGATIONS
-from agora.codec import CODEC_KINDS
-from agora.graph import Edge, Graph, GraphError, agent_from_spec, import_object
-from agora.protocols import ALIASES, DISTANCES, LOGIT_DISTANCES, PROTOCOLS
-from agora.train import FIT_CHECKS, FitConfig
+from agora.agent import Agent
+from agora.errors import FieldError, GraphError
+from agora.graph import Graph, GraphSpec, agent_from_spec, apply_spec, import_object
+from agora.stages import Stage, check_stage_names
+from agora.train import FitConfig
 
 
 class ConfigError(ValueError):
@@ -70,253 +71,7 @@ class ConfigError(ValueError):
         return ConfigError(self.message, key, self.source or source)
 
 
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(message, key)
-
-
-def _require_import(path: str, key: str, what: str) -> Callable[..., Any]:
-    """The callable at ``"module:function"``; else a ConfigError saying ``what`` was expected."""
-    if ":" not in path and "." not in path:
-        raise ConfigError(f"got {path!r}; expected {what}", key)
-    try:
-        obj = import_object(path)
-    except GraphError as error:  # import_object's error for a missing module or name
-        raise ConfigError(f"{error}; expected {what}", key) from None
-    _require(callable(obj), key, f"{path!r} is a {type(obj).__name__}; expected {what}")
-    return obj
-
-
-# -- the config tree ---------------------------------------------------------------------------
-
-
-@dataclass
-class AgentConfig:
-    """One agent: built by ``factory(name=name, **kwargs)``, which returns an :class:`Agent`.
-
-    Args:
-        name (str): unique name in the graph.
-        factory (str): ``"module:function"`` returning an :class:`~agora.agent.Agent`.
-        kwargs (dict): keyword arguments of the factory (plain YAML data, stored in checkpoints
-            so that they can rebuild the agent). (default: ``{}``)
-        frozen (bool): freeze the backbone (a teacher). (default: ``False``)
-        codec_frozen (bool): freeze the codec too. (default: ``False``)
-        task (str, optional): ``"regression"`` or ``"classification"``; ``None`` keeps the
-            factory's choice. (default: ``None``)
-        task_weight (float): weight of the agent's task loss. (default: ``1.0``)
-        aggregation (str): ``"mean"``, ``"weights"``, ``"router"`` or an import path of a module
-            class; combines the replies of several tutors. (default: ``"mean"``)
-        pretrained (str, optional): a safetensors file of backbone weights (keys ``lower.*``,
-            ``upper.*``, ``head.*``, as in a run's ``agents/<name>/backbone.safetensors``).
-            (default: ``None``)
-    """
-
-    name: str
-    factory: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    frozen: bool = False
-    codec_frozen: bool = False
-    task: str | None = None
-    task_weight: float = 1.0
-    aggregation: str = "mean"
-    pretrained: str | None = None
-
-    def __post_init__(self) -> None:
-        _require(
-            bool(self.name) and not set(self.name) & set("./ "),
-            "name",
-            f"must be a non-empty name without '.', '/' or spaces, got {self.name!r}",
-        )
-        _require_import(self.factory, "factory", "an agent factory 'module:function'")
-        _require(
-            self.task is None or self.task in TASKS,
-            "task",
-            f"must be one of {list(TASKS)} or null, got {self.task!r}",
-        )
-        _require(self.task_weight >= 0, "task_weight", f"must be >= 0, got {self.task_weight}")
-        if self.aggregation not in AGGREGATIONS:
-            _require_import(
-                self.aggregation,
-                "aggregation",
-                f"one of {list(AGGREGATIONS)} or an aggregation class 'module:Class'",
-            )
-
-
-@dataclass
-class EdgeConfig:
-    """``learner`` learns from ``tutor``; the fields of :class:`~agora.graph.Edge`.
-
-    Args:
-        learner (str): a trainable agent.
-        tutor (str): the agent it learns from.
-        protocols (str or list[str]): ``talk``, ``logit``, ``feature``, ``fitnet``, ``hybrid``.
-            (default: ``[talk]``)
-        weights (dict[str, float]): loss weights by name; missing ones are 1.0. (default: ``{}``)
-        rounds (int): ``k``, the talk rounds. (default: ``1``)
-        noise (float): std of noise on the tutor's decoded states. (default: ``0.0``)
-        distance (str): ``"l2"`` or ``"cosine"``. (default: ``"l2"``)
-        logit_distance (str, optional): ``"mse"`` or ``"kl"``. (default: by the learner's task)
-        temperature (float): softening for ``kl``. (default: ``1.0``)
-    """
-
-    learner: str
-    tutor: str
-    protocols: str | list[str] = field(default_factory=lambda: ["talk"])
-    weights: dict[str, float] = field(default_factory=dict)
-    rounds: int = 1
-    noise: float = 0.0
-    distance: str = "l2"
-    logit_distance: str | None = None
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.protocols, str):
-            self.protocols = [self.protocols]
-        known = sorted([*PROTOCOLS, *ALIASES])
-        _require(bool(self.protocols), "protocols", f"must name at least one of {known}")
-        for i, protocol in enumerate(self.protocols):
-            _require(
-                protocol in known,
-                f"protocols.{i}",
-                f"unknown protocol {protocol!r}; known: {known}",
-            )
-        _require(self.rounds >= 0, "rounds", f"must be >= 0, got {self.rounds}")
-        _require(self.noise >= 0, "noise", f"must be >= 0, got {self.noise}")
-        _require(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        _require(
-            self.distance in DISTANCES,
-            "distance",
-            f"must be one of {list(DISTANCES)}, got {self.distance!r}",
-        )
-        _require(
-            self.logit_distance is None or self.logit_distance in LOGIT_DISTANCES,
-            "logit_distance",
-            f"must be one of {list(LOGIT_DISTANCES)} or null, got {self.logit_distance!r}",
-        )
-        try:  # the weights' names depend on the protocols: Edge knows which belong
-            self.to_edge()
-        except GraphError as error:
-            raise ConfigError(str(error), "weights") from None
-
-    def to_edge(self) -> Edge:
-        """The :class:`~agora.graph.Edge` these fields describe (``protocols`` as a tuple)."""
-        return Edge(**{**dataclasses.asdict(self), "protocols": tuple(self.protocols)})
-
-
-@dataclass
-class GraphConfig:
-    """The agents, their edges and the message space (see :class:`~agora.graph.Graph`).
-
-    Args:
-        agents (list[AgentConfig]): at least one, one trainable.
-        edges (list[EdgeConfig]): who learns from whom. (default: ``[]``)
-        message_dim (int): size of the message space. (default: ``128``)
-        codec (str): ``"mlp"``, ``"linear"``, ``"token"``, ``"token-linear"`` or the import
-            path of a codec factory. (default: ``"mlp"``)
-        codec_hidden (int): hidden width of MLP codecs. (default: ``256``)
-        codec_dropout (float): dropout of MLP codecs, in ``[0, 1)``. (default: ``0.1``)
-    """
-
-    agents: list[AgentConfig]
-    edges: list[EdgeConfig] = field(default_factory=list)
-    message_dim: int = 128
-    codec: str = "mlp"
-    codec_hidden: int = 256
-    codec_dropout: float = 0.1
-
-    def __post_init__(self) -> None:
-        _require(self.message_dim > 0, "message_dim", f"must be > 0, got {self.message_dim}")
-        _require(self.codec_hidden > 0, "codec_hidden", f"must be > 0, got {self.codec_hidden}")
-        _require(
-            0 <= self.codec_dropout < 1,
-            "codec_dropout",
-            f"must be in [0, 1), got {self.codec_dropout}",
-        )
-        if self.codec not in CODEC_KINDS:
-            _require_import(
-                self.codec,
-                "codec",
-                f"one of {list(CODEC_KINDS)} or a codec factory 'module:function'",
-            )
-        _require(bool(self.agents), "agents", "must list at least one agent")
-        agents: dict[str, AgentConfig] = {}
-        for i, agent in enumerate(self.agents):
-            _require(
-                agent.name not in agents, f"agents.{i}.name", f"duplicate agent {agent.name!r}"
-            )
-            agents[agent.name] = agent
-        _require(
-            not all(a.frozen for a in self.agents),
-            "agents",
-            f"every agent of {list(agents)} is frozen; unfreeze the student(s)",
-        )
-        pairs: set[tuple[str, str]] = set()
-        for i, edge in enumerate(self.edges):
-            for role in ("learner", "tutor"):
-                name = getattr(edge, role)
-                _require(
-                    name in agents,
-                    f"edges.{i}.{role}",
-                    f"unknown agent {name!r}; agents are {list(agents)}",
-                )
-            _require(
-                edge.learner != edge.tutor,
-                f"edges.{i}.tutor",
-                f"{edge.learner!r} cannot learn from itself",
-            )
-            _require(
-                not agents[edge.learner].frozen,
-                f"edges.{i}.learner",
-                f"{edge.learner!r} is frozen; a learner must be trainable",
-            )
-            _require(
-                (edge.learner, edge.tutor) not in pairs,
-                f"edges.{i}",
-                f"a second edge {edge.learner}->{edge.tutor}; give one edge several protocols",
-            )
-            pairs.add((edge.learner, edge.tutor))
-
-    def to_nx(self) -> nx.DiGraph:
-        """The agents and edges as a ``networkx.DiGraph``, without building any model: nodes
-        carry ``frozen``, ``codec_frozen`` and ``task``, edges their :class:`Edge` under ``"edge"``.
-
-        Example:
-            >>> g = load_config("tiny").graph.to_nx()
-            >>> list(g.edges), g.nodes["teacher"]["frozen"]
-            ([('student', 'teacher')], True)
-        """
-        graph = nx.DiGraph()
-        for agent in self.agents:
-            graph.add_node(
-                agent.name, frozen=agent.frozen, codec_frozen=agent.codec_frozen, task=agent.task
-            )
-        for edge in self.edges:
-            graph.add_edge(edge.learner, edge.tutor, edge=edge.to_edge())
-        return graph
-
-    def to_dict(self) -> dict[str, Any]:
-        """:meth:`Graph.from_dict <agora.graph.Graph.from_dict>`'s data for this config."""
-        agents = []
-        for agent in self.agents:
-            entry: dict[str, Any] = {
-                "name": agent.name,
-                "frozen": agent.frozen,
-                "codec_frozen": agent.codec_frozen,
-                "task_weight": agent.task_weight,
-                "aggregation": agent.aggregation,
-                "spec": {"factory": agent.factory, "kwargs": copy.deepcopy(agent.kwargs)},
-            }
-            if agent.task is not None:
-                entry["task"] = agent.task
-            agents.append(entry)
-        return {
-            "message_dim": self.message_dim,
-            "codec": self.codec,
-            "codec_hidden": self.codec_hidden,
-            "codec_dropout": self.codec_dropout,
-            "agents": agents,
-            "edges": [edge.to_edge().to_dict() for edge in self.edges],
-        }
+# -- the config tree: the runtime dataclasses themselves, plus the data and the run ------------
 
 
 @dataclass
@@ -332,132 +87,91 @@ class DataConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _require_import(self.factory, "factory", "a data factory 'module:function'")
-
-
-@dataclass
-class StageConfig:
-    """One stage of a staged run (see :class:`~agora.stages.Stage`)::
-
-        stages:
-          - {name: assistant, epochs: 3, edges: [assistant->teacher], train: [assistant]}
-          - {name: student, epochs: 3, edges: [student->assistant], train: [student]}
-
-    Args:
-        name (str): unique; names the stage's folder ``<run>/stages/<name>``.
-        epochs (int, optional): the stage's epochs. (default: ``fit.epochs``)
-        edges (list[str], optional): the edges active in the stage, ``"learner->tutor"``;
-            the others are off. (default: ``null``, every edge as it is)
-        train (list[str], optional): the agents that train in the stage; the others are
-            frozen. (default: ``null``, every agent as it is)
-        metric (str, optional): the metric that picks the stage's best weights. (default:
-            the first trainable agent's)
-    """
-
-    name: str
-    epochs: int | None = None
-    edges: list[str] | None = None
-    train: list[str] | None = None
-    metric: str | None = None
-
-    def __post_init__(self) -> None:
-        _require(
-            bool(self.name) and not set(self.name) & set("/\\ "),
-            "name",
-            f"must be a non-empty name without '/' or spaces, got {self.name!r}",
-        )
-        _require(
-            self.epochs is None or self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}"
-        )
-
-    def to_stage(self) -> Any:
-        """The :class:`~agora.stages.Stage` these fields describe."""
-        from agora.stages import Stage
-
-        return Stage(**dataclasses.asdict(self))
-
-
-def _check_stages(stages: list[StageConfig], graph: GraphConfig) -> None:
-    agents = [agent.name for agent in graph.agents]
-    edges = [f"{edge.learner}->{edge.tutor}" for edge in graph.edges]
-    seen: set[str] = set()
-    for i, stage in enumerate(stages):
-        _require(stage.name not in seen, f"stages.{i}.name", f"duplicate stage {stage.name!r}")
-        seen.add(stage.name)
-        for j, edge in enumerate(stage.edges or []):
-            _require(
-                edge in edges,
-                f"stages.{i}.edges.{j}",
-                f"unknown edge {edge!r}; the graph's edges are {edges}",
+        if not callable(import_object(self.factory, "factory")):
+            raise GraphError(
+                f"{self.factory!r} is not callable; expected a data factory", "factory"
             )
-        for j, name in enumerate(stage.train or []):
-            _require(
-                name in agents,
-                f"stages.{i}.train.{j}",
-                f"unknown agent {name!r}; agents are {agents}",
-            )
-        if stage.metric is not None:
-            _check_metric(stage.metric, graph.agents, f"stages.{i}.metric")
-
-
-# (predicate, requirement) per FitConfig field, checked before FitConfig's own checks so that
-# the error names the key
-
-
-def _check_fit_values(values: Mapping[str, Any]) -> None:
-    for name, value in values.items():
-        if name in FIT_CHECKS:
-            ok, requirement = FIT_CHECKS[name]
-            _require(ok(value), name, f"{requirement}, got {value!r}")
-
-
-def _check_metric(metric: str | None, agents: list[AgentConfig], key: str = "fit.metric") -> None:
-    if metric is not None:
-        agent, _, name = metric.partition("/")
-        names = [a.name for a in agents]
-        _require(
-            (agent in names or agent == "mean") and bool(name),
-            key,
-            f"must be '<agent>/<metric>' with an agent of {names} (e.g. "
-            f"'{names[-1]}/rmse'), or 'mean/<metric>' for per-learner data, got {metric!r}",
-        )
 
 
 @dataclass
 class RunConfig:
     """One run: the graph, its data and how to fit it.
 
+    Every section loads straight into the type that runs it: ``graph`` into a
+    :class:`~agora.graph.GraphSpec` (each agent an :class:`~agora.graph.AgentSpec`, each edge
+    an :class:`~agora.edge.Edge`), ``fit`` into a :class:`~agora.train.FitConfig`, each stage
+    into a :class:`~agora.stages.Stage`.
+
     Args:
-        graph (GraphConfig): the agents and edges.
+        graph (GraphSpec): the agents, edges and message space.
         data (DataConfig): where the train / valid (/ test) splits come from.
         fit (FitConfig): the training loop's settings. (default: ``FitConfig()``)
         seed (int): seeds the agents' initialisation, and ``fit.seed`` unless the file sets it.
             (default: ``0``)
-        stages (list[StageConfig]): train in stages, each switching edges and trainable
-            agents (see :class:`StageConfig`); empty trains once. (default: ``[]``)
+        stages (list[Stage]): train in stages, each switching edges and trainable agents;
+            empty trains once. (default: ``[]``)
+        options (dict[str, str]): command-line options the config offers, each naming the key
+            it sets: ``{genre: data.kwargs.genre}`` makes ``agora run CONFIG --genre War``
+            mean ``data.kwargs.genre=War``. (default: ``{}``)
 
     Example:
-        >>> cfg = load_config("tiny", ["fit.epochs=1", "graph.edges.0.rounds=3"])
-        >>> cfg.fit.epochs, cfg.graph.edges[0].rounds, cfg.graph.agents[0].frozen
+        >>> cfg = load_config("tiny", ["fit.epochs=1", "graph.agents.1.rounds=3"])
+        >>> cfg.fit.epochs, cfg.graph.agents[1].rounds, cfg.graph.agents[0].frozen
         (1, 3, True)
     """
 
-    graph: GraphConfig
+    graph: GraphSpec
     data: DataConfig
     fit: FitConfig = field(default_factory=FitConfig)
     seed: int = 0
-    stages: list[StageConfig] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)
     source: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_metric(self.fit.metric, self.graph.agents)
-        _check_stages(self.stages, self.graph)
+        for i, agent in enumerate(self.graph.agents):
+            if agent.factory is None:
+                raise GraphError(
+                    "missing; a config makes every agent with its factory",
+                    f"graph.agents.{i}.factory",
+                )
+        agents = [agent.name for agent in self.graph.agents]
+        _check_metric(self.fit.metric, agents, "fit.metric")
+        try:
+            check_stage_names(self.stages)
+        except GraphError as error:
+            raise error.under("stages") from None
+        edges = [edge.name for edge in self.graph.edges]
+        for i, stage in enumerate(self.stages):
+            try:
+                stage.check(agents, edges)
+            except GraphError as error:
+                raise error.under(f"stages.{i}") from None
+            _check_metric(stage.metric, agents, f"stages.{i}.metric")
+        for name, key in self.options.items():
+            if not re.fullmatch(r"[a-z][\w-]*", name) or not _KEY.match(key):
+                raise GraphError(
+                    f"an option is a lower-case name and a dotted key, got {name!r}: {key!r}",
+                    f"options.{name}",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that :func:`config_from_dict` reads back (stored in ``graph.json``)."""
         data = dataclasses.asdict(self)
         data.pop("source")
+        data["graph"] = self.graph.to_dict()
         return data
+
+
+def _check_metric(metric: str | None, agents: list[str], key: str) -> None:
+    if metric is not None:
+        agent, _, name = metric.partition("/")
+        if not ((agent in agents or agent == "mean") and name):
+            raise GraphError(
+                f"must be '<agent>/<metric>' with an agent of {agents} (e.g. "
+                f"'{agents[-1]}/rmse'), or 'mean/<metric>' for per-learner data, got {metric!r}",
+                key,
+            )
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -553,12 +267,12 @@ def _build(cls: type, raw: Any, key: str | None) -> Any:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing; {cls.__name__} requires it", sub)
     try:
-        if cls is FitConfig:
-            _check_fit_values(values)
         return cls(**values)
     except ConfigError as error:
         raise error.within(key) from None
-    except (ValueError, TypeError) as error:  # a dataclass's own checks (e.g. FitConfig's)
+    except FieldError as error:  # the type's own checks name the field at fault
+        raise ConfigError(error.message, ".".join(p for p in (key, error.key) if p)) from None
+    except (ValueError, TypeError) as error:
         raise ConfigError(str(error), key) from None
 
 
@@ -570,13 +284,13 @@ def apply_overrides(
 ) -> dict[str, Any]:
     """A copy of ``data`` with ``key.path=value`` overrides applied (values parsed as YAML).
 
-    List items are addressed by index (``graph.edges.0.rounds=3``); missing mappings on the
+    List items are addressed by index (``graph.agents.1.rounds=3``); missing mappings on the
     path are created, so that an unknown key is reported by validation like any other.
 
     Example:
-        >>> apply_overrides({"fit": {"epochs": 2}, "graph": {"edges": [{"rounds": 1}]}},
-        ...                 ["fit.epochs=5", "graph.edges.0.rounds=3", "fit.metric=student/rmse"])
-        {'fit': {'epochs': 5, 'metric': 'student/rmse'}, 'graph': {'edges': [{'rounds': 3}]}}
+        >>> apply_overrides({"fit": {"epochs": 2}, "graph": {"edges": [{"noise": 0.0}]}},
+        ...                 ["fit.epochs=5", "graph.edges.0.noise=0.1", "fit.metric=student/rmse"])
+        {'fit': {'epochs': 5, 'metric': 'student/rmse'}, 'graph': {'edges': [{'noise': 0.1}]}}
     """
     data = copy.deepcopy(dict(data))
     for text in overrides:
@@ -585,7 +299,7 @@ def apply_overrides(
         if not eq or not _KEY.match(key):
             raise ConfigError(
                 f"bad override {text!r}: expected key.path=value, e.g. fit.epochs=3 or "
-                f"graph.edges.0.rounds=2",
+                f"graph.agents.1.rounds=2",
                 key or None,
                 source,
             )
@@ -689,7 +403,7 @@ def load_config(path_or_name: str | Path, overrides: Iterable[str] = ()) -> RunC
         path_or_name (str or Path): a YAML file, or the name of a packaged config (``"tiny"``
             reads ``agora/configs/tiny.yaml``).
         overrides (iterable of str): ``key.path=value`` strings, values parsed as YAML
-            (``fit.epochs=5``, ``graph.edges.0.rounds=3``), applied before validation.
+            (``fit.epochs=5``, ``graph.agents.1.rounds=3``), applied before validation.
 
     Raises:
         ConfigError: an unknown key, a wrong type or a bad value, naming the key and file.
@@ -754,26 +468,24 @@ def build_graph(config: RunConfig) -> Graph:
         (True, 8)
     """
     torch.manual_seed(config.seed)
-    data = config.graph.to_dict()
     agents = {}
-    for i, (entry, agent_config) in enumerate(zip(data["agents"], config.graph.agents)):
+    for i, spec in enumerate(config.graph.agents):
         key = f"graph.agents.{i}"
         try:
-            agent = agent_from_spec(entry["name"], entry["spec"])
-        except GraphError as error:  # the factory cannot be imported or returns no Agent
-            raise ConfigError(str(error), f"{key}.factory", config.source) from None
+            agent = agent_from_spec(spec)
+        except GraphError as error:  # the factory returns no Agent
+            raise ConfigError(error.message, f"{key}.factory", config.source) from None
         except (TypeError, ValueError) as error:  # a keyword or value the factory rejects
-            raise ConfigError(
-                f"{agent_config.factory}: {error}", f"{key}.kwargs", config.source
-            ) from None
-        if agent_config.pretrained is not None:
+            raise ConfigError(f"{spec.factory}: {error}", f"{key}.kwargs", config.source) from None
+        if spec.pretrained is not None:
             try:
-                load_backbone(agent, agent_config.pretrained, key=f"{key}.pretrained")
+                load_backbone(agent, spec.pretrained, key=f"{key}.pretrained")
             except ConfigError as error:
                 raise error.within(None, config.source) from None
+        apply_spec(agent, spec)
         agents[agent.name] = agent
     try:
-        return Graph.from_dict(data, agents)
+        return Graph.from_spec(config.graph, agents)
     except (GraphError, ValueError) as error:
         raise ConfigError(str(error), "graph", config.source) from None
 
@@ -786,7 +498,7 @@ def build_data(config: RunConfig) -> dict[str, Dataset]:
         >>> sorted(splits), len(splits["train"]) > len(splits["valid"])
         (['train', 'valid'], True)
     """
-    factory = import_object(config.data.factory)
+    factory = import_object(config.data.factory, "data.factory")
     try:
         splits = factory(**config.data.kwargs)
     except TypeError as error:  # most often a keyword the factory does not take

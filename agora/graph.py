@@ -1,10 +1,9 @@
 """The agent graph: a ``networkx.DiGraph`` whose edge ``learner -> tutor`` says who learns from
-whom, and how."""
+whom, and how; and its data form, :class:`GraphSpec`, which configs and checkpoints hold."""
 
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,110 +11,209 @@ from typing import Any
 import networkx as nx
 from torch import nn
 
-from agora.agent import Agent
+from agora.agent import Agent, check_learner_settings, check_name
 from agora.aggregation import AGGREGATIONS, make_aggregation
 from agora.codec import CODEC_KINDS, make_codec
-from agora.protocols import ALIASES, DISTANCES, LOGIT_DISTANCES, PROTOCOLS
+from agora.edge import Edge
+from agora.errors import GraphError
+from agora.losses import DISTANCES
+from agora.protocols import get_protocol
+
+__all__ = ["AgentSpec", "Edge", "Graph", "GraphError", "GraphSpec"]
 
 
-class GraphError(ValueError):
-    """A graph that cannot train: the message names the agent or edge at fault."""
+# -- checks shared by the graph and its data form ----------------------------------------------
+
+
+def check_settings(
+    message_dim: Any, codec: Any, codec_hidden: Any, codec_dropout: Any, distance: Any
+) -> None:
+    """The message space's settings; a :class:`GraphError` names the field."""
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    if not count(message_dim):
+        raise GraphError(f"must be an integer > 0, got {message_dim!r}", "message_dim", "Graph")
+    if isinstance(codec, str) and codec not in CODEC_KINDS:
+        if ":" not in codec:
+            raise GraphError(
+                f"unknown codec kind {codec!r}; choose one of {list(CODEC_KINDS)} or a codec "
+                f"factory 'module:function'",
+                "codec",
+                "Graph",
+            )
+        if not callable(import_object(codec, "codec")):
+            raise GraphError(
+                f"{codec!r} is not callable; expected a codec factory", "codec", "Graph"
+            )
+    if not count(codec_hidden):
+        raise GraphError(f"must be an integer > 0, got {codec_hidden!r}", "codec_hidden", "Graph")
+    if not isinstance(codec_dropout, (int, float)) or not 0 <= codec_dropout < 1:
+        raise GraphError(f"must be in [0, 1), got {codec_dropout!r}", "codec_dropout", "Graph")
+    if distance not in DISTANCES:
+        raise GraphError(f"must be one of {list(DISTANCES)}, got {distance!r}", "distance", "Graph")
+
+
+def check_edge_ends(edge: Edge, agents: Sequence[str], edges: Iterable[Edge]) -> None:
+    """Both ends of a new edge are agents, distinct, and not joined yet."""
+    for role in ("learner", "tutor"):
+        if getattr(edge, role) not in agents:
+            raise GraphError(
+                f"Edge {edge.name}: unknown {role} {getattr(edge, role)!r}, not an agent of "
+                f"{list(agents)}",
+                role,
+            )
+    if edge.learner == edge.tutor:
+        raise GraphError(f"Edge {edge.name}: an agent cannot learn from itself (self-loop)")
+    if any((e.learner, e.tutor) == (edge.learner, edge.tutor) for e in edges):
+        raise GraphError(
+            f"Edge {edge.name} exists already; give one edge several protocols instead"
+        )
+
+
+def check_learner(edge: Edge, learner_frozen: bool) -> None:
+    """A learner must train."""
+    if learner_frozen:
+        raise GraphError(
+            f"Edge {edge.name}: learner {edge.learner!r} is frozen; a learner must be "
+            f"trainable (unfreeze it, or reverse the edge)",
+            "learner",
+        )
+
+
+def check_aggregation(name: str, aggregation: str, talk: Sequence[Edge]) -> None:
+    """Learned weights and routers weigh several tutors: a learner needs two talk edges."""
+    if aggregation in ("weights", "router") and len(talk) < 2:
+        raise GraphError(
+            f"Agent {name!r}: aggregation {aggregation!r} weighs the replies of several "
+            f"tutors, but {name!r} talks to {len(talk)} ({[e.tutor for e in talk]}); use "
+            f"'mean' or add talk edges to more tutors",
+            "aggregation",
+        )
+
+
+# -- the data form -----------------------------------------------------------------------------
 
 
 @dataclass
-class Edge:
-    """How ``learner`` learns from ``tutor``.
+class AgentSpec:
+    """An agent as data: how to build it, ``factory(name=name, **kwargs)``, and its settings.
+
+    A config's ``graph.agents`` entries and a checkpoint's ``graph.json`` hold these.
 
     Args:
-        learner (str): the agent that learns (must be trainable).
-        tutor (str): the agent it learns from.
-        protocols (tuple[str]): any of ``"talk"`` (TD), ``"logit"`` (LD), ``"feature"`` (FD),
-            ``"fitnet"``, ``"hybrid"`` (= logit + feature); several combine. (default: talk)
-        weights (dict): loss weights by name: ``interact``, ``message_consistency``,
-            ``state_consistency`` (talk), ``logit``, ``feature``, ``fitnet``. Missing ones are
-            1.0. (default: ``{}``)
-        rounds (int): ``k``, the talk rounds; 0 keeps only the consistency losses (the paper's
-            "no interaction"). (default: ``1``)
-        noise (float): std of Gaussian noise on the tutor's decoded states before it
-            interprets, in training only. (default: ``0.0``)
-        distance (str): ``"l2"`` or ``"cosine"`` for states and messages. (default: ``"l2"``)
-        logit_distance (str, optional): ``"mse"`` or ``"kl"``; by default KL for a learner
-            whose task is classification, MSE otherwise.
-        temperature (float): softening for ``kl``. (default: ``1.0``)
-        active (bool): inactive edges add nothing (stages switch them). (default: ``True``)
+        name (str): unique name in the graph.
+        factory (str, optional): ``"module:function"`` returning an
+            :class:`~agora.agent.Agent`; ``None`` for an agent built in Python, which
+            :meth:`Graph.from_spec` must then be given. (default: ``None``)
+        kwargs (dict): keyword arguments of the factory (plain data). (default: ``{}``)
+        frozen (bool): freeze the backbone (a teacher). (default: ``False``)
+        codec_frozen (bool): freeze the codec too. (default: ``False``)
+        task (str, optional): ``"regression"`` or ``"classification"``; ``None`` keeps the
+            factory's choice. (default: ``None``)
+        task_weight (float): weight of the agent's task loss. (default: ``1.0``)
+        rounds (int): its talk rounds ``k`` as a learner. (default: ``1``)
+        interact_weight (float): weight of its interact term. (default: ``1.0``)
+        aggregation (str): ``"mean"``, ``"weights"``, ``"router"``, or the import path of an
+            aggregation module class. (default: ``"mean"``)
+        pretrained (str, optional): a safetensors file of backbone weights (keys ``lower.*``,
+            ``upper.*``, ``head.*``, as in a run's ``agents/<name>/backbone.safetensors``).
+            (default: ``None``)
     """
 
-    learner: str
-    tutor: str
-    protocols: tuple[str, ...] = ("talk",)
-    weights: dict[str, float] = field(default_factory=dict)
+    name: str
+    factory: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    frozen: bool = False
+    codec_frozen: bool = False
+    task: str | None = None
+    task_weight: float = 1.0
     rounds: int = 1
-    noise: float = 0.0
-    distance: str = "l2"
-    logit_distance: str | None = None
-    temperature: float = 1.0
-    active: bool = True
+    interact_weight: float = 1.0
+    aggregation: str = "mean"
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.protocols, str):
-            self.protocols = (self.protocols,)
-        expanded: list[str] = []
-        for protocol in self.protocols:
-            for name in ALIASES.get(protocol, (protocol,)):
-                if name not in PROTOCOLS:
-                    known = sorted([*PROTOCOLS, *ALIASES])
-                    raise GraphError(
-                        f"Edge {self.name}: unknown protocol {protocol!r}; known: {known}"
-                    )
-                if name not in expanded:
-                    expanded.append(name)
-        if not expanded:
-            raise GraphError(f"Edge {self.name}: no protocol given")
-        self.protocols = tuple(expanded)
-        defaults = {k: v for p in self.protocols for k, v in PROTOCOLS[p].weights.items()}
-        unknown = set(self.weights) - set(defaults)
-        if unknown:
+        check_name(self.name)
+        check_learner_settings(
+            self.name, self.task, self.task_weight, self.rounds, self.interact_weight,
+            self.aggregation,
+        )  # fmt: skip
+        if self.factory is not None and not callable(import_object(self.factory, "factory")):
             raise GraphError(
-                f"Edge {self.name}: weights {sorted(unknown)} do not belong to protocols "
-                f"{list(self.protocols)}; valid weights: {sorted(defaults)}"
+                f"{self.factory!r} is not callable; expected an agent factory", "factory"
             )
-        self.weights = {**defaults, **{k: float(v) for k, v in self.weights.items()}}
-        for key, value in self.weights.items():
-            if not math.isfinite(value) or value < 0:
-                raise GraphError(
-                    f"Edge {self.name}: weight {key!r} must be finite and >= 0, got {value}"
-                )
-        if not isinstance(self.rounds, int) or self.rounds < 0:
-            raise GraphError(
-                f"Edge {self.name}: rounds must be an integer >= 0, got {self.rounds!r}"
-            )
-        if self.noise < 0:
-            raise GraphError(f"Edge {self.name}: noise must be >= 0, got {self.noise}")
-        if self.distance not in DISTANCES:
-            raise GraphError(
-                f"Edge {self.name}: distance must be one of {DISTANCES}, got {self.distance!r}"
-            )
-        if self.logit_distance is not None and self.logit_distance not in LOGIT_DISTANCES:
-            raise GraphError(
-                f"Edge {self.name}: logit_distance must be one of {LOGIT_DISTANCES}, "
-                f"got {self.logit_distance!r}"
-            )
-        if self.temperature <= 0:
-            raise GraphError(f"Edge {self.name}: temperature must be > 0, got {self.temperature}")
+        if self.aggregation not in AGGREGATIONS:
+            import_object(self.aggregation, "aggregation")
 
-    @property
-    def name(self) -> str:
-        """``"learner->tutor"``, as loss terms and errors name the edge."""
-        return f"{self.learner}->{self.tutor}"
 
-    @property
-    def talks(self) -> bool:
-        """True when the edge runs the ``talk`` protocol."""
-        return "talk" in self.protocols
+@dataclass
+class GraphSpec:
+    """A graph as data: its agents, its edges and its message space (see :class:`Graph`).
+
+    Structural faults are found here, before any model is built: unknown or duplicate
+    agents, edges between unknown agents, self-loops, frozen learners; each
+    :class:`~agora.errors.GraphError` names the key (``edges.0.tutor``).
+
+    Example:
+        >>> spec = GraphSpec([AgentSpec("teacher", frozen=True), AgentSpec("student")],
+        ...                  [Edge("student", "teacher")], message_dim=16)
+        >>> [e.name for e in spec.edges], spec.to_nx().nodes["teacher"]["frozen"]
+        (['student->teacher'], True)
+    """
+
+    agents: list[AgentSpec]
+    edges: list[Edge] = field(default_factory=list)
+    message_dim: int = 128
+    codec: str = "mlp"
+    codec_hidden: int = 256
+    codec_dropout: float = 0.1
+    distance: str = "l2"
+
+    def __post_init__(self) -> None:
+        check_settings(
+            self.message_dim, self.codec, self.codec_hidden, self.codec_dropout, self.distance
+        )
+        if not self.agents:
+            raise GraphError("must list at least one agent", "agents")
+        names: list[str] = []
+        for i, agent in enumerate(self.agents):
+            if agent.name in names:
+                raise GraphError(f"duplicate agent {agent.name!r}", f"agents.{i}.name")
+            names.append(agent.name)
+        if all(agent.frozen for agent in self.agents):
+            raise GraphError(f"every agent of {names} is frozen; unfreeze the student(s)", "agents")
+        frozen = {agent.name: agent.frozen for agent in self.agents}
+        for i, edge in enumerate(self.edges):
+            try:
+                check_edge_ends(edge, names, self.edges[:i])
+                check_learner(edge, frozen[edge.learner] and edge.active)
+            except GraphError as error:
+                raise error.under(f"edges.{i}") from None
+        for i, agent in enumerate(self.agents):
+            talk = [e for e in self.edges if e.learner == agent.name and e.talks]
+            try:
+                check_aggregation(agent.name, agent.aggregation, talk)
+            except GraphError as error:
+                raise error.under(f"agents.{i}") from None
+
+    def to_nx(self) -> nx.DiGraph:
+        """The agents and edges as a ``networkx.DiGraph``, without building any model: nodes
+        carry ``frozen``, ``task`` and ``rounds``, edges their :class:`Edge` under ``"edge"``."""
+        graph = nx.DiGraph()
+        for agent in self.agents:
+            graph.add_node(agent.name, frozen=agent.frozen, task=agent.task, rounds=agent.rounds)
+        for edge in self.edges:
+            graph.add_edge(edge.learner, edge.tutor, edge=edge)
+        return graph
 
     def to_dict(self) -> dict[str, Any]:
-        """The edge as plain data (what :meth:`Graph.from_dict` reads back)."""
-        return {**asdict(self), "protocols": list(self.protocols)}
+        """Plain data (what a config's ``graph:`` section and ``graph.json`` hold)."""
+        return {**asdict(self), "edges": [edge.to_dict() for edge in self.edges]}
+
+
+# -- the graph ---------------------------------------------------------------------------------
 
 
 class Graph(nn.Module):
@@ -123,9 +221,10 @@ class Graph(nn.Module):
 
     The structure lives in a ``networkx.DiGraph`` (:attr:`nx`): node ``name`` carries the
     :class:`~agora.agent.Agent` under ``"agent"``, edge ``(learner, tutor)`` its
-    :class:`Edge` under ``"edge"``. The modules (agents, aggregators, per-edge adapters) are
-    registered on this ``nn.Module``, so ``graph.parameters()`` and ``graph.state_dict()`` hold
-    everything that trains.
+    :class:`~agora.edge.Edge` under ``"edge"``. The modules (agents with their codecs and
+    aggregators, and the modules protocols build for edges) are registered on this
+    ``nn.Module``, so ``graph.parameters()`` and ``graph.state_dict()`` hold everything that
+    trains, once :meth:`build` has made the codecs.
 
     Args:
         agents (iterable of Agent): added in order. (default: none)
@@ -135,15 +234,18 @@ class Graph(nn.Module):
             ``(s_shape, e_shape, message_dim) -> Codec``. (default: ``"mlp"``)
         codec_hidden (int): hidden width of MLP codecs. (default: ``256``)
         codec_dropout (float): dropout of MLP codecs. (default: ``0.1``)
+        distance (str): how states and messages are compared, ``"l2"`` (the paper's mean
+            squared error) or ``"cosine"``. (default: ``"l2"``)
 
     Example:
         >>> from torch import nn
         >>> def mlp(name, d, **kw):
         ...     return Agent(name, nn.Linear(4, d), nn.Sequential(nn.Linear(d, d), nn.ReLU()),
         ...                  nn.Linear(d, 1), task="regression", **kw)
-        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8)], message_dim=16)
-        >>> graph.add_edge("student", "teacher", "talk", rounds=2, weights={"interact": 0.1})
-        Edge(learner='student', tutor='teacher', ...)
+        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8, rounds=2)],
+        ...               message_dim=16)
+        >>> graph.add_edge("student", "teacher", "talk", weights={"state_consistency": 0.5})
+        Edge(learner='student', tutor='teacher', protocols=('talk',), ...)
         >>> graph.build(torch.randn(5, 4))
         Graph(student -> teacher [talk, k=2])
     """
@@ -156,94 +258,103 @@ class Graph(nn.Module):
         codec: str | Any = "mlp",
         codec_hidden: int = 256,
         codec_dropout: float = 0.1,
+        distance: str = "l2",
     ) -> None:
         super().__init__()
-        if not isinstance(message_dim, int) or message_dim <= 0:
-            raise GraphError(f"message_dim must be a positive integer, got {message_dim!r}")
+        check_settings(message_dim, codec, codec_hidden, codec_dropout, distance)
         if isinstance(codec, str) and codec not in CODEC_KINDS:
-            raise GraphError(f"Unknown codec kind {codec!r}; choose one of {CODEC_KINDS}")
+            codec = import_object(codec, "codec")
         self.message_dim = message_dim
         self.codec_kind = codec
         self.codec_hidden, self.codec_dropout = codec_hidden, codec_dropout
+        self.distance = distance
         self.agents = nn.ModuleDict()
-        self.aggregators = nn.ModuleDict()
-        self.adapters = nn.ModuleDict()
+        self.edge_modules = nn.ModuleDict()  # "learner->tutor" -> {protocol: module}
         self.nx = nx.DiGraph()
-        self._aggregation: dict[str, str | nn.Module] = {}
-        self.built = False
+        self._built = False
         for agent in agents:
             self.add_agent(agent)
 
     # -- building ----------------------------------------------------------------------------
 
-    def add_agent(self, agent: Agent, *, aggregation: str | nn.Module = "mean") -> Agent:
-        """Add an agent; ``aggregation`` combines its tutors' replies when it learns from several."""
+    def add_agent(self, agent: Agent) -> Agent:
+        """Add an agent (its learner settings, such as ``rounds``, travel with it)."""
         if not isinstance(agent, Agent):
             raise GraphError(f"Expected an Agent, got {type(agent).__name__}")
         if agent.name in self.agents:
             raise GraphError(f"Duplicate agent name {agent.name!r}: agent names must be unique")
-        if isinstance(aggregation, str) and aggregation not in AGGREGATIONS:
-            raise GraphError(
-                f"Agent {agent.name!r}: unknown aggregation {aggregation!r}; choose one of "
-                f"{AGGREGATIONS} or pass a module"
-            )
         self.agents[agent.name] = agent
-        self._aggregation[agent.name] = aggregation
         self.nx.add_node(agent.name, agent=agent)
-        self.built = False
+        self._built = False
         return agent
 
     def add_edge(
         self, learner: str, tutor: str, protocols: str | Sequence[str] = "talk", **options: Any
     ) -> Edge:
         """Add the edge ``learner -> tutor``; ``options`` are the fields of :class:`Edge`."""
-        for role, name in (("learner", learner), ("tutor", tutor)):
-            if name not in self.agents:
-                raise GraphError(
-                    f"Edge {learner}->{tutor}: unknown {role} {name!r}; agents are {list(self.agents)}"
-                )
-        if learner == tutor:
-            raise GraphError(
-                f"Edge {learner}->{tutor}: an agent cannot learn from itself (self-loop)"
-            )
-        if self.nx.has_edge(learner, tutor):
-            raise GraphError(
-                f"Edge {learner}->{tutor} exists already; give one edge several protocols instead"
-            )
         protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+        fields = set(Edge.__dataclass_fields__) - {"learner", "tutor", "protocols"}
+        if unknown := [key for key in options if key not in fields]:
+            homes = {
+                **dict.fromkeys(
+                    ("rounds", "interact_weight", "aggregation"),
+                    f"the learner's: Agent({learner!r}, ..., KEY=...)",
+                ),
+                **dict.fromkeys(
+                    ("message_dim", "codec", "codec_hidden", "codec_dropout", "distance"),
+                    "the graph's: Graph(agents, KEY=...)",
+                ),
+            }
+            said = [
+                f"{key!r} is {homes[key].replace('KEY', key)}" if key in homes else repr(key)
+                for key in unknown
+            ]
+            raise GraphError(
+                f"Edge {learner}->{tutor}: not an edge's option: {'; '.join(said)}; an edge "
+                f"takes {sorted(fields)}"
+            )
         edge = Edge(learner, tutor, protocols, **options)
+        check_edge_ends(edge, list(self.agents), self.edges)
         self.nx.add_edge(learner, tutor, edge=edge)
-        self.built = False
+        self._built = False
         return edge
 
+    @property
+    def built(self) -> bool:
+        """True once :meth:`build` has made every codec, aggregator and edge module."""
+        return self._built
+
     def build(self, sample: Any) -> Graph:
-        """Infer state shapes from a sample batch, build missing codecs, aggregators and
-        adapters, then :meth:`validate`. Call again after changing the graph."""
+        """Infer state shapes from a sample batch, build missing codecs, aggregators and edge
+        modules, then :meth:`validate`. Call again after changing the graph."""
         for agent in self.agents.values():
             if agent.codec is None:
-                out = agent.sample_states(sample)
-                lead = 2 if self._token_codec else 1
-                if out.s.dim() <= lead - 1 or out.e.dim() <= lead - 1:
-                    raise GraphError(
-                        f"Agent {agent.name!r}: states s {list(out.s.shape)} / e {list(out.e.shape)} "
-                        f"lack the {'[B, T]' if lead == 2 else '[B]'} leading dimensions the "
-                        f"{self.codec_kind!r} codec needs"
-                    )
-                agent.codec = make_codec(
-                    self.codec_kind,
-                    tuple(out.s.shape[lead:]),
-                    tuple(out.e.shape[lead:]),
-                    self.message_dim,
-                    hidden=self.codec_hidden,
-                    dropout=self.codec_dropout,
-                )
+                agent.codec = self._make_codec(agent, sample)
                 agent.freeze(agent.frozen)  # applies codec_frozen to the new codec
             agent.codec.owner = agent.name
         self._build_aggregators()
-        self._build_adapters()
+        self._build_edge_modules()
         self.validate(sample)
-        self.built = True
+        self._built = True
         return self
+
+    def _make_codec(self, agent: Agent, sample: Any) -> nn.Module:
+        out = agent.sample_states(sample)
+        lead = 2 if self._token_codec else 1
+        if out.s.dim() <= lead - 1 or out.e.dim() <= lead - 1:
+            raise GraphError(
+                f"Agent {agent.name!r}: states s {list(out.s.shape)} / e {list(out.e.shape)} "
+                f"lack the {'[B, T]' if lead == 2 else '[B]'} leading dimensions the "
+                f"{self.codec_kind!r} codec needs"
+            )
+        return make_codec(
+            self.codec_kind,
+            tuple(out.s.shape[lead:]),
+            tuple(out.e.shape[lead:]),
+            self.message_dim,
+            hidden=self.codec_hidden,
+            dropout=self.codec_dropout,
+        )
 
     @property
     def _token_codec(self) -> bool:
@@ -252,30 +363,34 @@ class Graph(nn.Module):
     def _build_aggregators(self) -> None:
         # sized by every talk edge, active or not, so that a stage switching an edge off
         # keeps the learned weights of the others (see Aggregation's ``tutors``)
-        for name in self.agents:
-            tutors = self.talk_edges(name)
-            have = self.aggregators[name] if name in self.aggregators else None
-            if tutors and (have is None or getattr(have, "num_tutors", len(tutors)) != len(tutors)):
-                module = make_aggregation(self._aggregation[name], len(tutors), self.message_dim)
-                module.num_tutors = len(tutors)
-                self.aggregators[name] = module
+        for name, agent in self.agents.items():
+            tutors = len(self.talk_edges(name))
+            have = agent.aggregator
+            if agent.aggregation not in AGGREGATIONS:  # a module class named by import path
+                if have is None:
+                    agent.aggregator = import_object(agent.aggregation, "aggregation")()
+            elif tutors and (have is None or getattr(have, "num_tutors", tutors) != tutors):
+                agent.aggregator = make_aggregation(agent.aggregation, tutors, self.message_dim)
+                agent.aggregator.num_tutors = tutors
 
-    def _build_adapters(self) -> None:
+    def _build_edge_modules(self) -> None:
         for edge in self.edges:
-            for protocol in edge.protocols:
-                key = f"{edge.learner}__{edge.tutor}__{protocol}"
-                if key in self.adapters:
+            for name in edge.protocols:
+                if self.edge_module(edge, name) is not None:
                     continue
-                adapter = PROTOCOLS[protocol].build(
+                module = get_protocol(name).build(
                     edge, self.agents[edge.learner], self.agents[edge.tutor], self.message_dim
                 )
-                if adapter is not None:
-                    self.adapters[key] = adapter
+                if module is not None:
+                    if edge.name not in self.edge_modules:
+                        self.edge_modules[edge.name] = nn.ModuleDict()
+                    self.edge_modules[edge.name][name] = module
 
-    def adapter(self, edge: Edge, protocol: str) -> nn.Module | None:
-        """The module an edge's protocol owns (FitNet's regressor), or ``None``."""
-        key = f"{edge.learner}__{edge.tutor}__{protocol}"
-        return self.adapters[key] if key in self.adapters else None
+    def edge_module(self, edge: Edge, protocol: str) -> nn.Module | None:
+        """The module an edge's protocol built (FitNet's regressor), or ``None``."""
+        if edge.name in self.edge_modules and protocol in self.edge_modules[edge.name]:
+            return self.edge_modules[edge.name][protocol]
+        return None
 
     # -- views -------------------------------------------------------------------------------
 
@@ -297,13 +412,11 @@ class Graph(nn.Module):
             )
         return self.nx.edges[learner, tutor]["edge"]
 
-    def tutors_of(self, learner: str) -> list[Edge]:
-        """The active talk edges out of ``learner``, in the order its tutors' replies stack."""
-        return [e for e in self.active_edges if e.learner == learner and e.talks]
-
-    def talk_edges(self, learner: str) -> list[Edge]:
-        """Every talk edge out of ``learner``, active or not: the tutors its aggregator weighs."""
-        return [e for e in self.edges if e.learner == learner and e.talks]
+    def talk_edges(self, learner: str, *, active: bool = False) -> list[Edge]:
+        """The talk edges out of ``learner`` (only the active ones with ``active``), in the
+        order its tutors' replies stack and its aggregator weighs them."""
+        edges = self.active_edges if active else self.edges
+        return [e for e in edges if e.learner == learner and e.talks]
 
     def learners(self) -> list[str]:
         """Names of the agents that learn along an active edge, in edge order."""
@@ -328,19 +441,12 @@ class Graph(nn.Module):
                     f"Agent {agent.name!r}: codec message dimension {agent.codec.message_dim} "
                     f"does not match the graph's message_dim {self.message_dim}"
                 )
+            check_aggregation(agent.name, agent.aggregation, self.talk_edges(agent.name))
         for edge in self.active_edges:
             learner, tutor = self.agents[edge.learner], self.agents[edge.tutor]
-            if learner.frozen:
-                raise GraphError(
-                    f"Edge {edge.name}: learner {learner.name!r} is frozen; a learner must be "
-                    f"trainable (unfreeze it, or reverse the edge)"
-                )
-            if "logit" in edge.protocols:
-                for agent in (learner, tutor):
-                    if agent.head is None:
-                        raise GraphError(
-                            f"Edge {edge.name}: protocol 'logit' needs a head on {agent.name!r}"
-                        )
+            check_learner(edge, learner.frozen)
+            for name in edge.protocols:
+                get_protocol(name).check(edge, learner, tutor)
             for agent in (learner, tutor):
                 if agent.codec is None:
                     raise GraphError(
@@ -348,24 +454,6 @@ class Graph(nn.Module):
                     )
         for learner in self.learners():
             self._check_message_space(learner)
-        for name, aggregation in self._aggregation.items():
-            talk = self.talk_edges(name)
-            if aggregation in ("weights", "router") and len(talk) < 2:
-                raise GraphError(
-                    f"Agent {name!r}: aggregation {aggregation!r} weighs the replies of several "
-                    f"tutors, but {name!r} talks to {len(talk)} "
-                    f"({[e.tutor for e in talk]}); use 'mean' or add talk edges to more tutors"
-                )
-        for learner in self.learners():
-            talk = self.tutors_of(learner)
-            rounds = {e.rounds for e in talk}
-            interact = {e.weights["interact"] for e in talk}
-            if len(rounds) > 1 or len(interact) > 1:
-                raise GraphError(
-                    f"Agent {learner!r} talks to several tutors with different rounds or interact "
-                    f"weights ({[(e.name, e.rounds, e.weights['interact']) for e in talk]}); "
-                    f"their replies are aggregated each round, so these must agree"
-                )
         if sample is not None:
             self._check_shapes(sample)
 
@@ -407,69 +495,69 @@ class Graph(nn.Module):
                     f"but upper rejects it: {error}"
                 ) from error
 
-    # -- serialisation -----------------------------------------------------------------------
+    # -- the data form -----------------------------------------------------------------------
+
+    def spec(self) -> GraphSpec:
+        """The graph as data: every agent's settings and factory, the edges, the space."""
+        agents = [
+            AgentSpec(
+                name=a.name,
+                factory=(a.spec or {}).get("factory"),
+                kwargs=dict((a.spec or {}).get("kwargs", {})),
+                frozen=a.frozen,
+                codec_frozen=a.codec_frozen,
+                task=a.task,
+                task_weight=a.task_weight,
+                rounds=a.rounds,
+                interact_weight=a.interact_weight,
+                aggregation=a.aggregation,
+            )
+            for a in self.agents.values()
+        ]
+        codec = (
+            self.codec_kind if isinstance(self.codec_kind, str) else _import_path(self.codec_kind)
+        )
+        return GraphSpec(
+            agents, [Edge(**e.to_dict()) for e in self.edges], self.message_dim, codec,
+            self.codec_hidden, self.codec_dropout, self.distance,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
-        """The graph as plain data (agents' flags and specs, edges, codec settings)."""
-        return {
-            "message_dim": self.message_dim,
-            "codec": self.codec_kind
-            if isinstance(self.codec_kind, str)
-            else _import_path(self.codec_kind),
-            "codec_hidden": self.codec_hidden,
-            "codec_dropout": self.codec_dropout,
-            "agents": [
-                {
-                    "name": a.name,
-                    "frozen": a.frozen,
-                    "codec_frozen": a.codec_frozen,
-                    "task": a.task,
-                    "task_weight": a.task_weight,
-                    "aggregation": _aggregation_name(self._aggregation[a.name]),
-                    "spec": a.spec,
-                }
-                for a in self.agents.values()
-            ],
-            "edges": [e.to_dict() for e in self.edges],
-        }
+        """The graph as plain data: :meth:`spec`'s (what :meth:`from_dict` reads back)."""
+        return self.spec().to_dict()
+
+    @classmethod
+    def from_spec(cls, spec: GraphSpec, agents: Mapping[str, Agent] | None = None) -> Graph:
+        """Build the graph a :class:`GraphSpec` describes, unbuilt (no codecs yet). Agents are
+        taken from ``agents`` by name, or made by their ``factory``; either way the spec's
+        settings (frozen, task, rounds, ...) are applied to them."""
+        agents = dict(agents or {})
+        graph = cls(
+            message_dim=spec.message_dim, codec=spec.codec, codec_hidden=spec.codec_hidden,
+            codec_dropout=spec.codec_dropout, distance=spec.distance,
+        )  # fmt: skip
+        for entry in spec.agents:
+            agent = agents.pop(entry.name, None)
+            if agent is None:
+                agent = agent_from_spec(entry)
+            apply_spec(agent, entry)
+            graph.add_agent(agent)
+        if agents:
+            raise GraphError(f"Agents {sorted(agents)} are not in the graph's data")
+        for edge in spec.edges:
+            graph.add_edge(**{**edge.to_dict(), "protocols": tuple(edge.protocols)})
+        return graph
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], agents: Mapping[str, Agent] | None = None) -> Graph:
-        """Rebuild a graph from :meth:`to_dict`'s data. Agents are taken from ``agents`` by name,
-        or built from their ``spec`` (``{"factory": "module:function", "kwargs": {...}}``)."""
-        agents = dict(agents or {})
-        codec = data.get("codec", "mlp")
-        if isinstance(codec, str) and codec not in CODEC_KINDS:
-            codec = import_object(codec)
-        graph = cls(
-            message_dim=data["message_dim"],
-            codec=codec,
-            codec_hidden=data.get("codec_hidden", 256),
-            codec_dropout=data.get("codec_dropout", 0.1),
+        """Rebuild a graph from :meth:`to_dict`'s data (see :meth:`from_spec`)."""
+        data = dict(data)
+        spec = GraphSpec(
+            agents=[AgentSpec(**entry) for entry in data.pop("agents")],
+            edges=[Edge(**{**e, "protocols": tuple(e["protocols"])}) for e in data.pop("edges")],
+            **data,
         )
-        for entry in data["agents"]:
-            name = entry["name"]
-            agent = agents.pop(name, None)
-            if agent is None:
-                agent = agent_from_spec(name, entry.get("spec"))
-            agent.task = entry.get("task", agent.task)
-            agent.task_weight = float(entry.get("task_weight", agent.task_weight))
-            agent.freeze(
-                entry.get("frozen", agent.frozen),
-                codec=entry.get("codec_frozen", agent.codec_frozen),
-            )
-            aggregation = entry.get("aggregation", "mean")
-            if aggregation not in AGGREGATIONS:
-                aggregation = import_object(aggregation)()
-            graph.add_agent(agent, aggregation=aggregation)
-        if agents:
-            raise GraphError(f"Agents {sorted(agents)} are not in the graph's data")
-        for entry in data["edges"]:
-            entry = dict(entry)
-            graph.add_edge(
-                entry.pop("learner"), entry.pop("tutor"), entry.pop("protocols"), **entry
-            )
-        return graph
+        return cls.from_spec(spec, agents)
 
     def extra_repr(self) -> str:
         return ""
@@ -477,7 +565,7 @@ class Graph(nn.Module):
     def __repr__(self) -> str:
         edges = ", ".join(
             f"{e.learner} -> {e.tutor} [{'+'.join(e.protocols)}"
-            + (f", k={e.rounds}" if e.talks else "")
+            + (f", k={self.agents[e.learner].rounds}" if e.talks else "")
             + ("" if e.active else ", inactive")
             + "]"
             for e in self.edges
@@ -485,36 +573,50 @@ class Graph(nn.Module):
         return f"Graph({edges or ', '.join(self.agents)})"
 
 
-def import_object(path: str) -> Any:
-    """``"package.module:attr"`` (or ``"package.module.attr"``) -> the object."""
+def import_object(path: str, key: str | None = None) -> Any:
+    """``"package.module:attr"`` (or ``"package.module.attr"``) -> the object.
+
+    Raises:
+        GraphError: naming ``key`` when the module or the name cannot be imported.
+    """
     module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
     try:
         return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as error:
-        raise GraphError(f"Cannot import {path!r}: {error}") from error
+    except (ImportError, AttributeError, ValueError) as error:
+        raise GraphError(f"Cannot import {path!r}: {error}", key) from error
 
 
 def _import_path(obj: Any) -> str:
     return f"{obj.__module__}:{obj.__qualname__}"
 
 
-def _aggregation_name(aggregation: str | nn.Module) -> str:
-    return aggregation if isinstance(aggregation, str) else _import_path(type(aggregation))
-
-
-def agent_from_spec(name: str, spec: Mapping[str, Any] | None) -> Agent:
-    """Build an agent from ``{"factory": "module:function", "kwargs": {...}}``; the factory
-    returns an :class:`Agent` (its name is set to ``name``)."""
-    if not spec or "factory" not in spec:
+def agent_from_spec(spec: AgentSpec) -> Agent:
+    """Make an agent with ``spec.factory(name=spec.name, **spec.kwargs)``; the agent keeps
+    ``agent.spec = {"factory": ..., "kwargs": ...}`` so that a checkpoint can rebuild it."""
+    if spec.factory is None:
         raise GraphError(
-            f"Agent {name!r}: no agent given and no spec to build it from; pass agents={{{name!r}: ...}}"
+            f"Agent {spec.name!r}: no agent given and no factory to make it; pass "
+            f"agents={{{spec.name!r}: ...}}",
+            "factory",
         )
-    factory = import_object(spec["factory"])
-    agent = factory(name=name, **spec.get("kwargs", {}))
+    factory = import_object(spec.factory, "factory")
+    agent = factory(name=spec.name, **spec.kwargs)
     if not isinstance(agent, Agent):
         raise GraphError(
-            f"Agent {name!r}: factory {spec['factory']!r} returned {type(agent).__name__}"
+            f"Agent {spec.name!r}: factory {spec.factory!r} returned {type(agent).__name__}",
+            "factory",
         )
-    agent.name = name
-    agent.spec = dict(spec)
+    agent.name = spec.name
+    agent.spec = {"factory": spec.factory, "kwargs": dict(spec.kwargs)}
     return agent
+
+
+def apply_spec(agent: Agent, spec: AgentSpec) -> None:
+    """Give ``agent`` the settings of ``spec`` (flags, task, learner settings)."""
+    if spec.task is not None:
+        agent.task = spec.task
+    agent.task_weight = float(spec.task_weight)
+    agent.rounds, agent.interact_weight = spec.rounds, float(spec.interact_weight)
+    if spec.aggregation != agent.aggregation:
+        agent.aggregation = spec.aggregation
+    agent.freeze(spec.frozen, codec=spec.codec_frozen)

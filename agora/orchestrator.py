@@ -10,11 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from agora.agent import Agent, AgentOutput
-from agora.graph import Edge, Graph, GraphError
-from agora.protocols import PROTOCOLS, Losses, distance
-
-State = tuple[Tensor, Tensor]
-
+from agora.graph import Graph, GraphError
+from agora.losses import Losses
+from agora.protocols import Link, Protocol, get_protocol
 
 Batch = tuple[Any, Tensor | None]
 
@@ -37,22 +35,15 @@ class StepOutput:
 class Orchestrator(nn.Module):
     r"""Runs one training step over a :class:`~agora.graph.Graph` (Algorithm 1, for N agents).
 
-    Round 0: every agent sees ``x``; :math:`y_a, s_a, e_a = a(x)` and :math:`m_a = E_a(s_a, e_a)`.
-    Trainable agents add their task loss, every active edge its protocols' terms. Then each
-    learner ``u`` talks ``k`` rounds with its talk tutors ``v``:
+    Round 0: every agent sees ``x``; :math:`y_a, s_a, e_a = a(x)`, and an agent on an edge
+    whose protocol speaks encodes :math:`m_a = E_a(s_a, e_a)`. Trainable agents add their
+    task loss. Then, learner by learner, each protocol of its active edges adds its terms
+    (:meth:`Protocol.add_losses <agora.protocols.Protocol.add_losses>`): the one-way
+    protocols one term per edge, ``talk`` its consistency terms and the learner's ``k``
+    rounds with all its tutors (:class:`~agora.protocols.talk.Talk`).
 
-    .. math::
-        s'_v, \_ = D_v(m), \quad \tilde e_v = \mathrm{upper}_v(s'_v + \epsilon), \quad
-        r_v = E_v(s'_v, \tilde e_v), \quad r = \mathrm{agg}(r_v) \\
-        s'_u, e'_u = D_u(r), \quad L \mathrel{+}= w_{interact}\, d(\mathrm{state}, (s'_u, e'_u)),
-        \quad \mathrm{state} = (s'_u, \mathrm{upper}_u(s'_u)), \quad m = E_u(\mathrm{state})
-
-    Frozen agents run round 0 without gradients, but gradients flow *through* a frozen tutor's
-    upper layers when it interprets, into the codecs and the learner.
-
-    Each step is a small method to override: :meth:`observe` (round 0 of one agent),
-    :meth:`reply` (a tutor decodes, interprets and answers), :meth:`aggregate`, :meth:`listen`
-    (the learner decodes the reply) and :meth:`follow_up` (it interprets and asks again).
+    Frozen agents run round 0 without gradients; gradients still flow *through* a frozen
+    tutor's upper layers when it interprets, into the codecs and the learner.
 
     With ``batches={learner: (x, y)}`` instead of a shared ``x``, each learner trains on its
     own data (several students of one teacher, each on its own task): round 0 runs once per
@@ -76,8 +67,9 @@ class Orchestrator(nn.Module):
         >>> def mlp(name, d, **kw):
         ...     return Agent(name, nn.Linear(4, d), nn.Sequential(nn.Linear(d, d), nn.ReLU()),
         ...                  nn.Linear(d, 1), task="regression", **kw)
-        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8)], message_dim=16)
-        >>> _ = graph.add_edge("student", "teacher", "talk", rounds=2)
+        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8, rounds=2)],
+        ...               message_dim=16)
+        >>> _ = graph.add_edge("student", "teacher", "talk")
         >>> step = Orchestrator(graph.build(torch.randn(5, 4)))
         >>> out = step(torch.randn(5, 4), torch.randn(5))
         >>> out.losses
@@ -112,23 +104,26 @@ class Orchestrator(nn.Module):
         losses = Losses()
         if y is not None:
             self.task_losses(outputs, y, losses)
-        for edge in graph.active_edges:
-            agents = (graph.agents[edge.learner], graph.agents[edge.tutor])
-            group = seen_by[edge.learner]
-            for protocol in edge.protocols:
-                PROTOCOLS[protocol].add_losses(
-                    losses,
-                    edge,
-                    group[edge.learner],
-                    group[edge.tutor],
-                    agents,
-                    graph.adapter(edge, protocol),
-                )
         for learner in graph.learners():
-            edges = graph.tutors_of(learner)
-            if edges and edges[0].rounds > 0 and edges[0].weights["interact"] > 0:
-                self.talk(graph.agents[learner], edges, seen_by[learner][learner], losses)
+            for protocol, links in self.links(learner, seen_by[learner]).items():
+                protocol.add_losses(losses, links, graph)
         return StepOutput(loss=losses.total, losses=losses, outputs=outputs, groups=groups)
+
+    def links(self, learner: str, outputs: Mapping[str, AgentOutput]) -> dict[Protocol, list[Link]]:
+        """The learner's active edges, each a :class:`~agora.protocols.Link`, grouped by
+        protocol in the order the protocols first appear on its edges."""
+        graph = self.graph
+        by_protocol: dict[Protocol, list[Link]] = {}
+        for edge in graph.active_edges:
+            if edge.learner != learner:
+                continue
+            for name in edge.protocols:
+                link = Link(
+                    edge, graph.agents[learner], graph.agents[edge.tutor], outputs[learner],
+                    outputs[edge.tutor], graph.edge_module(edge, name),
+                )  # fmt: skip
+                by_protocol.setdefault(get_protocol(name), []).append(link)
+        return by_protocol
 
     # -- round 0 -----------------------------------------------------------------------------
 
@@ -138,7 +133,10 @@ class Orchestrator(nn.Module):
         graph = self.graph
         edges = [e for e in graph.active_edges if learner is None or e.learner == learner]
         speaking = {
-            n for e in edges if {"talk", "feature"} & set(e.protocols) for n in (e.learner, e.tutor)
+            name
+            for e in edges
+            if any(get_protocol(p).speaks for p in e.protocols)
+            for name in (e.learner, e.tutor)
         }
         present = {n for e in edges for n in (e.learner, e.tutor)}
         return {
@@ -172,65 +170,6 @@ class Orchestrator(nn.Module):
                     )
                 target = y[name] if isinstance(y, Mapping) else y
                 losses.add(f"task[{name}]", agent.task_weight, agent.task_loss(out.y, target))
-
-    # -- talk rounds -------------------------------------------------------------------------
-
-    def talk(self, learner: Agent, edges: list[Edge], out: AgentOutput, losses: Losses) -> None:
-        """``k`` rounds of question, replies, aggregation and follow-up for one learner."""
-        tutors = [self.graph.agents[edge.tutor] for edge in edges]
-        rounds, weight, kind = edges[0].rounds, edges[0].weights["interact"], edges[0].distance
-        state: State = (out.s, out.e)
-        question = out.m
-        for i in range(rounds):
-            replies = [self.reply(t, e, question, out.mask, out) for t, e in zip(tutors, edges)]
-            reply = self.aggregate(learner, replies, question)
-            decoded = self.listen(learner, reply)  # (s'_u, e'_u)
-            losses.add(
-                f"interact[{learner.name}]", weight, distance(state, decoded, kind, out.mask)
-            )
-            if i + 1 < rounds:  # the last follow-up would never be answered
-                state, question = self.follow_up(learner, decoded[0], out.mask)
-
-    def reply(
-        self,
-        tutor: Agent,
-        edge: Edge,
-        question: Tensor,
-        mask: Tensor | None,
-        learner: AgentOutput | None = None,
-    ) -> Tensor:
-        """The tutor decodes the question, interprets it with its own upper layers, answers."""
-        if learner is not None and question is learner.m and tutor.name in learner.decoded:
-            s = learner.decoded[tutor.name][0]  # D_v(m_u) of round 0, already computed for L_SC
-        else:
-            s, _ = tutor.codec.decode(question)  # s'_v
-        if edge.noise and self.training:
-            s = s + edge.noise * torch.randn_like(s)
-        e = tutor.interpret(s, mask)  # ẽ_v, differentiable even when the tutor is frozen
-        return tutor.codec.encode(s, e)  # r_v = E_v(s'_v, ẽ_v)
-
-    def aggregate(self, learner: Agent, replies: list[Tensor], question: Tensor) -> Tensor:
-        """One reply from several; a single tutor's reply passes unchanged.
-
-        The aggregator weighs all of the learner's talk edges; when a stage has switched some
-        off, it is told which of them replied (``tutors=``)."""
-        if len(replies) == 1:
-            return replies[0]
-        aggregator = self.graph.aggregators[learner.name]
-        talk = self.graph.talk_edges(learner.name)
-        if len(replies) == len(talk):
-            return aggregator(torch.stack(replies), question)
-        active = [i for i, edge in enumerate(talk) if edge.active]
-        return aggregator(torch.stack(replies), question, tutors=active)
-
-    def listen(self, learner: Agent, reply: Tensor) -> State:
-        """The learner decodes the (aggregated) reply: ``(s'_u, e'_u) = D_u(r)``."""
-        return learner.codec.decode(reply)
-
-    def follow_up(self, learner: Agent, s: Tensor, mask: Tensor | None) -> tuple[State, Tensor]:
-        """The learner interprets the decoded reply and encodes its next question."""
-        state = (s, learner.interpret(s, mask))
-        return state, learner.codec.encode(*state)
 
 
 def check_learner_data(graph: Graph, data: Mapping[str, Any], what: str = "data") -> None:

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from agora import checkpoint
-from agora.graph import Graph, GraphError
+from agora.errors import GraphError
+from agora.graph import Graph
 from agora.train import Data, FitConfig, FitResult, fit
 
-EdgeName = tuple[str, str] | str
+EdgeName = str | tuple[str, str]
 
 
 @dataclass
@@ -31,15 +32,21 @@ class Stage:
     Args:
         name (str): names the stage in errors, logs and its folder ``<out_dir>/stages/<name>``.
         epochs (int, optional): epochs of this stage. (default: ``FitConfig.epochs``)
-        edges (list, optional): the edges active in this stage, as ``("learner", "tutor")``
-            pairs or ``"learner->tutor"`` strings; every other edge is switched off. ``None``
-            leaves every edge as it is. (default: ``None``)
+        edges (list, optional): the edges active in this stage, as ``"learner->tutor"``
+            strings or ``("learner", "tutor")`` pairs; every other edge is switched off.
+            ``None`` leaves every edge as it is. (default: ``None``)
         train (list[str], optional): the agents that train in this stage; every other agent
             is frozen. Only the backbone flag changes: a frozen agent's codec still trains
             (unless ``codec_frozen``), as a frozen teacher's does. ``None`` leaves every agent
             as it is. (default: ``None``)
         metric (str, optional): the validation metric that picks the stage's best weights.
             (default: the first trainable agent's, as :func:`~agora.train.fit` chooses)
+
+    In a config, ``stages:`` lists the same fields::
+
+        stages:
+          - {name: assistant, epochs: 3, edges: [assistant->teacher], train: [assistant]}
+          - {name: student, epochs: 3, edges: [student->assistant], train: [student]}
 
     Example:
         >>> from agora.models.toy import mlp_agent
@@ -54,57 +61,80 @@ class Stage:
 
     name: str
     epochs: int | None = None
-    edges: Sequence[EdgeName] | None = None
-    train: Sequence[str] | None = None
+    edges: list[EdgeName] | None = None
+    train: list[str] | None = None
     metric: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or set(self.name) & set("/\\"):
-            raise GraphError(f"Stage name must be a non-empty string without '/': {self.name!r}")
-        if self.epochs is not None and self.epochs < 1:
-            raise GraphError(f"Stage {self.name!r}: epochs must be >= 1, got {self.epochs}")
+        if (
+            not isinstance(self.name, str)
+            or not self.name
+            or set(self.name) & set("/\\ ")
+            or (self.name in (".", ".."))
+        ):
+            raise GraphError(
+                f"Stage name must be a non-empty name without '/' or spaces: {self.name!r}",
+                "name",
+            )
+        if self.epochs is not None and (isinstance(self.epochs, bool) or self.epochs < 1):
+            raise GraphError(
+                f"Stage {self.name!r}: epochs must be >= 1, got {self.epochs}", "epochs"
+            )
 
-    def edge_pairs(self, graph: Graph) -> set[tuple[str, str]] | None:
-        """The stage's edges as ``(learner, tutor)`` pairs, each checked to be in ``graph``."""
+    def edge_names(self) -> list[str] | None:
+        """The stage's edges as ``"learner->tutor"`` names (``None``: every edge as it is)."""
         if self.edges is None:
             return None
-        pairs = set()
-        for edge in self.edges:
-            pair = tuple(edge.split("->")) if isinstance(edge, str) else tuple(edge)
-            if len(pair) != 2 or not graph.nx.has_edge(*pair):
+        return [edge if isinstance(edge, str) else "->".join(edge) for edge in self.edges]
+
+    def check(self, agents: Sequence[str], edges: Sequence[str]) -> None:
+        """Every edge and agent the stage names is among ``edges`` and ``agents``.
+
+        Raises:
+            GraphError: naming the stage, and the key (``edges.1``, ``train.0``) at fault.
+        """
+        for j, edge in enumerate(self.edge_names() or []):
+            if edge not in edges:
                 raise GraphError(
                     f"Stage {self.name!r}: unknown edge {edge!r}; the graph's edges are "
-                    f"{[e.name for e in graph.edges]}"
+                    f"{list(edges)}",
+                    f"edges.{j}",
                 )
-            pairs.add(pair)
-        return pairs  # type: ignore[return-value]
-
-    def trainable(self, graph: Graph) -> set[str] | None:
-        """The agents the stage trains, each checked to be in ``graph``."""
-        if self.train is None:
-            return None
-        for name in self.train:
-            if name not in graph.agents:
+        for j, name in enumerate(self.train or []):
+            if name not in agents:
                 raise GraphError(
                     f"Stage {self.name!r}: unknown agent {name!r} in train; agents are "
-                    f"{list(graph.agents)}"
+                    f"{list(agents)}",
+                    f"train.{j}",
                 )
-        return set(self.train)
 
     def apply(self, graph: Graph) -> None:
         """Set every edge's ``active`` and every agent's ``frozen`` flag to this stage's.
 
         Nothing else changes: no weights, no codec flags, no edge options. Raises
-        :class:`~agora.graph.GraphError` naming the stage for an unknown edge or agent.
+        :class:`~agora.errors.GraphError` naming the stage for an unknown edge or agent.
         """
-        edges, train = self.edge_pairs(graph), self.trainable(graph)
+        self.check(list(graph.agents), [edge.name for edge in graph.edges])
+        edges = self.edge_names()
         if edges is not None:
             for edge in graph.edges:
-                edge.active = (edge.learner, edge.tutor) in edges
-        if train is not None:
+                edge.active = edge.name in edges
+        if self.train is not None:
             for name, agent in graph.agents.items():
-                if agent.frozen != (name not in train):
-                    agent.freeze(name not in train)  # codec=None: its codec_frozen stays
+                if agent.frozen != (name not in self.train):
+                    agent.freeze(name not in self.train)  # codec=None: its codec_frozen stays
+
+
+def check_stage_names(stages: Sequence[Stage]) -> None:
+    """Stage names are unique (they name folders); a :class:`GraphError` names the repeat."""
+    seen: set[str] = set()
+    for i, stage in enumerate(stages):
+        if stage.name in seen:
+            raise GraphError(
+                f"Stage names must be unique (they name folders): {[stage.name]} repeats",
+                f"{i}.name",
+            )
+        seen.add(stage.name)
 
 
 def check_stages(graph: Graph, stages: Sequence[Stage]) -> None:
@@ -116,10 +146,7 @@ def check_stages(graph: Graph, stages: Sequence[Stage]) -> None:
     """
     if not stages:
         raise GraphError("No stages given: pass at least one Stage")
-    names = [stage.name for stage in stages]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise GraphError(f"Stage names must be unique (they name folders): {duplicates} repeat")
+    check_stage_names(stages)
     active = {edge.name: edge.active for edge in graph.edges}
     frozen = {name: agent.frozen for name, agent in graph.agents.items()}
     try:

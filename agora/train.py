@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from agora import checkpoint
 from agora.agent import Agent
 from agora.cache import CachedOrchestrator, StateCache
-from agora.graph import Graph, GraphError
+from agora.errors import FieldError, GraphError
+from agora.graph import Graph
 from agora.loaders import (
     epoch_batches,
     eval_loader,
@@ -41,21 +42,31 @@ from agora.orchestrator import StepOutput, check_learner_data
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "linear", "cosine")
 
-# what each constrained FitConfig field allows (also used by agora.config to name the key)
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# what each constrained FitConfig field allows
 FIT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: v >= 1, "must be >= 1"),
-    "lr": (lambda v: v > 0, "must be > 0"),
-    "weight_decay": (lambda v: v >= 0, "must be >= 0"),
-    "batch_size": (lambda v: v >= 1, "must be >= 1"),
+    "epochs": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
+    "lr": (lambda v: _number(v) and v > 0, "must be a finite number > 0"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "must be a finite number >= 0"),
+    "batch_size": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
     "mixed_precision": (lambda v: v in MIXED_PRECISION, f"must be one of {list(MIXED_PRECISION)}"),
-    "grad_accumulation": (lambda v: v >= 1, "must be >= 1"),
-    "max_grad_norm": (lambda v: v is None or v > 0, "must be > 0 or null"),
+    "grad_accumulation": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
+    "max_grad_norm": (lambda v: v is None or (_number(v) and v > 0), "must be > 0 or null"),
     "scheduler": (lambda v: v in SCHEDULERS, f"must be one of {list(SCHEDULERS)}"),
-    "warmup_steps": (lambda v: v >= 0, "must be >= 0"),
-    "patience": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
-    "checkpoint_every": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
-    "eval_every": (lambda v: v is None or v >= 1, "must be >= 1 or null"),
-    "log_every": (lambda v: v >= 1, "must be >= 1"),
+    "warmup_steps": (lambda v: _count(v) and v >= 0, "must be an integer >= 0"),
+    "patience": (lambda v: v is None or (_count(v) and v >= 1), "must be an integer >= 1 or null"),
+    "seed": (lambda v: _count(v), "must be an integer"),
+    "checkpoint_every": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
+    "eval_every": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
+    "log_every": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
 }
 
 
@@ -118,7 +129,7 @@ class FitConfig:
         for name, (ok, requirement) in FIT_CHECKS.items():
             value = getattr(self, name)
             if not ok(value):
-                raise ValueError(f"FitConfig.{name}: {requirement}, got {value!r}")
+                raise FieldError(f"{requirement}, got {value!r}", name, "FitConfig")
 
 
 @dataclass
@@ -293,9 +304,9 @@ def fit(
 
     Example:
         >>> from agora.models.toy import mlp_agent
-        >>> graph = Graph([mlp_agent("teacher", 4, 16, frozen=True), mlp_agent("student", 4, 8)],
-        ...               message_dim=8)
-        >>> _ = graph.add_edge("student", "teacher", rounds=2)
+        >>> graph = Graph([mlp_agent("teacher", 4, 16, frozen=True),
+        ...                mlp_agent("student", 4, 8, rounds=2)], message_dim=8)
+        >>> _ = graph.add_edge("student", "teacher")
         >>> data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64))
         >>> result = fit(graph, data, data, FitConfig(epochs=2, batch_size=16, progress=False))
         >>> sorted(result.metrics)
@@ -515,9 +526,9 @@ class RunLog:
 
     def train(self, state: TrainState, out: StepOutput, lr: float) -> None:
         values = {f"train/{k}": v.item() for k, v in out.losses.values().items()}
-        for learner, module in self.graph.aggregators.items():
-            weights = getattr(module, "last_weights", None)
-            tutors = [edge.tutor for edge in self.graph.tutors_of(learner)]
+        for learner, agent in self.graph.agents.items():
+            weights = getattr(agent.aggregator, "last_weights", None)
+            tutors = [edge.tutor for edge in self.graph.talk_edges(learner, active=True)]
             if weights is not None and weights.shape[-1] == len(tutors):  # [n] or [B, (T,) n]
                 mean = weights.reshape(-1, weights.shape[-1]).float().mean(0).tolist()
                 for tutor, w in zip(tutors, mean):

@@ -1,7 +1,7 @@
 """mkdocs hooks: pages written by other work join the nav once they exist.
 
 - ``Results: results/`` in mkdocs.yml's nav becomes every ``docs/results/*.md`` (written by
-  ``agora bench``), each under its own first heading, in name order; no pages, no section.
+  ``python -m benchmarks``), each under its own first heading, in name order; no pages, no section.
 - An :data:`OPTIONAL` page stays in the nav only while its file exists, so that
   ``mkdocs build --strict`` passes before it is written.
 """

@@ -15,10 +15,11 @@ import torch
 
 from agora import FitConfig, Graph, Orchestrator, evaluate, fit
 from agora.agent import Agent
-from agora.bench.movielens import student_agent, teacher_agent
 from agora.data.movielens import MovieLens
+from agora.models.recommender import student_agent, teacher_agent
 
-TD_WEIGHTS = {"interact": 0.1, "message_consistency": 0.1, "state_consistency": 0.1}
+TD_WEIGHTS = {"message_consistency": 0.1, "state_consistency": 0.1}  # the edge's
+TALK = {"rounds": 2, "interact_weight": 0.1}  # the learner's: k rounds, its interact weight
 SPECIALISTS = {  # disjoint groups of genres
     "drama_teacher": ["Drama", "Comedy", "Romance"],
     "action_teacher": ["Action", "Thriller", "Adventure", "Sci-Fi"],
@@ -53,13 +54,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     teachers = [pretrain(teacher_agent(ml.meta), splits(ml, None, args.limit), args.teacher_epochs)]
     for name, genres in SPECIALISTS.items():
-        specialist = teacher_agent(ml.meta)
-        specialist.name = name
+        specialist = teacher_agent(ml.meta, name=name)
         teachers.append(pretrain(specialist, splits(ml, genres, args.limit), args.teacher_epochs))
     graph = Graph(teachers, message_dim=128)
-    graph.add_agent(student_agent(ml.meta), aggregation=args.aggregation)  # new: aggregation
+    student = student_agent(ml.meta, aggregation=args.aggregation, **TALK)  # new: aggregation
+    graph.add_agent(student)
     for teacher in teachers:  # new: one talk edge per tutor; their replies are aggregated
-        graph.add_edge("student", teacher.name, "talk", rounds=2, weights=TD_WEIGHTS)
+        graph.add_edge("student", teacher.name, "talk", weights=TD_WEIGHTS)
 
     data = splits(ml, args.genre, args.limit)
     config = FitConfig(epochs=args.epochs, patience=2, metric="student/rmse", progress=False)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     step = Orchestrator(graph).eval()
     with torch.no_grad():
         step(*data["test"].full_batch())
-    weights = graph.aggregators["student"].last_weights  # [B, tutors] (router) or [tutors]
+    weights = student.aggregator.last_weights  # [B, tutors] (router) or [tutors]
     mean = weights.reshape(-1, len(teachers)).mean(0).tolist()
     print("mean weight on test: " + ", ".join(f"{t.name} {w:.3f}" for t, w in zip(teachers, mean)))
     return test

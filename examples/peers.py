@@ -14,10 +14,11 @@ import argparse
 import torch
 
 from agora import FitConfig, Graph, evaluate, fit
-from agora.bench.movielens import student_agent
 from agora.data.movielens import MovieLens
+from agora.models.recommender import student_agent
 
-TD_WEIGHTS = {"interact": 0.1, "message_consistency": 0.1, "state_consistency": 0.1}
+TD_WEIGHTS = {"message_consistency": 0.1, "state_consistency": 0.1}  # the edge's
+TALK = {"rounds": 2, "interact_weight": 0.1}  # the learner's: k rounds, its interact weight
 
 
 def splits(ml: MovieLens, genre: str | list[str] | None, limit: int | None) -> dict:
@@ -36,13 +37,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ml = MovieLens(args.data_dir)
 
     names = [genre.lower() for genre in args.genres]
-    peers = []
-    for name in names:
-        peers.append(student_agent(ml.meta))
-        peers[-1].name = name
-    graph = Graph(peers, message_dim=128)
-    graph.add_edge(names[0], names[1], "talk", rounds=2, weights=TD_WEIGHTS)  # new: both ways
-    graph.add_edge(names[1], names[0], "talk", rounds=2, weights=TD_WEIGHTS)
+    graph = Graph([student_agent(ml.meta, name=name, **TALK) for name in names], message_dim=128)
+    graph.add_edge(names[0], names[1], "talk", weights=TD_WEIGHTS)  # new: both ways
+    graph.add_edge(names[1], names[0], "talk", weights=TD_WEIGHTS)
 
     data = {name: splits(ml, genre, args.limit) for name, genre in zip(names, args.genres)}
     train = {name: d["train"] for name, d in data.items()}

@@ -25,11 +25,15 @@ def two_node(
     seed: int = 0,
     **edge,
 ) -> Graph:
+    """A frozen teacher and a student; ``weights`` may hold the student's ``interact`` weight
+    beside the edge's own."""
     torch.manual_seed(seed)
+    weights = dict(edge.pop("weights", {}))
+    interact = weights.pop("interact", 1.0)
     teacher = mlp_agent("teacher", width=32, frozen=True)
-    student = mlp_agent("student", width=8)
+    student = mlp_agent("student", width=8, rounds=rounds, interact_weight=interact)
     graph = Graph([teacher, student], message_dim=12, codec=codec, codec_dropout=dropout)
-    graph.add_edge("student", "teacher", protocols, rounds=rounds, **edge)
+    graph.add_edge("student", "teacher", protocols, weights=weights, **edge)
     return graph.build(torch.randn(4, 6))
 
 

@@ -40,9 +40,7 @@ def test_run_writes_a_run_folder_with_graph_json_and_safetensors(tiny_run):
     assert document["config"] == json.loads(
         json.dumps(load_config("tiny", ["fit.epochs=1"]).to_dict())
     )
-    assert [a["spec"]["factory"] for a in document["graph"]["agents"]] == [
-        "agora.models.toy:mlp_agent"
-    ] * 2
+    assert [a["factory"] for a in document["graph"]["agents"]] == ["agora.models.toy:mlp_agent"] * 2
 
 
 def test_eval_reproduces_the_best_validation_metrics(tiny_run, capsys):
@@ -80,7 +78,7 @@ def test_a_config_error_prints_one_line_and_exits_2(tmp_path, capsys):
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("agora: error: ") and err.count("\n") == 1
-    assert "tiny.yaml: fit.epochs: must be >= 1" in err
+    assert "tiny.yaml: fit.epochs: must be an integer >= 1" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -93,13 +91,3 @@ def test_bad_arguments_exit_2(argv, capsys):
         main(argv)
     assert caught.value.code == 2
     assert "error:" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("benchmark", ["movielens", "graphs", "speed"])
-def test_a_quick_benchmark_never_writes_over_full_results(benchmark, tmp_path, capsys):
-    (tmp_path / f"{benchmark}.json").write_text('{"quick": false}')
-    with pytest.raises(SystemExit) as stopped:
-        main(["bench", benchmark, "--quick", "--out", str(tmp_path)])
-    assert stopped.value.code == 2
-    assert "would write over the full results" in capsys.readouterr().err
-    assert (tmp_path / f"{benchmark}.json").read_text() == '{"quick": false}'

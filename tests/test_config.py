@@ -41,12 +41,8 @@ def test_tiny_is_packaged_and_two_node_talk():
         ("student", False),
     ]
     (edge,) = TINY.graph.edges
-    assert (edge.learner, edge.tutor, edge.protocols, edge.rounds) == (
-        "student",
-        "teacher",
-        ["talk"],
-        2,
-    )
+    assert (edge.learner, edge.tutor, edge.protocols) == ("student", "teacher", ("talk",))
+    assert TINY.graph.agents[1].rounds == 2
     assert TINY.source.endswith("tiny.yaml")
 
 
@@ -62,8 +58,8 @@ def test_overrides_apply_before_validation():
         "tiny",
         [
             "fit.epochs=5",
-            "graph.edges.0.rounds=3",
-            "graph.edges.0.weights.interact=0.5",
+            "graph.agents.1.rounds=3",
+            "graph.agents.1.interact_weight=0.5",
             "fit.lr=1e-2",  # PyYAML reads 1e-2 as a string; a float field accepts it
             "fit.max_grad_norm=1",
             "graph.agents.1.kwargs.depth=2",
@@ -72,7 +68,7 @@ def test_overrides_apply_before_validation():
     )
     assert config.fit.epochs == 5 and config.fit.lr == 0.01
     assert config.fit.max_grad_norm == 1.0 and isinstance(config.fit.max_grad_norm, float)
-    assert config.graph.edges[0].rounds == 3 and config.graph.edges[0].weights["interact"] == 0.5
+    assert config.graph.agents[1].rounds == 3 and config.graph.agents[1].interact_weight == 0.5
     assert config.graph.agents[1].kwargs == {"d_in": 8, "width": 8, "depth": 2}
     assert config.fit.metric == "student/rmse"
     assert TINY.fit.epochs == 2  # the packaged file itself is untouched
@@ -95,6 +91,12 @@ def test_top_level_seed_seeds_fit_unless_fit_sets_it():
         (["colour=red"], "colour", "unknown key"),
         (["graph.agents.0.widht=3"], "graph.agents.0.widht", "unknown key"),
         (["fit.epochs=three"], "fit.epochs", "must be an integer"),
+        (["fit.lr=.inf"], "fit.lr", "finite"),
+        (["graph.edges.0.weights.state_consistency=high"], "graph.edges.0.weights", "number"),
+        (["graph.edges.0.weights.interact=1"], "graph.edges.0.weights.interact", "interact_weight"),
+        (["graph.agents.1.interact_weight=-1"], "graph.agents.1.interact_weight", ">= 0"),
+        (["stages=[{name: a, edges: [student->ghost]}]"], "stages.0.edges.0", "unknown edge"),
+        (["stages=[{name: a}, {name: a}]"], "stages.1.name", "unique"),
         (["fit.epochs=2.5"], "fit.epochs", "must be an integer"),
         (["fit.progress=3"], "fit.progress", "true or false"),
         (["fit.trackers=[1]"], "fit.trackers.0", "must be a string"),
@@ -114,12 +116,13 @@ def test_top_level_seed_seeds_fit_unless_fit_sets_it():
         (["graph.agents.1.name=teacher"], "graph.agents.1.name", "duplicate"),
         (["graph.agents.1.frozen=true"], "graph.agents", "every agent"),
         (["graph.agents.1.aggregation=max"], "graph.agents.1.aggregation", "'router'"),
-        (["graph.edges.0.rounds=-1"], "graph.edges.0.rounds", ">= 0"),
+        (["graph.agents.1.rounds=-1"], "graph.agents.1.rounds", ">= 0"),
+        (["graph.edges.0.rounds=1"], "graph.edges.0.rounds", "unknown key"),
         (["graph.edges.0.protocols=[tlk]"], "graph.edges.0.protocols.0", "unknown protocol"),
         (["graph.edges.0.weights.logit=1"], "graph.edges.0.weights", "do not belong"),
-        (["graph.edges.0.tutor=teachr"], "graph.edges.0.tutor", "unknown agent"),
+        (["graph.edges.0.tutor=teachr"], "graph.edges.0.tutor", "unknown tutor 'teachr'"),
         (["graph.edges.0.learner=teacher"], "graph.edges.0", "itself"),
-        (["graph.edges.0.distance=l1"], "graph.edges.0.distance", "'cosine'"),
+        (["graph.distance=l1"], "graph.distance", "'cosine'"),
         (["data.factory=agora.data.synthetic:nothing"], "data.factory", "Cannot import"),
     ],
 )
@@ -195,7 +198,7 @@ def test_build_graph_makes_agents_with_specs_seeded():
         "factory": "agora.models.toy:mlp_agent",
         "kwargs": {"d_in": 8, "width": 8},
     }
-    assert graph.edge("student", "teacher").weights["interact"] == pytest.approx(0.1)
+    assert graph.agents["student"].interact_weight == pytest.approx(0.1)
     again = build_graph(TINY)
     assert torch.equal(teacher.lower[0].weight, again.agents["teacher"].lower[0].weight)
     other = build_graph(load_config("tiny", ["seed=1"]))
@@ -255,7 +258,7 @@ def test_build_data_checks_what_the_factory_returns():
 def test_config_from_dict_without_a_file():
     config = config_from_dict(tiny_data(), ["fit.epochs=1"])
     assert isinstance(config, RunConfig) and config.fit.epochs == 1 and config.source is None
-    with pytest.raises(ConfigError, match=r"^fit\.epochs: must be >= 1"):
+    with pytest.raises(ConfigError, match=r"^fit\.epochs: must be an integer >= 1"):
         config_from_dict(tiny_data(), ["fit.epochs=0"])
 
 

@@ -119,14 +119,14 @@ def test_three_agents_two_tutors_one_learner_loss_goes_down():
         [mlp_agent("t1", width=32, frozen=True), mlp_agent("t2", width=24, frozen=True)],
         message_dim=12,
     )
-    graph.add_agent(mlp_agent("student", width=8), aggregation="weights")
-    graph.add_edge("student", "t1", rounds=2)
-    graph.add_edge("student", "t2", rounds=2)
+    graph.add_agent(mlp_agent("student", width=8, rounds=2, aggregation="weights"))
+    graph.add_edge("student", "t1")
+    graph.add_edge("student", "t2")
     graph.build(torch.randn(4, 6))
-    assert isinstance(graph.aggregators["student"], WeightedAggregation)
+    assert isinstance(graph.agents["student"].aggregator, WeightedAggregation)
     history = train(graph, *regression_data(64), steps=40)
     assert history[-1] < 0.5 * history[0]
-    weights = graph.aggregators["student"].last_weights
+    weights = graph.agents["student"].aggregator.last_weights
     assert weights.shape == (2,) and torch.isclose(weights.sum(), torch.tensor(1.0))
 
 
@@ -159,7 +159,7 @@ def test_mean_over_identical_tutors_is_the_two_node_result():
     twin = copy.deepcopy(graph.agents["teacher"])
     twin.name = "twin"
     graph.add_agent(twin)
-    graph.add_edge("student", "twin", rounds=2)
+    graph.add_edge("student", "twin")
     graph.build(x)
     interact = Orchestrator(graph)(x, y).losses.terms["interact[student]"][1]
     assert torch.equal(interact, reference)  # (r + r) / 2 == r exactly
@@ -214,7 +214,7 @@ def test_fitnet_protocol_decodes_the_tutors_raw_states():
     graph, out, x = one_way_terms("fitnet")
     s, t = graph.agents["student"], graph.agents["teacher"]
     so, to = s(x), t(x)
-    regressor = graph.adapters["student__teacher__fitnet"]
+    regressor = graph.edge_module(graph.edge("student", "teacher"), "fitnet")
     decoded = s.codec.decoder(regressor(torch.cat([to.s, to.e], -1)))
     expected = F.mse_loss(decoded, torch.cat([so.s, so.e], -1))
     assert torch.allclose(out.losses.terms["fitnet[student->teacher]"][1], expected)
@@ -264,14 +264,38 @@ def small_graph(**teacher_kwargs):
             "student->teacher: unknown protocol 'gossip'",
         ),
         (
-            lambda g: g.add_edge("student", "teacher", weights={"interact": -1}),
-            "student->teacher: weight 'interact' must be finite and >= 0",
+            lambda g: g.add_edge("student", "teacher", weights={"state_consistency": -1}),
+            "student->teacher: weight 'state_consistency' must be finite and >= 0",
+        ),
+        (
+            lambda g: g.add_edge("student", "teacher", weights={"interact": 1}),
+            r"student->teacher: 'interact' is the learner's setting.*interact_weight",
+        ),
+        (
+            lambda g: g.add_edge("student", "teacher", weights={"logit": "high"}),
+            "student->teacher: weights .'logit'. do not belong",
+        ),
+        (
+            lambda g: g.add_edge("student", "teacher", "logit", weights={"logit": "high"}),
+            "student->teacher: weight 'logit' must be a number, got 'high'",
         ),
         (
             lambda g: g.add_edge("student", "teacher", weights={"w1": 1}),
             r"student->teacher: weights \['w1'\] do not belong",
         ),
-        (lambda g: g.add_edge("student", "teacher", rounds=-1), "student->teacher: rounds must be"),
+        (
+            lambda g: g.add_edge("student", "teacher", rounds=2),
+            r"student->teacher: not an edge's option: 'rounds' is the learner's: "
+            r"Agent\('student', ..., rounds=...\)",
+        ),
+        (
+            lambda g: g.add_agent(mlp_agent("pupil", rounds=-1)),
+            "'pupil': rounds must be an integer >= 0",
+        ),
+        (
+            lambda g: g.add_agent(mlp_agent("pupil", interact_weight=float("nan"))),
+            "'pupil': interact_weight must be finite",
+        ),
         (
             lambda g: g.add_edge("teacher", "student").__class__ and g.build(torch.randn(2, 6)),
             "teacher->student: learner 'teacher' is frozen",
@@ -281,6 +305,17 @@ def small_graph(**teacher_kwargs):
 def test_graph_errors_name_the_agent_or_edge(build, match):
     with pytest.raises(GraphError, match=match):
         build(small_graph())
+
+
+def test_a_misplaced_keyword_says_where_it_belongs():
+    with pytest.raises(
+        TypeError, match=r"'message_dim' is the graph's: Graph\(agents, message_dim="
+    ):
+        mlp_agent("pupil", message_dim=4)
+    with pytest.raises(
+        GraphError, match=r"'message_dim' is the graph's: Graph\(agents, message_dim"
+    ):
+        small_graph().add_edge("student", "teacher", message_dim=4)
 
 
 def test_no_trainable_agent():
@@ -339,11 +374,12 @@ def test_graph_round_trips_through_a_plain_dict():
     again = Graph.from_dict(data, agents)
     assert again.to_dict() == data
     assert again.agents["teacher"].frozen
-    assert again.edge("student", "teacher").weights["interact"] == 0.2
+    assert (again.agents["student"].rounds, again.agents["student"].interact_weight) == (3, 0.2)
+    assert again.edge("student", "teacher").noise == 0.1
 
 
 def test_from_dict_without_agent_or_spec_says_what_to_pass():
-    with pytest.raises(GraphError, match=r"Agent 'teacher': no agent given and no spec"):
+    with pytest.raises(GraphError, match=r"Agent 'teacher': no agent given and no factory"):
         Graph.from_dict(two_node().to_dict(), {})
 
 
@@ -371,12 +407,12 @@ def test_masked_distance_ignores_padding():
 def token_graph(rounds=2):
     torch.manual_seed(0)
     graph = Graph(
-        [token_agent("teacher", 16, frozen=True), token_agent("student", 8)],
+        [token_agent("teacher", 16, frozen=True), token_agent("student", 8, rounds=rounds)],
         message_dim=6,
         codec="token",
         codec_dropout=0.0,
     )
-    graph.add_edge("student", "teacher", ("talk", "logit", "fitnet"), rounds=rounds)
+    graph.add_edge("student", "teacher", ("talk", "logit", "fitnet"))
     ids = torch.randint(1, 20, (3, 5))
     return graph.build({"input_ids": ids, "attention_mask": torch.ones(3, 5)})
 

@@ -37,9 +37,10 @@ def tutors_graph(aggregation="router", tutors=3, **student):
         message_dim=12,
         codec_dropout=0.0,
     )
-    graph.add_agent(mlp_agent("student", 6, 8, **student), aggregation=aggregation)
+    graph.add_agent(mlp_agent("student", 6, 8, aggregation=aggregation, **student))
     for name in names:
-        graph.add_edge("student", name, rounds=2)
+        graph.agents["student"].rounds = 2
+        graph.add_edge("student", name)
     return graph.build(torch.randn(4, 6))
 
 
@@ -48,7 +49,7 @@ def tutors_graph(aggregation="router", tutors=3, **student):
 
 def test_router_weights_sum_to_one_per_example_and_receive_gradients():
     graph = tutors_graph("router")
-    router = graph.aggregators["student"]
+    router = graph.agents["student"].aggregator
     assert isinstance(router, RouterAggregation)
     x, y = regression_data(16)
     out = Orchestrator(graph)(x, y)
@@ -73,8 +74,8 @@ def test_one_active_tutor_gives_the_two_node_result_exactly(aggregation):
             p.add_(1.0)  # a different tutor: only switching its edge off can match the reference
     student = graph.agents["student"]
     graph.add_agent(twin)
-    graph._aggregation["student"] = aggregation
-    graph.add_edge("student", "twin", rounds=2)
+    student.aggregation = aggregation
+    graph.add_edge("student", "twin")
     graph.build(x)
     graph.edge("student", "twin").active = False
     terms = Orchestrator(graph)(x, y).losses.terms
@@ -120,7 +121,7 @@ def test_tutors_that_reply_in_another_message_space_are_named():
     torch.manual_seed(0)
     graph = Graph([mlp_agent("t1", 6, 16, frozen=True), mlp_agent("t2", 6, 16, frozen=True)],
                   message_dim=12)  # fmt: skip
-    graph.add_agent(mlp_agent("student", 6, 8), aggregation="mean")
+    graph.add_agent(mlp_agent("student", 6, 8, aggregation="mean"))
     graph.add_edge("student", "t1")
     graph.add_edge("student", "t2")
     graph.agents["t2"].codec = make_codec("token", (16,), (8,), 12)  # per-token replies
@@ -150,8 +151,10 @@ def students_graph(codec_frozen=True, cache=True):
         message_dim=8,
         codec_dropout=0.0,
     )
-    graph.add_edge("s1", "teacher", ("talk", "logit"), rounds=2)
-    graph.add_edge("s2", "teacher", "talk", rounds=1)
+    graph.agents["s1"].rounds = 2
+    graph.add_edge("s1", "teacher", ("talk", "logit"))
+    graph.agents["s2"].rounds = 1
+    graph.add_edge("s2", "teacher", "talk")
     return graph.build(torch.randn(2, 8))
 
 
@@ -179,7 +182,8 @@ def test_multi_student_equals_separate_two_node_runs_when_the_tutors_codec_is_fr
     for student, (protocols, rounds) in {"s1": (("talk", "logit"), 2), "s2": ("talk", 1)}.items():
         alone = Graph([copy.deepcopy(start["teacher"]), copy.deepcopy(start[student])],
                       message_dim=8, codec_dropout=0.0)  # fmt: skip
-        alone.add_edge(student, "teacher", protocols, rounds=rounds)
+        alone.agents[student].rounds = rounds
+        alone.add_edge(student, "teacher", protocols)
         fit(alone.build(torch.randn(2, 8)), data[student], None, quick())
         # With the tutor's codec frozen nothing is shared: each student's parameters get
         # gradients from its own terms only, in the same order, and AdamW steps each parameter
@@ -284,8 +288,10 @@ def test_per_learner_training_resumes_exactly_after_a_crash(tmp_path):
 def peers_graph():
     torch.manual_seed(0)
     graph = Graph([mlp_agent("a", 6, 8), mlp_agent("b", 6, 12)], message_dim=8, codec_dropout=0.0)
-    graph.add_edge("a", "b", ("talk", "logit"), rounds=1)
-    graph.add_edge("b", "a", ("talk", "logit"), rounds=1)
+    graph.agents["a"].rounds = 1
+    graph.add_edge("a", "b", ("talk", "logit"))
+    graph.agents["b"].rounds = 1
+    graph.add_edge("b", "a", ("talk", "logit"))
     return graph.build(torch.randn(4, 6))
 
 

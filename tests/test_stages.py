@@ -37,8 +37,10 @@ def chain_graph():
         ],
         message_dim=8,
     )
-    graph.add_edge("assistant", "teacher", rounds=2)
-    graph.add_edge("student", "assistant", rounds=2)
+    graph.agents["assistant"].rounds = 2
+    graph.add_edge("assistant", "teacher")
+    graph.agents["student"].rounds = 2
+    graph.add_edge("student", "assistant")
     graph.add_edge("student", "teacher", "logit", active=False)
     return graph.build(torch.randn(2, 8))
 

@@ -64,7 +64,8 @@ def talk_graph(batch):
     teacher = minilm_teacher(lower_layers=3)
     student = minilm_student(num_layers=2, lower_layers=1)
     graph = Graph([teacher, student], message_dim=32, codec="token", codec_hidden=32)
-    graph.add_edge("student", "teacher", ("talk", "feature", "fitnet"), rounds=2)
+    graph.agents["student"].rounds = 2
+    graph.add_edge("student", "teacher", ("talk", "feature", "fitnet"))
     return graph.build(batch[0]).eval()
 
 
@@ -249,7 +250,7 @@ def test_a_corrupted_sst2_file_is_named(tmp_path):
 
     bad = tmp_path / "dev.tsv"
     bad.write_text("sentence\tlabel\nfine .\t1\n")
-    with pytest.raises(DataError, match=r"dev\.tsv: sha256 differs"):
+    with pytest.raises(DataError, match=r"dev\.tsv: checksum mismatch"):
         read_tsv(bad)
     bad.write_text("sentence\tlabel\nno label here\n")
     with pytest.raises(DataError, match="line 2"):
@@ -270,9 +271,12 @@ def test_the_packaged_config_runs_end_to_end_on_a_slice(tmp_path):
 
 @needs_sst2
 def test_bench_text_quick_writes_its_page(tmp_path):
-    from agora.bench.text import run
+    import json
 
-    results = run(tmp_path, quick=True, workers=1)
+    from benchmarks.harness import main
+
+    assert main(["text", "--quick", "--workers", "1", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "text-quick.json").read_text())
     page = (tmp_path / "text-quick.md").read_text()
     assert "Teacher + linear probe" in page and "TD k=1" in page and "cache on" in page
     assert {row["method"] for row in results["rows"]} >= {"Scratch", "LD", "TD k=0", "TD k=1"}

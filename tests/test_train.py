@@ -32,7 +32,8 @@ def graph(dropout=0.1, noise=0.1, width=8):
         message_dim=8,
         codec_dropout=dropout,
     )
-    g.add_edge("student", "teacher", ("talk", "logit"), rounds=2, noise=noise)
+    g.agents["student"].rounds = 2
+    g.add_edge("student", "teacher", ("talk", "logit"), noise=noise)
     return g
 
 
@@ -315,12 +316,12 @@ def test_nan_stops_training_naming_the_term_and_keeps_the_last_checkpoint(tmp_pa
 
 
 def test_nan_in_an_edge_term_names_the_edge(monkeypatch):
-    from agora import protocols
+    from agora.protocols import logit
 
     def broken(*args, **kwargs):
         return torch.tensor(float("inf"))
 
-    monkeypatch.setattr(protocols, "logit_distance", broken)
+    monkeypatch.setattr(logit, "logit_distance", broken)
     with pytest.raises(NonFiniteLossError, match=r"logit\[student->teacher\]"):
         fit(graph(), data()[0], None, quick(epochs=1))
 

@@ -1,20 +1,27 @@
-"""Dataset loaders. MovieLens 100K first: ``from agora.data import MovieLens``.
+"""Data sets and their loaders: MovieLens 100K, SST-2 (text extra), synthetic data.
 
-Datasets are never shipped with agora (their licenses forbid it): each loader reads
-``$AGORA_DATA_DIR/<name>/`` or downloads into a cache and verifies checksums.
+Data sets are never shipped with agora (their licenses forbid it): each loader reads
+``$AGORA_DATA_DIR/<name>/`` or downloads into a cache, verifying checksums
+(:mod:`agora.data.download`). What agora's loaders read from a data set is written down in
+:class:`agora.data.dataset.TaskData`.
 """
 
-from agora.data.movielens import (
-    ML_100K,
+from agora.data.dataset import TaskData
+from agora.data.download import (
     Archive,
     ChecksumError,
     DataError,
     DataMissingError,
+    Source,
+    download_archive,
+    locate,
+)
+from agora.data.movielens import (
+    ML_100K,
     MovieLens,
     MovieLensMeta,
     RatingsDataset,
     collate,
-    download_archive,
     find_data,
     title_tokens,
 )
@@ -28,8 +35,11 @@ __all__ = [
     "MovieLens",
     "MovieLensMeta",
     "RatingsDataset",
+    "Source",
+    "TaskData",
     "collate",
     "download_archive",
     "find_data",
+    "locate",
     "title_tokens",
 ]

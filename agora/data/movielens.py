@@ -23,62 +23,38 @@ GroupLens' zip into a cache on first use, checking its size, md5 and sha256.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
-import shutil
-import tempfile
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from urllib.request import urlopen
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from agora.data.download import Archive, DataError, Source, locate, read_verified
+
 Batch = tuple[dict[str, Tensor], Tensor]
 SPLITS = ("train", "valid", "test")
 
-# sha256 of the extracted files agora reads (GroupLens' release of 1998, unchanged since).
-FILES = {
-    "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
-    "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
-    "u.genre": "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
-}
-
-
-class DataError(ValueError):
-    """A dataset file is missing, corrupt or unparsable; the message says which and what to do."""
-
-
-class DataMissingError(DataError, FileNotFoundError):
-    """A dataset folder or file does not exist."""
-
-
-class ChecksumError(DataError):
-    """A downloaded archive or a dataset file does not have the published checksum."""
-
-
-@dataclass(frozen=True)
-class Archive:
-    """A published zip: where to get it, what it must hash to, and its top folder."""
-
-    url: str
-    size: int
-    md5: str | None  # None where the publisher gave none; size and sha256 are always checked
-    sha256: str
-    folder: str = "ml-100k"
-
-
-ML_100K = Archive(
-    url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-    size=4_924_029,
-    md5="0e33842e24a9c977be4e0107933c0723",
-    sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+ML_100K = Source(
+    name="MovieLens 100K",
+    folder="ml-100k",
+    files={  # sha256 of the extracted files agora reads (GroupLens' release of 1998)
+        "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+        "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+        "u.genre": "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
+    },
+    archive=Archive(
+        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        size=4_924_029,
+        md5="0e33842e24a9c977be4e0107933c0723",
+        sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+        folder="ml-100k",
+    ),
 )
 
 
@@ -101,170 +77,25 @@ class MovieLensMeta:
     title_len: int
 
 
-# ---------------------------------------------------------------------------------------------
-# Locating and downloading
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("AGORA_CACHE_DIR") or Path.home() / ".cache" / "agora")
-
-
-def _where_to_put() -> str:
-    return (
-        "Put GroupLens' ml-100k files (u.data, u.item, u.genre) in $AGORA_DATA_DIR/ml-100k/, "
-        f"or unset AGORA_DATA_DIR and let agora download {ML_100K.url} "
-        f"into {_cache_dir() / ML_100K.folder}/ on first use (download=True)."
-    )
-
-
-def _resolve(path: Path, origin: str) -> Path:
-    if (path / ML_100K.folder).is_dir():
-        return path / ML_100K.folder
-    if (path / "u.data").exists() or (path.name == ML_100K.folder and path.is_dir()):
-        return path
-    raise DataMissingError(
-        f"{origin}: no folder {path / ML_100K.folder}/ holding MovieLens 100K. " + _where_to_put()
-    )
-
-
 def find_data(data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
     """Return the folder holding MovieLens 100K's files, downloading them on first use.
 
     Looks, in order, at ``data_dir`` (the ``ml-100k`` folder itself or its parent), then
     ``$AGORA_DATA_DIR/ml-100k/``, then the cache ``$AGORA_CACHE_DIR/ml-100k/`` (default
-    ``~/.cache/agora/ml-100k/``), which is filled from GroupLens when ``download`` is true.
-    A ``data_dir`` or ``AGORA_DATA_DIR`` that is given but wrong is an error, never a
-    silent download elsewhere. Only the cache is downloaded into.
-
-    Args:
-        data_dir: where the data is (default: ``None``, use the environment or the cache).
-        download: fetch the zip into the cache if it is not there (default: ``True``).
+    ``~/.cache/agora/ml-100k/``), which is filled from GroupLens when ``download`` is true
+    (:func:`agora.data.download.locate`).
 
     With the data in ``$AGORA_DATA_DIR/ml-100k/`` (skipped by ``--doctest-modules``, run by
-    ``tests/test_movielens.py`` when the data is there):
+    ``tests/data/test_movielens.py`` when the data is there):
 
     >>> find_data().name  # doctest: +SKIP
     'ml-100k'
     """
-    if data_dir is not None:
-        return _resolve(Path(data_dir).expanduser(), f"data_dir={data_dir}")
-    if env := os.environ.get("AGORA_DATA_DIR"):
-        return _resolve(Path(env).expanduser(), f"AGORA_DATA_DIR={env}")
-    root = _cache_dir() / ML_100K.folder
-    if all((root / name).is_file() for name in FILES):
-        return root
-    if not download:
-        raise DataMissingError(
-            f"MovieLens 100K is not in {root}/ and download=False. " + _where_to_put()
-        )
-    return download_archive(ML_100K, root.parent)
-
-
-def _fetch(url: str, file: io.BufferedWriter, timeout: float) -> tuple[int, str, str]:
-    size, md5, sha256 = 0, hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    with urlopen(url, timeout=timeout) as response:
-        while chunk := response.read(1 << 16):
-            file.write(chunk)
-            md5.update(chunk)
-            sha256.update(chunk)
-            size += len(chunk)
-    return size, md5.hexdigest(), sha256.hexdigest()
-
-
-def _verify_archive(archive: Archive, size: int, md5: str, sha256: str) -> None:
-    wrong = [
-        f"{what} {got} (expected {want})"
-        for what, got, want in [
-            ("size", size, archive.size),
-            ("md5", md5, archive.md5),
-            ("sha256", sha256, archive.sha256),
-        ]
-        if want is not None and got != want
-    ]
-    if wrong:
-        raise ChecksumError(
-            f"Download of {archive.url} failed verification: {'; '.join(wrong)}. Nothing was "
-            "extracted. Retry later, or download and unzip it yourself and set AGORA_DATA_DIR "
-            f"to the folder holding {archive.folder}/."
-        )
-
-
-def _extract(zip_path: Path, dest_dir: Path, folder: str) -> Path:
-    root = dest_dir / folder
-    with zipfile.ZipFile(zip_path) as zipped:
-        members = [
-            info
-            for info in zipped.infolist()
-            if not info.is_dir() and PurePosixPath(info.filename).parts[:-1] == (folder,)
-        ]
-        if not members:
-            raise DataError(f"{zip_path}: the zip has no folder {folder}/ of files.")
-        root.mkdir(parents=True, exist_ok=True)
-        for info in members:
-            target = root / PurePosixPath(info.filename).name
-            fd, part = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=root)
-            try:
-                with os.fdopen(fd, "wb") as out, zipped.open(info) as src:
-                    shutil.copyfileobj(src, out)
-                os.replace(part, target)  # readers see the old file or the whole new one
-            finally:
-                Path(part).unlink(missing_ok=True)
-    return root
-
-
-def download_archive(
-    archive: Archive, dest_dir: str | os.PathLike, *, timeout: float = 60.0
-) -> Path:
-    """Download ``archive``, verify its size, md5 and sha256, and extract its folder.
-
-    The zip is written to a temporary file beside ``dest_dir/archive.folder`` and deleted
-    afterwards; each extracted file is renamed into place whole. Nothing is extracted unless
-    every check passes (:class:`ChecksumError` otherwise). ``file://`` URLs work too.
-
-    Args:
-        archive: what to fetch (:data:`ML_100K`).
-        dest_dir: the parent of the folder to create.
-        timeout: seconds without data before giving up (default: ``60``).
-
-    Returns:
-        ``dest_dir / archive.folder``.
-
-    >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     empty = Path(tmp, "empty.zip")
-    ...     _ = empty.write_bytes(b"")
-    ...     download_archive(Archive(empty.as_uri(), size=1, md5="", sha256=""), tmp)
-    Traceback (most recent call last):
-    agora.data.movielens.ChecksumError: Download of file://... failed verification: size 0 (expected 1); ...
-    """
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, part = tempfile.mkstemp(prefix=f".{archive.folder}-", suffix=".zip.part", dir=dest_dir)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            size, md5, sha256 = _fetch(archive.url, file, timeout)
-        _verify_archive(archive, size, md5, sha256)
-        return _extract(Path(part), dest_dir, archive.folder)
-    finally:
-        Path(part).unlink(missing_ok=True)
+    return locate(ML_100K, data_dir, download=download)
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading and parsing
-
-
-def _read(root: Path, name: str, verify: bool) -> bytes:
-    path = root / name
-    if not path.is_file():
-        raise DataMissingError(f"{path}: missing. " + _where_to_put())
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if verify and digest != FILES[name]:
-        raise ChecksumError(
-            f"{path}: checksum mismatch, sha256 {digest} is not GroupLens' {FILES[name]}; the "
-            "file is corrupt or from another release. Replace it with the original (delete "
-            f"{root}/ to re-download into the cache), or pass verify=False to load edited data."
-        )
-    return raw
 
 
 def _parse_genres(raw: bytes, path: Path) -> list[str]:
@@ -404,10 +235,15 @@ class RatingsDataset(Dataset):
         DataLoader(ds, batch_size=256, shuffle=True, collate_fn=collate)
 
     Args:
-        user, movie, rating, timestamp: one entry per rating, in time order.
+        user: the user of each rating, in time order.
+        movie: the movie of each rating.
+        rating: the rating, 1 to 5.
+        timestamp: when it was given (seconds).
         titles: word ids of each movie's title, row = movie id.
         genres: genre flags of each movie, row = movie id.
         name: shown by ``repr``, e.g. ``"test/War"``.
+        group_names: the name of each genre flag (``x["genres"]``'s columns), for analyses
+            by genre (``agora cka --groups genre``).
 
     Shapes:
         - user, movie, timestamp: ``Long[N]``; rating: ``Float[N]``
@@ -431,6 +267,7 @@ class RatingsDataset(Dataset):
         titles: Tensor,
         genres: Tensor,
         name: str = "ratings",
+        group_names: Sequence[str] | None = None,
     ) -> None:
         if not user.shape == movie.shape == rating.shape == timestamp.shape == (len(user),):
             raise ValueError(
@@ -439,6 +276,7 @@ class RatingsDataset(Dataset):
             )
         self.user, self.movie, self.rating, self.timestamp = user, movie, rating, timestamp
         self.titles, self.genres, self.name = titles, genres, name
+        self.group_names = list(group_names) if group_names is not None else None
 
     collate_fn = staticmethod(collate)  # agora's loaders use a dataset's own collate_fn
 
@@ -475,7 +313,9 @@ class RatingsDataset(Dataset):
         if n is None:
             return self
         fields = (self.user[:n], self.movie[:n], self.rating[:n], self.timestamp[:n])
-        return RatingsDataset(*fields, titles=self.titles, genres=self.genres, name=self.name)
+        return RatingsDataset(
+            *fields, self.titles, self.genres, name=self.name, group_names=self.group_names
+        )
 
     def full_batch(self) -> Batch:
         """Every rating as one batch, for evaluating a small split in one pass."""
@@ -529,11 +369,13 @@ class MovieLens:
         test_fraction: float = 0.1,
     ) -> None:
         self.root = root = find_data(data_dir, download=download)
-        self.genres = _parse_genres(_read(root, "u.genre", verify), root / "u.genre")
-        ids, titles, flags = _parse_items(
-            _read(root, "u.item", verify), root / "u.item", len(self.genres)
+        self.genres = _parse_genres(
+            read_verified(ML_100K, root, "u.genre", verify), root / "u.genre"
         )
-        table = _parse_ratings(_read(root, "u.data", verify), root / "u.data", ids)
+        ids, titles, flags = _parse_items(
+            read_verified(ML_100K, root, "u.item", verify), root / "u.item", len(self.genres)
+        )
+        table = _parse_ratings(read_verified(ML_100K, root, "u.data", verify), root / "u.data", ids)
         rows = int(ids.max()) + 1
         self.movie_titles = dict(zip(ids.tolist(), titles))
         self.vocab, self.titles = _title_table(ids, titles, rows)
@@ -589,7 +431,9 @@ class MovieLens:
             index = index[keep]
             name = f"{split}/{'+'.join(self.genres[c] for c in columns)}"
         fields = (self.user[index], self.movie[index], self.rating[index], self.timestamp[index])
-        return RatingsDataset(*fields, titles=self.titles, genres=self.genre_flags, name=name)
+        return RatingsDataset(
+            *fields, self.titles, self.genre_flags, name=name, group_names=self.genres
+        )
 
     def splits(self, genre: str | Sequence[str] | None = None) -> dict[str, RatingsDataset]:
         """``{"train", "valid", "test"}`` datasets: pre-training (``genre=None``), a genre task,
@@ -658,6 +502,6 @@ def genre_task(
         raise
     except OSError as error:  # the download from GroupLens failed
         raise DataError(
-            f"MovieLens 100K could not be downloaded: {error}. " + _where_to_put()
+            f"MovieLens 100K could not be downloaded: {error}. " + ML_100K.where_to_put()
         ) from None
     return ml.splits(genre)

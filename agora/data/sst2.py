@@ -15,7 +15,6 @@ on first use, checking its size and sha256. The data is not redistributed with a
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,39 +24,26 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from agora.data.movielens import Archive, DataError, DataMissingError, _cache_dir, download_archive
+from agora.data.download import Archive, DataError, Source, locate, read_verified
 
-SST2 = Archive(
-    url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
-    size=7_439_277,
-    md5=None,
-    sha256="d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa",
-    folder="SST-2",
+SST2 = Source(
+    name="SST-2",
+    folder="sst2",
+    files={  # sha256 of the files agora reads, as GLUE's zip holds them
+        "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+        "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
+    },
+    archive=Archive(
+        url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+        size=7_439_277,
+        md5=None,
+        sha256="d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa",
+        folder="SST-2",
+    ),
 )
-FILES = {  # sha256 of the files agora reads, as GLUE's zip holds them
-    "train.tsv": "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
-    "dev.tsv": "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0",
-}
 SPLIT_SEED = 20_130_101  # the fixed shuffle that carves valid from train, the same for every run
 
 Batch = tuple[dict[str, Tensor], Tensor]
-
-
-def _where_to_put() -> str:
-    return (
-        "Put GLUE's SST-2 files (train.tsv, dev.tsv) in $AGORA_DATA_DIR/sst2/, or unset "
-        f"AGORA_DATA_DIR and let agora download {SST2.url} into {_cache_dir() / SST2.folder}/ "
-        "on first use (download=True)."
-    )
-
-
-def _resolve(path: Path, origin: str) -> Path:
-    for candidate in (path, path / "sst2", path / SST2.folder):
-        if (candidate / "train.tsv").is_file():
-            return candidate
-    raise DataMissingError(
-        f"{origin}: no SST-2 train.tsv in {path}/ or {path}/sst2/. " + _where_to_put()
-    )
 
 
 def find_sst2(data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
@@ -65,19 +51,10 @@ def find_sst2(data_dir: str | os.PathLike | None = None, *, download: bool = Tru
 
     Looks at ``data_dir`` (the folder itself, or its ``sst2/``), then
     ``$AGORA_DATA_DIR/sst2/``, then the cache ``$AGORA_CACHE_DIR/SST-2/`` (default
-    ``~/.cache/agora/SST-2/``), filled from GLUE when ``download`` is true. A ``data_dir`` or
-    ``AGORA_DATA_DIR`` that is given but wrong is an error, never a silent download.
+    ``~/.cache/agora/SST-2/``), filled from GLUE when ``download`` is true
+    (:func:`agora.data.download.locate`).
     """
-    if data_dir is not None:
-        return _resolve(Path(data_dir).expanduser(), f"data_dir={data_dir}")
-    if env := os.environ.get("AGORA_DATA_DIR"):
-        return _resolve(Path(env).expanduser(), f"AGORA_DATA_DIR={env}")
-    root = _cache_dir() / SST2.folder
-    if all((root / name).is_file() for name in FILES):
-        return root
-    if not download:
-        raise DataMissingError(f"SST-2 is not in {root}/ and download=False. " + _where_to_put())
-    return download_archive(SST2, root.parent)
+    return locate(SST2, data_dir, download=download)
 
 
 def read_tsv(path: str | os.PathLike, verify: bool = True) -> tuple[list[str], Tensor]:
@@ -91,14 +68,7 @@ def read_tsv(path: str | os.PathLike, verify: bool = True) -> tuple[list[str], T
         DataError: naming the file and line that cannot be read, or the checksum that differs.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataMissingError(f"{path}: missing. " + _where_to_put())
-    raw = path.read_bytes()
-    if verify and path.name in FILES and hashlib.sha256(raw).hexdigest() != FILES[path.name]:
-        raise DataError(
-            f"{path}: sha256 differs from GLUE's SST-2 {path.name}; the file is altered or "
-            f"truncated. Replace it, or pass verify=False to read it anyway."
-        )
+    raw = read_verified(SST2, path.parent, path.name, verify)
     lines = raw.decode("utf-8").splitlines()
     if not lines or lines[0].split("\t")[:2] != ["sentence", "label"]:
         raise DataError(f"{path}: expected the header 'sentence<TAB>label'")

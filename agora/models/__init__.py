@@ -1,5 +1,24 @@
-"""The paper's models, split into ``lower`` / ``upper`` / ``head`` for :class:`agora.Agent`."""
+"""Model families, each split into ``lower`` / ``upper`` / ``head`` for :class:`agora.Agent`.
 
-from agora.models.mlp import FeatureEmbedding, RatingHead, Recommender, RecommenderConfig
+- :mod:`agora.models.recommender`: the paper's MovieLens MLPs, their agents and pre-training.
+- :mod:`agora.models.transformer`: text encoders (all-MiniLM-L6-v2 and any BERT-like model).
+- :mod:`agora.models.toy`: a small MLP agent for examples and tests.
+"""
 
-__all__ = ["FeatureEmbedding", "RatingHead", "Recommender", "RecommenderConfig"]
+from agora.models.recommender import (
+    FeatureEmbedding,
+    RatingHead,
+    Recommender,
+    RecommenderConfig,
+    student_agent,
+    teacher_agent,
+)
+
+__all__ = [
+    "FeatureEmbedding",
+    "RatingHead",
+    "Recommender",
+    "RecommenderConfig",
+    "student_agent",
+    "teacher_agent",
+]

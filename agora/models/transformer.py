@@ -314,9 +314,11 @@ def minilm_student(
     num_labels: int = 2,
     dropout: float = 0.1,
     path: str | None = None,
+    **agent: Any,
 ) -> TransformerAgent:
     """A ``num_layers``-layer all-MiniLM-L6-v2 initialised from the teacher's embeddings and
-    first layers, with a fresh classifier, split after ``lower_layers``. Configs name it as
+    first layers, with a fresh classifier, split after ``lower_layers``; ``agent`` keywords go
+    to :class:`~agora.agent.Agent` (``rounds``, ``interact_weight``, ...). Configs name it as
     ``agora.models.transformer:minilm_student``."""
     student = truncated_copy(load_encoder(path), num_layers)
-    return encoder_agent(name, student, lower_layers, num_labels, dropout=dropout)
+    return encoder_agent(name, student, lower_layers, num_labels, dropout=dropout, **agent)

@@ -35,7 +35,8 @@ def build(dropout: float) -> Graph:
         message_dim=8,
         codec_dropout=dropout,
     )
-    graph.add_edge("student", "teacher", ("talk", "logit"), rounds=2, noise=0.0)
+    graph.agents["student"].rounds = 2
+    graph.add_edge("student", "teacher", ("talk", "logit"), noise=0.0)
     return graph
 
 
@@ -45,7 +46,8 @@ def build_per_learner(dropout: float) -> Graph:
     agents = [mlp_agent("teacher", 8, 32, frozen=True), mlp_agent("a", 8, 8), mlp_agent("b", 8, 8)]
     graph = Graph(agents, message_dim=8, codec_dropout=dropout)
     for learner in ("a", "b"):
-        graph.add_edge(learner, "teacher", ("talk", "logit"), rounds=2, noise=0.0)
+        graph.agents[learner].rounds = 2
+        graph.add_edge(learner, "teacher", ("talk", "logit"), noise=0.0)
     return graph
 
 

@@ -1,1 +1,0 @@
-"""Benchmarks that write the pages under ``docs/results/``: ``agora bench NAME``."""

@@ -1,0 +1,108 @@
+"""A config, run: build its data and graph, fit it (stage by stage if it has stages).
+
+What ``agora run``, ``agora eval`` and ``agora cka`` do, as functions::
+
+    config = load_config("tiny", ["fit.epochs=1"])
+    results = run_config(config, "runs/tiny")      # {"": FitResult} or {stage: FitResult}
+    graph = agora.load("runs/tiny")
+    valid = stored_split(stored_config("runs/tiny"), "valid")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agora.config import ConfigError, RunConfig, build_data, build_graph, config_from_dict
+from agora.errors import GraphError
+from agora.train import FitResult
+
+
+def sample_batch(data: Any, rows: int = 8) -> Any:
+    """The inputs ``x`` of a first small batch of a Dataset or DataLoader (to build codecs);
+    for per-learner data (``{learner: data}``), of the first learner's."""
+    from agora.loaders import eval_loader, split_batch
+
+    if isinstance(data, Mapping):
+        data = next(iter(data.values()))
+    x, _ = split_batch(next(iter(eval_loader(data, batch_size=rows))))
+    return x
+
+
+def run_config(config: RunConfig, out_dir: str | os.PathLike) -> dict[str, FitResult]:
+    """Build the config's data and graph and fit it into ``out_dir``.
+
+    The data is built first, so that a wrong genre or a missing file fails before an agent
+    factory pre-trains anything. Returns ``{"": result}``, or each stage's result by name.
+
+    Raises:
+        ConfigError: naming the key and the file, for anything the config gets wrong.
+    """
+    from agora.stages import fit_stages
+    from agora.train import fit
+
+    data = build_data(config)
+    graph = build_graph(config)
+    stages = list(config.stages)
+    try:
+        graph.build(sample_batch(data["train"]))
+        if stages:
+            from agora.stages import check_stages
+
+            check_stages(graph, stages)
+    except GraphError as error:
+        raise ConfigError(str(error), "stages" if stages else "graph", config.source) from None
+    common = {"out_dir": Path(out_dir), "run_config": config.to_dict()}
+    if stages:
+        return fit_stages(graph, stages, data["train"], data["valid"], config.fit, **common)
+    return {"": fit(graph, data["train"], data["valid"], config.fit, **common)}
+
+
+def option_overrides(config: RunConfig, options: Sequence[tuple[str, str]]) -> list[str]:
+    """``key=value`` overrides for a config's command-line options (``--genre War`` ->
+    ``data.kwargs.genre="War"``, as :attr:`RunConfig.options` declares).
+
+    Raises:
+        ConfigError: an option the config does not offer, listing those it does.
+    """
+    overrides = []
+    for name, value in options:
+        if name not in config.options:
+            offered = ", ".join(f"--{n} (= {k})" for n, k in config.options.items()) or "none"
+            raise ConfigError(
+                f"unknown option --{name}; this config offers: {offered}", "options", config.source
+            )
+        # JSON is YAML: the value stays a string even when it reads as YAML (`--genre null`)
+        overrides.append(f"{config.options[name]}={json.dumps(value)}")
+    return overrides
+
+
+def stored_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """The run config a run stored in its ``graph.json`` (under ``"config"``)."""
+    from agora.checkpoint import model_dir, read_document
+
+    directory = model_dir(run_dir)
+    source = str(directory / "graph.json")
+    data = read_document(directory).get("config")
+    if not data:
+        raise ConfigError(
+            "no run config under 'config'; it was not written by `agora run`, so rebuild its "
+            "data in Python and call agora.train.evaluate",
+            source=source,
+        )
+    return config_from_dict(data, overrides, source=source)
+
+
+def stored_split(config: RunConfig, split: str) -> Any:
+    """One split of the data a run config describes (built afresh from its factory)."""
+    data = build_data(config)
+    if split not in data:
+        raise ConfigError(
+            f"the data has no {split!r} split; it has {sorted(data)}",
+            "data.factory",
+            config.source,
+        )
+    return data[split]

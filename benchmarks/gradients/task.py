@@ -1,0 +1,158 @@
+"""How much of the student's update TD's terms make, by loss weight, on MovieLens 100K.
+
+``python -m benchmarks gradients [--quick]`` runs the paper's two-node TD (k = 2 rounds, one weight
+``w`` on interact, message and state consistency; Scratch: no edge) on the sparse Genres 6 and
+8, and writes ``gradients.md`` and ``gradients.json`` into ``--out`` (default
+``docs/results``):
+
+- the norm of each TD term's gradient on the student's backbone (``lower``, ``upper``,
+  ``head``: :func:`~agora.analysis.gradients.term_gradients`) over the task term's, median over
+  :data:`BATCHES` training batches, at initialisation and at the best validation epoch;
+- the best validation RMSE of each weight beside Scratch's, over ``--seeds`` seeds.
+
+It asks which weights can matter at all: a term whose gradient is a thousandth of the task
+term's leaves the student where Scratch would have put it. Validation RMSE only: the test split
+stays for the tuned benchmarks. Measuring changes nothing in the training: it updates nothing,
+runs in a forked RNG, and ``fit`` seeds every generator when it starts anyway.
+
+Cost: 2 genres x 6 settings x 5 seeds = 60 runs (the results page gives the wall time);
+``--quick``
+(one genre, one seed, one epoch, weights 0.1 and 10) a minute or two, ``--limit 300`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agora.analysis.gradients import relative, term_gradients
+from agora.graph import Graph
+from agora.models.recommender import student_agent, teacher_agent
+from agora.train import FitConfig, fit
+from benchmarks import movielens
+from benchmarks.harness import Runner, cache_dir, stamp
+from benchmarks.movielens.task import Budget, DataView, pretrain, teacher_path
+
+WEIGHTS = (0.1, 1.0, 10.0, 30.0, 100.0)
+GENRES = ("Adventure", "War")  # Genres 6 and 8: sparse, where the paper expects TD to help
+TERMS = ("interact", "message_consistency", "state_consistency")
+NAMES = {  # a term's name in Losses, for the student talking to the teacher
+    "interact": "interact[student]",
+    "message_consistency": "message_consistency[student->teacher]",
+    "state_consistency": "state_consistency[student->teacher]",
+}
+BATCHES = 16  # training batches the gradients are measured on
+LR = 1e-3  # Scratch's and TD's learning rate, as tuned by the movielens benchmark
+
+
+@dataclass
+class Setup:
+    """What :func:`run` runs: genres, loss weights, seeds, training budget, batches measured."""
+
+    genres: list[str]
+    weights: list[float]
+    seeds: list[int]
+    budget: Budget
+    batches: int = BATCHES
+    limit: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def setup(seeds: int, quick: bool, limit: int | None) -> Setup:
+    """The full setup, or with ``quick`` a smoke test: War, one seed and epoch, w 0.1 and 10."""
+    if quick:
+        return Setup(
+            ["War"], [0.1, 10.0], [0], Budget(epochs=1, teacher_epochs=1), batches=2,
+            limit=limit, notes=["--quick: 1 genre, 1 seed, 1 epoch: a smoke test, not a result"],
+        )  # fmt: skip
+    return Setup(list(GENRES), list(WEIGHTS), list(range(seeds)), Budget(), limit=limit)
+
+
+def _ratios(graph: Graph, batches: list[tuple[Any, Any]]) -> dict[str, float]:
+    """Each TD term's gradient norm over the task term's, median over ``batches``."""
+    per_term: dict[str, list[float]] = {term: [] for term in TERMS}
+    with torch.random.fork_rng():  # the training draws the same random numbers as without this
+        for x, y in batches:
+            ratios = relative(term_gradients(graph, x, y))["student"]
+            for term in TERMS:
+                per_term[term].append(ratios[NAMES[term]])
+    return {term: statistics.median(values) for term, values in per_term.items()}
+
+
+def train(ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup) -> dict[str, Any]:
+    """One run: the student on ``genre`` (``weight`` 0: Scratch); gradient ratios at the start
+    and at the best epoch, best validation RMSE."""
+    started = time.perf_counter()
+    splits = DataView(ml, limit=s.limit).splits(genre)
+    torch.manual_seed(seed)
+    student = student_agent(ml.meta, rounds=2, interact_weight=weight)
+    graph = Graph([teacher_agent(ml.meta, teacher), student], message_dim=128, codec_hidden=256)
+    if weight:
+        edge_weights = dict.fromkeys(("message_consistency", "state_consistency"), weight)
+        graph.add_edge("student", "teacher", "talk", weights=edge_weights)
+    order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed))
+    batches = [
+        splits["train"].__getitems__(index)
+        for index in order.split(s.budget.batch_size)[: s.batches]
+    ]
+    graph.build(batches[0][0])
+    before = _ratios(graph, batches) if weight else {}
+    config = FitConfig(
+        epochs=s.budget.epochs, patience=s.budget.patience, batch_size=s.budget.batch_size,
+        lr=LR, seed=seed, metric="student/rmse", progress=False, log_every=10**9,
+    )  # fmt: skip
+    result = fit(graph, splits["train"], splits["valid"], config)
+    after = _ratios(graph, batches) if weight else {}
+    return {
+        "genre": genre, "weight": weight, "seed": seed, "before": before, "after": after,
+        "valid_rmse": result.metrics["student/rmse"], "best_step": result.best_step,
+        "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+
+
+def _train_task(task: tuple[str, float, int, str, Setup]) -> dict[str, Any]:
+    genre, weight, seed, teacher, s = task
+    return train(movielens.task.ML, genre, weight, seed, teacher, s)
+
+
+def _pretrain_task(task: tuple[int, str, Setup]) -> dict[str, Any]:
+    seed, path, s = task
+    return pretrain(DataView(movielens.task.ML, limit=s.limit), seed, Path(path), s.budget)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every genre, weight (and Scratch) and seed."""
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    s = setup(args.seeds, args.quick, args.limit)
+    if args.limit:
+        s.notes.append(f"--limit {args.limit}: the first {args.limit} ratings of every split")
+    cache = cache_dir(args)
+    # the all-genre teacher of the movielens and graphs benchmarks (same files)
+    teachers = {seed: str(teacher_path("teacher", seed, cache, s.budget, s.limit))
+                for seed in s.seeds}  # fmt: skip
+    with Runner(
+        args.workers, args.threads, movielens.task.load_movielens, (args.data_dir,)
+    ) as runner:
+        missing = [(seed, p, s) for seed, p in teachers.items() if not Path(p).exists()]
+        pretrained = runner.map(_pretrain_task, missing, "teachers")
+        tasks = [(genre, weight, seed, teachers[seed], s) for seed in s.seeds
+                 for genre in s.genres for weight in (0.0, *s.weights)]  # fmt: skip
+        rows = runner.map(_train_task, tasks, "runs")
+    return {
+        **stamp(args), "setup": asdict(s), "rows": rows, "teachers": pretrained,
+        "wall_seconds": time.perf_counter() - started,
+    }  # fmt: skip
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """``--limit``: a slice of every split, for a smoke test."""
+    parser.add_argument(
+        "--limit", type=int, help="keep the first N ratings of every split (a smoke test)"
+    )

@@ -1,0 +1,407 @@
+"""The one small harness every benchmark runs on.
+
+A benchmark is a folder of this package whose ``__init__`` defines ``BENCHMARK``, a
+:class:`Benchmark`: how to run it (returning a results dict, kept as ``<out>/<name>.json``) and
+how to write its page(s) from those results. The harness gives each the same command line,
+``python -m benchmarks NAME [--quick] [--out DIR] [--report-only] ...``, the same worker pool
+(:class:`Runner`), the same run store that lets a stopped benchmark resume (:class:`RunStore`,
+:func:`run_all`), and the same page helpers (:func:`header`, :func:`cell`, :func:`table`).
+
+Every number on a page is computed from the results file by the page's code, so
+``--report-only`` rewrites the page from ``<out>/<name>.json`` without training anything.
+``--quick`` (a smoke test) writes ``<name>-quick.*`` files, never over a full result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import pkgutil
+import platform
+import re
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class BenchmarkError(ValueError):
+    """Arguments or inputs a benchmark cannot run with; printed as one line, exit status 2."""
+
+
+@dataclass
+class Benchmark:
+    """One benchmark: what it runs and how its page is written.
+
+    Args:
+        name: ``python -m benchmarks NAME``; names its files in ``--out``.
+        summary: one line for ``--help``.
+        run: ``(args) -> results``; the harness writes ``results`` to ``<out>/<stem>.json``.
+        write: ``(results, out, stem)`` writes the page(s) (``<stem>.md``, ...) from the
+            results alone.
+        arguments: adds the benchmark's own options to its parser.
+        check: fails fast (raising :class:`BenchmarkError`) before anything trains, e.g. when
+            the data cannot be found.
+        pool: the benchmark trains in worker processes (``--workers``, ``--threads``,
+            ``--seeds``, ``--data-dir``, ``--cache-dir``).
+        seeds: the default ``--seeds``.
+    """
+
+    name: str
+    summary: str
+    run: Callable[[argparse.Namespace], dict[str, Any]]
+    write: Callable[[dict[str, Any], Path, str], None]
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    check: Callable[[argparse.Namespace], None] | None = None
+    pool: bool = True
+    seeds: int = 5
+
+
+def benchmarks() -> dict[str, Benchmark]:
+    """Every benchmark of this package, by name (each folder's ``BENCHMARK``)."""
+    import benchmarks as package
+
+    found = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.ispkg:
+            bench = importlib.import_module(f"benchmarks.{module.name}").BENCHMARK
+            found[bench.name] = bench
+    return dict(sorted(found.items()))
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def _pool_arguments(parser: argparse.ArgumentParser, seeds: int) -> None:
+    parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads each (default: 1)")
+    parser.add_argument("--seeds", type=int, default=seeds, help=f"(default: {seeds})")
+    parser.add_argument("--data-dir", help="the folder holding the data (default: $AGORA_DATA_DIR)")
+    parser.add_argument(
+        "--cache-dir",
+        help="where pre-trained teachers are kept (default: $AGORA_CACHE_DIR, else ~/.cache/agora)",
+    )
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """``python -m benchmarks NAME ...``: one subcommand per benchmark."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Run a benchmark and write its results page."
+    )
+    names = parser.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, bench in benchmarks().items():
+        sub = names.add_parser(name, help=bench.summary, description=bench.summary)
+        sub.add_argument("--quick", action="store_true", help="a smoke test, not a result")
+        sub.add_argument("--out", default="docs/results", help="(default: docs/results)")
+        sub.add_argument(
+            "--report-only",
+            action="store_true",
+            help=f"rewrite the page from OUT/{name}.json without training",
+        )
+        if bench.pool:
+            _pool_arguments(sub, bench.seeds)
+        if bench.arguments is not None:
+            bench.arguments(sub)
+    return parser
+
+
+def stem(args: argparse.Namespace) -> str:
+    """The benchmark's file name in ``--out``: ``movielens``, or ``movielens-quick``."""
+    return args.benchmark + ("-quick" if args.quick else "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m benchmarks NAME ...``; a user's error prints one line and exits 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "benchmarks", *argv])
+    bench = benchmarks()[args.benchmark]
+    out = Path(args.out)
+    try:
+        if args.report_only:
+            results = read_results(out / f"{stem(args)}.json")
+        else:
+            if bench.pool and min(args.workers, args.threads, args.seeds) < 1:
+                raise BenchmarkError("--workers, --threads and --seeds must be at least 1")
+            if bench.check is not None:
+                bench.check(args)
+            results = bench.run(args)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{stem(args)}.json").write_text(json.dumps(results, indent=1))
+        bench.write(results, out, stem(args))
+    except BenchmarkError as error:
+        parser.exit(2, f"benchmarks: error: {error}\n")
+    print(f"results: {out / stem(args)}.md")
+    return 0
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A benchmark's results file; a clear error when it is missing or unreadable."""
+    if not path.is_file():
+        raise BenchmarkError(
+            f"{path}: missing; --report-only rewrites the page from the results of an earlier "
+            f"run into {path.parent} (run it without --report-only first)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise BenchmarkError(f"{path}: cannot read the results: {error}") from None
+
+
+def cache_dir(args: argparse.Namespace) -> Path:
+    """Where pre-trained teachers are kept: ``--cache-dir``, else ``$AGORA_CACHE_DIR``, else
+    ``~/.cache/agora``; a run on a slice of the data (``--limit``) keeps its own in
+    ``<out>/.teachers``, so that they are never taken for the real ones."""
+    if getattr(args, "limit", None):
+        return Path(args.out) / ".teachers"
+    root = args.cache_dir or os.environ.get("AGORA_CACHE_DIR") or Path.home() / ".cache/agora"
+    return Path(root).expanduser()
+
+
+def stamp(args: argparse.Namespace, *, threads: int | None = None) -> dict[str, Any]:
+    """What every results file records: the command, date, machine, versions, processes."""
+    return {
+        "command": args.command_line,
+        "quick": args.quick,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "workers": getattr(args, "workers", 1),
+        "threads": threads if threads is not None else getattr(args, "threads", 1),
+    }
+
+
+def machine() -> str:
+    """The CPU model, the cores this process may use, and the system."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file() and (
+        found := re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+    ):
+        model = found.group(1).strip()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} logical cores, {platform.system()} {platform.machine()}"
+
+
+# -- worker processes and the run store --------------------------------------------------------
+
+
+class Runner:
+    """Runs tasks in ``workers`` processes of ``threads`` torch threads each, with progress.
+
+    Each process first calls ``initializer(*initargs)``; with one worker everything runs here.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        threads: int,
+        initializer: Callable[..., None] | None = None,
+        initargs: tuple = (),
+    ) -> None:
+        self.pool = None
+        if workers > 1:
+            import multiprocessing as mp
+
+            self.pool = mp.get_context("spawn").Pool(
+                workers, _start_worker, (threads, initializer, initargs)
+            )
+        else:
+            _start_worker(threads, initializer, initargs)
+
+    def imap(self, fn: Callable[[Any], Any], tasks: Sequence[Any], label: str) -> Iterator[Any]:
+        """Results in the order of ``tasks``, each as soon as it (and those before it) ends."""
+        from tqdm.auto import tqdm
+
+        results = self.pool.imap(fn, tasks) if self.pool else map(fn, tasks)
+        yield from tqdm(results, total=len(tasks), desc=label, leave=False)
+
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], label: str) -> list[Any]:
+        """Every result of :meth:`imap`, in the order of ``tasks``."""
+        return list(self.imap(fn, tasks, label))
+
+    def close(self) -> None:
+        """Let the worker processes finish and wait for them to exit."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _start_worker(threads: int, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    torch.set_num_threads(threads)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+class RunStore:
+    """Finished runs by key, appended to a JSON-lines file as each ends, so that a benchmark
+    stopped part-way resumes without repeating them. Lines written under another ``stamp``
+    (another budget, say) are passed over; a line cut short by a kill is skipped with a
+    warning, so that its run trains again.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "runs.jsonl"
+        >>> RunStore(path, {"epochs": 8}).add("a", {"rmse": 1.0})
+        >>> RunStore(path, {"epochs": 8}).get("a"), RunStore(path, {"epochs": 1}).get("a")
+        ({'rmse': 1.0, 'reused': True}, None)
+    """
+
+    def __init__(self, path: Path | None, stamp: dict[str, Any]) -> None:
+        self.path, self.stamp = path, stamp
+        self.rows: dict[str, Any] = {}  # read back from the file, then added by this process
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    warnings.warn(
+                        f"{path}: skipping an unreadable line: {line[:80]!r}", stacklevel=2
+                    )
+                    continue
+                if record.get("stamp") == stamp:
+                    self.rows[record["key"]] = _reused(record["row"])
+
+    def get(self, key: str) -> Any:
+        """The row of the finished run ``key``, or ``None``; a row an earlier invocation
+        finished (read back from the file) is marked ``"reused"``."""
+        return self.rows.get(key)
+
+    def add(self, key: str, row: Any) -> None:
+        """Keep ``row`` under ``key`` and append it, with the stamp, to the file."""
+        self.rows[key] = row
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as file:
+                file.write(json.dumps({"key": key, "stamp": self.stamp, "row": row}) + "\n")
+
+
+def run_all(
+    runner: Runner,
+    fn: Callable[[Any], Any],
+    tasks: Sequence[Any],
+    store: RunStore,
+    key: Callable[[Any], str],
+    label: str,
+    cost: Callable[[Any], float] = lambda task: 0.0,
+) -> list[Any]:
+    """Every task's row, in the order of ``tasks``: taken from ``store`` when a run of that key
+    finished before (marked ``"reused"`` when an earlier invocation ran it), else run (the
+    costliest first, so that the workers stay busy to the end) and stored as it ends."""
+    rows: dict[str, Any] = {}
+    for task in tasks:
+        if (row := store.get(key(task))) is not None:
+            rows[key(task)] = row
+    todo = list({key(t): t for t in tasks if key(t) not in rows}.values())
+    todo.sort(key=lambda task: -cost(task))
+    for task, row in zip(todo, runner.imap(fn, todo, label)):
+        store.add(key(task), row)
+        rows[key(task)] = row
+    return [rows[key(task)] for task in tasks]
+
+
+def _reused(row: Any) -> Any:
+    if isinstance(row, dict):
+        return {**row, "reused": True}
+    return [_reused(r) for r in row]
+
+
+# -- page helpers ------------------------------------------------------------------------------
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and standard error (sample std, ddof=1, over sqrt(n)); ``None`` for one value.
+
+    >>> mean_se([1.0, 2.0, 3.0])
+    (2.0, 0.5773502691896258)
+    """
+    if not values:
+        raise ValueError("mean_se needs at least one value")
+    if len(values) == 1:
+        return float(values[0]), None
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def cell(values: Sequence[float], fmt: str = ".4f", empty: str = "–") -> str:
+    """``mean ± SE`` in ``fmt`` (``"+.4f"`` signs the mean, never ``-0.0000``); ``empty``
+    without values.
+
+    >>> cell([1.0, 2.0]), cell([-0.00001], "+.4f"), cell([])
+    ('1.5000 ± 0.5000', '+0.0000', '–')
+    """
+    if not values:
+        return empty
+    mean, se = mean_se(values)
+    mean = float(format(mean, fmt)) + 0.0
+    return format(mean, fmt) + (f" ± {format(se, fmt.lstrip('+'))}" if se is not None else "")
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table's lines.
+
+    >>> table(["a", "b"], [["1", "2"]])
+    ['| a | b |', '|---|---|', '| 1 | 2 |']
+    """
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def duration(seconds: float) -> str:
+    """``12.3 s``, ``4 min 05 s`` or ``1 h 02 min``.
+
+    >>> duration(5), duration(245), duration(3720)
+    ('5.0 s', '4 min 05 s', '1 h 02 min')
+    """
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def grid(values: Iterable[float]) -> str:
+    """A grid's values as the pages list them: ``0.1, 1, 10``."""
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def header(title: str, results: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
+    """A page's title and the lines that say how it was made: the command, the date, the
+    machine, the processes, each phase's wall time, the notes (``extra`` after the times)."""
+    lines = [f"# {title}", ""]
+    if results.get("quick"):
+        lines += [
+            "> **⚠ --quick: smoke test, not a result.** Too little data, too few seeds, epochs "
+            "and grid points for any number below to mean anything.",
+            "",
+        ]
+    lines += [
+        f"- Command: `{results.get('command', '?')}`",
+        f"- Date: {results.get('date', '?')} (when this page was written, right after the runs)",
+        f"- Machine: {results.get('machine', '?')}",
+        f"- torch {results.get('torch', '?')}, {results.get('workers', '?')} workers × "
+        f"{results.get('threads', '?')} threads",
+        *(f"- Wall time, {name}: {duration(s)}" for name, s in results.get("timings", {}).items()),
+        *extra,
+        *(f"- Note: {note}" for note in results.get("notes", [])),
+        "",
+    ]
+    return lines

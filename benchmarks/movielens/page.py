@@ -1,0 +1,781 @@
+"""Results pages of the benchmarks: every number on them is computed here from a run's results.
+
+:func:`write` turns the ``results`` of :func:`benchmarks.movielens.task.run` into
+``movielens.md`` (the paper's Tables 1, 3, 5, 7 and 8, ours beside the paper's), ``movielens.csv``
+(one line per student run) and ``movielens.png`` (relative improvement over Scratch).
+
+Relative improvement of a method over Scratch on one genre, in percent::
+
+    I = 100 * (RMSE_scratch - RMSE_method) / RMSE_scratch      # RMSE: mean test RMSE over seeds
+
+Table 1's columns average ``I`` over genres by rank: Dense = Genre 1, Sparse = Genres 5-8,
+Avg = Genres 1-8 (:data:`COLUMNS`). The paper's genres are unnamed "Genre 1..8", ranked dense
+to sparse as ours are, so ours and the paper's correspond by rank only.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import duration, header, mean_se, table
+
+BASELINES = ("LD", "FD", "FitNet", "Hybrid")
+DISTILLED = (*BASELINES, "TD")
+MAIN = ("Scratch", *DISTILLED)  # the main table's methods; every other method is an ablation
+ROUNDS = (0, 1, 2, 3)  # Table 5's round counts
+COLUMNS = {"Dense": (1,), "Sparse": (5, 6, 7, 8), "Avg": (1, 2, 3, 4, 5, 6, 7, 8)}
+
+
+def _paper_row(text: str) -> tuple[tuple[float, float], ...]:
+    """``"1.0102 ± 0.0003  1.0884 ± 0.0004 ..."`` -> ``((1.0102, 0.0003), (1.0884, ...``."""
+    pairs = re.findall(r"([\d.]+)\s*±\s*([\d.]+)", text)
+    if len(pairs) != 8:
+        raise ValueError(f"a paper row needs 8 'mean ± se' cells, got {len(pairs)}: {text!r}")
+    return tuple((float(m), float(se)) for m, se in pairs)
+
+
+# The paper's MovieLens numbers, transcribed: Table 1 and 2 are relative improvements over
+# Scratch in percent (ML(Dense), ML(Sparse) and Avg. over its five tasks, ViT included);
+# Tables 3, 5, 7 and 8 are test RMSE "mean ± standard error" for Genre 1..8 (appendix 6.5).
+PAPER: dict[str, dict[str, Any]] = {
+    "table1": {  # method: (ML(Dense), ML(Sparse), Avg. over 5 tasks incl. CIFAR and ImageNet)
+        "LD": (0.16, 1.49, 0.83),
+        "FD": (0.29, 2.68, 0.66),
+        "FitNet": (0.81, 2.19, 0.93),
+        "Hybrid": (0.93, 2.91, 1.50),
+        "TD": (1.34, 3.39, 2.54),
+    },
+    "table2": {  # rounds: (ML(Dense), ML(Sparse))
+        "No Interaction": (0.81, 2.02),
+        "1 iteration": (1.31, 3.08),
+        ">1 iterations": (1.34, 3.30),
+    },
+    "table3": {
+        "Scratch": _paper_row("""
+            1.0102 ± 0.0003  1.0884 ± 0.0004  1.0555 ± 0.0000  1.0502 ± 0.0000
+            1.1609 ± 0.0000  1.1160 ± 0.0000  1.0038 ± 0.0000  1.0937 ± 0.0000"""),
+        "Teacher": _paper_row("""
+            1.0120 ± 0.0000  1.0854 ± 0.0000  1.0563 ± 0.0000  1.0689 ± 0.0000
+            1.1501 ± 0.0000  1.1090 ± 0.0000  1.0193 ± 0.0000  1.0660 ± 0.0000"""),
+        "LD": _paper_row("""
+            1.0083 ± 0.0000  1.1029 ± 0.0000  1.0601 ± 0.0000  1.0826 ± 0.0000
+            1.1964 ± 0.0000  1.1415 ± 0.0000  1.0088 ± 0.0000  1.0602 ± 0.0000"""),
+        "FD": _paper_row("""
+            1.0075 ± 0.0009  1.0997 ± 0.0030  1.0537 ± 0.0007  1.0791 ± 0.0005
+            1.1929 ± 0.0013  1.1269 ± 0.0029  1.0024 ± 0.0000  1.0527 ± 0.0036"""),
+        "FitNet": _paper_row("""
+            1.0018 ± 0.0000  1.1018 ± 0.0000  1.0534 ± 0.0000  1.0849 ± 0.0000
+            1.1873 ± 0.0000  1.1260 ± 0.0000  1.0032 ± 0.0000  1.0605 ± 0.0000"""),
+        "Hybrid": _paper_row("""
+            1.0015 ± 0.0008  1.0955 ± 0.0013  1.0517 ± 0.0012  1.0737 ± 0.0014
+            1.1843 ± 0.0008  1.1215 ± 0.0028  1.0076 ± 0.0009  1.0499 ± 0.0014"""),
+        "TD": _paper_row("""
+            0.9965 ± 0.0001  1.0908 ± 0.0002  1.0475 ± 0.0001  1.0761 ± 0.0002
+            1.1656 ± 0.0010  1.1050 ± 0.0000  1.0022 ± 0.0000  1.0485 ± 0.0013"""),
+    },
+    "table5": {
+        "No Interactions": _paper_row("""
+            1.0018 ± 0.0002  1.1016 ± 0.0002  1.0475 ± 0.0001  1.0767 ± 0.0000
+            1.1864 ± 0.0014  1.1249 ± 0.0000  1.0022 ± 0.0000  1.0656 ± 0.0000"""),
+        "1 iteration": _paper_row("""
+            0.9971 ± 0.0003  1.0908 ± 0.0002  1.0502 ± 0.0007  1.0783 ± 0.0002
+            1.1667 ± 0.0008  1.1134 ± 0.0008  1.0033 ± 0.0002  1.0496 ± 0.0026"""),
+        "2 to 3 iterations": _paper_row("""
+            0.9965 ± 0.0001  1.0921 ± 0.0005  1.0508 ± 0.0002  1.0761 ± 0.0002
+            1.1663 ± 0.0016  1.1050 ± 0.0000  1.0039 ± 0.0004  1.0495 ± 0.0004"""),
+    },
+    "table7": {
+        "No L_MC": _paper_row("""
+            0.9965 ± 0.0001  1.0908 ± 0.0003  1.0481 ± 0.0010  1.0767 ± 0.0003
+            1.1683 ± 0.0007  1.1104 ± 0.0007  1.0035 ± 0.0000  1.0485 ± 0.0013"""),
+        "No L_SC": _paper_row("""
+            0.9968 ± 0.0003  1.0916 ± 0.0004  1.0501 ± 0.0002  1.0763 ± 0.0002
+            1.1658 ± 0.0012  1.1058 ± 0.0002  1.0034 ± 0.0001  1.0494 ± 0.0004"""),
+        "TD": _paper_row("""
+            0.9965 ± 0.0001  1.0908 ± 0.0002  1.0475 ± 0.0001  1.0761 ± 0.0002
+            1.1656 ± 0.0010  1.1050 ± 0.0000  1.0022 ± 0.0000  1.0485 ± 0.0013"""),
+    },
+    "table8": {  # its "Train E,D separately / together" rows are not transcribed: not run here
+        "Add Noise": _paper_row("""
+            0.9966 ± 0.0001  1.0910 ± 0.0002  1.0511 ± 0.0003  1.0762 ± 0.0003
+            1.1663 ± 0.0009  1.1052 ± 0.0001  1.0033 ± 0.0001  1.0487 ± 0.0014"""),
+        "No Noise": _paper_row("""
+            0.9966 ± 0.0002  1.0912 ± 0.0004  1.0475 ± 0.0001  1.0766 ± 0.0002
+            1.1668 ± 0.0015  1.1051 ± 0.0002  1.0026 ± 0.0003  1.0504 ± 0.0012"""),
+    },
+}
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+def relative_improvement(scratch: float, rmse: float) -> float:
+    """Percent by which ``rmse`` is below Scratch's: ``100 * (scratch - rmse) / scratch``.
+
+    >>> round(relative_improvement(1.0, 0.99), 6)
+    1.0
+    """
+    return 100.0 * (scratch - rmse) / scratch
+
+
+def aggregate(by_rank: dict[int, float]) -> dict[str, float | None]:
+    """Table 1's columns from per-genre values keyed by genre rank: the mean over each column's
+    ranks that are present (``None`` when none is).
+
+    >>> aggregate({1: 1.0, 5: 2.0, 8: 4.0})
+    {'Dense': 1.0, 'Sparse': 3.0, 'Avg': 2.3333333333333335}
+    """
+    columns = {}
+    for column, ranks in COLUMNS.items():
+        values = [by_rank[r] for r in ranks if r in by_rank]
+        columns[column] = statistics.fmean(values) if values else None
+    return columns
+
+
+# -- the runs, indexed -----------------------------------------------------------------------
+
+
+@dataclass
+class Runs:
+    """Test RMSE per ``(method, genre)`` and seed; the frozen teacher is method ``"Teacher"``."""
+
+    rmse: dict[tuple[str, str], dict[int, float]]
+    genres: list[str]  # densest first
+    rank: dict[str, int]  # genre -> 1-based rank among all genres ("Genre i")
+    tuned_rounds: int | None  # the k of the tuned TD, whose rows are method "TD"
+
+    @classmethod
+    def from_results(cls, results: dict[str, Any]) -> Runs:
+        """Index a :func:`~agora.bench.movielens.run` results dict; genres sorted by their rank
+        in ``genre_ranking``, the teacher's RMSE per seed taken from the Scratch rows.
+
+        Example:
+            >>> row = {"method": "Scratch", "genre": "War", "seed": 0, "test_rmse": 1.0,
+            ...        "teacher_test_rmse": 0.9}
+            >>> runs = Runs.from_results({"genres": ["War"], "rows": [row]})
+            >>> runs.mean("Scratch", "War"), runs.seeds("Teacher", "War"), runs.ran("TD")
+            (1.0, {0: 0.9}, False)
+        """
+        order = [name for name, _ in results.get("genre_ranking", [])]
+        genres = list(results["genres"])
+        rank = {g: order.index(g) + 1 if g in order else i + 1 for i, g in enumerate(genres)}
+        rmse: dict[tuple[str, str], dict[int, float]] = {}
+        for row in results["rows"]:
+            rmse.setdefault((row["method"], row["genre"]), {})[row["seed"]] = row["test_rmse"]
+        for row in results["rows"]:  # the teacher is the same for every method: take Scratch's
+            teacher = rmse.setdefault(("Teacher", row["genre"]), {})
+            if row["method"] == "Scratch" or row["seed"] not in teacher:
+                teacher[row["seed"]] = row["teacher_test_rmse"]
+        genres.sort(key=rank.__getitem__)
+        return cls(rmse, genres, rank, _tuned_rounds(results))
+
+    def seeds(self, method: str, genre: str) -> dict[int, float]:
+        """Test RMSE by seed of ``method`` on ``genre``; empty if it did not run."""
+        return self.rmse.get((method, genre), {})
+
+    def ran(self, method: str) -> bool:
+        """Whether ``method`` has a result on any genre."""
+        return any(self.seeds(method, g) for g in self.genres)
+
+    def mean(self, method: str, genre: str) -> float | None:
+        """Mean test RMSE over seeds of ``method`` on ``genre``, or ``None`` if it did not run."""
+        values = list(self.seeds(method, genre).values())
+        return statistics.fmean(values) if values else None
+
+    def rounds_method(self, k: int) -> str:
+        """The method whose rows hold TD with ``k`` rounds: the tuned TD's own k is ``"TD"``."""
+        return "TD" if k == self.tuned_rounds else f"TD k={k}"
+
+    def improvement(self, method: str, genre: str) -> float | None:
+        """``I`` of the mean RMSEs over seeds."""
+        scratch, rmse = self.mean("Scratch", genre), self.mean(method, genre)
+        return None if scratch is None or rmse is None else relative_improvement(scratch, rmse)
+
+    def seed_improvements(self, method: str, genre: str) -> dict[int, float]:
+        """``I`` per seed, paired with Scratch's run of the same seed."""
+        scratch, rmse = self.seeds("Scratch", genre), self.seeds(method, genre)
+        return {s: relative_improvement(scratch[s], rmse[s]) for s in scratch if s in rmse}
+
+    def columns(self, method: str) -> dict[str, tuple[float, float | None] | None]:
+        """Table 1's Dense, Sparse and Avg for ``method``: value and SE over seeds."""
+        by_rank = {self.rank[g]: self.improvement(method, g) for g in self.genres}
+        values = aggregate({r: v for r, v in by_rank.items() if v is not None})
+        per_seed = self.seed_columns(method).values()
+        out: dict[str, tuple[float, float | None] | None] = {}
+        for column, value in values.items():
+            spread = [c[column] for c in per_seed if c[column] is not None]
+            out[column] = None if value is None else (value, _se(spread))
+        return out
+
+    def seed_columns(self, method: str) -> dict[int, dict[str, float | None]]:
+        """Table 1's columns seed by seed, for the seeds that ran every genre."""
+        per_genre = {g: self.seed_improvements(method, g) for g in self.genres}
+        seeds = set.intersection(*(set(p) for p in per_genre.values())) if per_genre else set()
+        return {
+            s: aggregate({self.rank[g]: p[s] for g, p in per_genre.items()}) for s in sorted(seeds)
+        }
+
+
+def _se(values: Sequence[float]) -> float | None:
+    return mean_se(values)[1] if values else None
+
+
+def _tuned_rounds(results: dict[str, Any]) -> int | None:
+    settings = [results.get("chosen", {}).get("TD", "")]
+    settings += [r["setting"] for r in results["rows"] if r["method"] == "TD"]
+    for setting in settings:
+        if match := re.search(r"\bk=(\d+)", setting):
+            return int(match.group(1))
+    return None
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def _rmse_cell(values: Sequence[float], bold: bool = False) -> str:
+    if not values:
+        return "not run"
+    mean, se = mean_se(values)
+    text = f"{mean:.4f}" if se is None else f"{mean:.4f} ± {se:.4f}"
+    return f"**{text}**" if bold else text
+
+
+def _percent(value: float | None, se: float | None = None, bold: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    text = _signed(value) if se is None else f"{_signed(value)} ± {se:.2f}"
+    return f"**{text}**" if bold else text
+
+
+def _signed(value: float) -> str:
+    """``+1.23``; a value that rounds to zero prints ``+0.00``, never ``-0.00``."""
+    return f"{round(value, 2) + 0.0:+.2f}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _genre_label(runs: Runs, genre: str) -> str:
+    return f"Genre {runs.rank[genre]} ({genre})"
+
+
+def _genre_list(runs: Runs, ranks: Sequence[int]) -> str:
+    names = [_genre_label(runs, g) for g in runs.genres if runs.rank[g] in ranks]
+    return ", ".join(names) or "none run"
+
+
+# -- the page: header, protocol, settings ----------------------------------------------------
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    return header(
+        "MovieLens 100K: Talking-model Distillation against the paper", results, _run_lines(results)
+    )
+
+
+def _run_lines(results: dict[str, Any]) -> list[str]:
+    """How many runs were read back from the run log, and how many teachers from the cache."""
+    lines = [] if results.get("timings") else ["- Wall time: not recorded"]
+    runs = _unique_runs(results)
+    reused = [r for r in runs if r.get("reused")]
+    if reused:
+        total = sum(r.get("seconds", 0.0) for r in runs)
+        workers = results.get("workers") or 1
+        lines.append(
+            f"- {len(reused)} of {len(runs)} runs were finished by an earlier invocation and "
+            f"read back from the run log, so the wall times above count only the others; every "
+            f"run's own training time, summed: {duration(total)} (about {duration(total / workers)} "
+            f"on {workers} workers)"
+        )
+    cached = len(results.get("seeds", [])) - len(results.get("teachers", []))
+    if cached > 0:
+        lines.append(f"- {cached} teacher(s) were loaded from the cache, not pre-trained here")
+    return lines
+
+
+def _unique_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every student run once: seed 0 of a chosen setting is one run, listed in the tuning and
+    in the tables (under the table's name)."""
+    runs = {
+        (r.get("genre"), r["method"].split(" ")[0], r["setting"], r["seed"]): r
+        for r in (*results.get("tuning_rows", []), *results.get("rows", []))
+    }
+    return list(runs.values())
+
+
+def _protocol(results: dict[str, Any]) -> list[str]:
+    budget = results.get("budget", {})
+    seeds = results.get("seeds", [])
+    return [
+        "## Protocol",
+        "",
+        "Ratings are split by time: the latest 10% are test, the latest 10% of the rest are "
+        "validation, and each genre task keeps its movies' ratings inside the same boundaries. "
+        f"For each seed a teacher is pre-trained on every genre's training ratings (up to "
+        f"{_plural(budget.get('teacher_epochs', 0), 'epoch')}, early stopping on validation), "
+        "then frozen "
+        "and shared by every genre and method. "
+        f"Each student trains for up to {_plural(budget.get('epochs', 0), 'epoch')} (batch "
+        f"{budget.get('batch_size', '?')}, patience {budget.get('patience', '?')}) and is scored "
+        "by its test RMSE at the evaluation of best validation RMSE. "
+        "Every loss weight, learning rate and TD round count is chosen by mean validation RMSE "
+        "over the genres with seed 0, before any test number is read. "
+        "Numbers are the mean ± standard error (sample std, ddof=1, over √n) over "
+        f"{_plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))}); with one seed only the "
+        "mean is shown. "
+        "The paper's genres are unnamed and ranked dense to sparse like ours (by test ratings): "
+        "our Genre i and the paper's Genre i correspond by rank only.",
+        "",
+    ]
+
+
+def _settings(results: dict[str, Any]) -> list[str]:
+    grid, chosen = results.get("grid", {}), results.get("chosen", {})
+    rows = []
+    for method in MAIN:
+        spec = grid.get(method, {})
+        searched = "; ".join(
+            f"{k} ∈ {{{', '.join(f'{v:g}' for v in vs)}}}" for k, vs in spec.items()
+        )
+        if method == "TD":
+            searched += f"; then k ∈ {{{', '.join(map(str, _tuned_ks(results)))}}}"
+        rows.append((method, f"`{chosen.get(method, 'not tuned')}`", searched or "—"))
+    return [
+        "## Chosen settings (validation, seed 0)",
+        "",
+        *table(("Method", "Chosen", "Grid searched"), rows),
+        "",
+    ]
+
+
+def _tuned_ks(results: dict[str, Any]) -> list[int]:
+    settings = [r["setting"] for r in results.get("tuning_rows", []) if r["method"] == "TD"]
+    return sorted({int(m.group(1)) for s in settings if (m := re.search(r"\bk=(\d+)", s))})
+
+
+# -- the tables ------------------------------------------------------------------------------
+
+
+def _improvement_cells(runs: Runs, methods: Sequence[str]) -> dict[str, list[str]]:
+    """Each method's Dense, Sparse and Avg cells; bold: the best per column."""
+    ours = {m: runs.columns(m) for m in methods}
+    best = {c: max((v[c][0] for v in ours.values() if v[c]), default=None) for c in COLUMNS}
+    return {
+        m: [
+            _percent(*v[c], bold=_level(v[c][0], best[c], 2)) if v[c] else "not run"
+            for c in COLUMNS
+        ]
+        for m, v in ours.items()
+    }
+
+
+def _paper_columns(runs: Runs, method: str) -> list[float | None]:
+    """Our Dense, Sparse and Avg applied to the paper's Table 3, over the ranks we ran."""
+    table, ranks = PAPER["table3"], {runs.rank[g] for g in runs.genres}
+    by_rank = {
+        rank: relative_improvement(scratch[0], rmse[0])
+        for rank, (scratch, rmse) in enumerate(zip(table["Scratch"], table[method]), 1)
+        if rank in ranks
+    }
+    return list(aggregate(by_rank).values())
+
+
+def _table1(runs: Runs) -> list[str]:
+    header = ("Method", "Dense", "Sparse", "Avg", "paper T1: Dense", "paper T1: Sparse",
+              "paper T3: Dense", "paper T3: Sparse", "paper T3: Avg")  # fmt: skip
+    cells = _improvement_cells(runs, DISTILLED)
+    rows = [("Scratch", *["baseline"] * 8)]
+    for method in DISTILLED:
+        paper = [*PAPER["table1"][method][:2], *_paper_columns(runs, method)]
+        rows.append((method, *cells[method], *map(_percent, paper)))
+    return [
+        "## Table 1: relative improvement over Scratch (%)",
+        "",
+        *table(header, rows),
+        "",
+        "Per genre, `I = 100 · (RMSE_Scratch − RMSE_method) / RMSE_Scratch` with each RMSE the "
+        "mean test RMSE over seeds. **Dense** is `I` on Genre 1; **Sparse** the mean of `I` over "
+        "Genres 5–8; **Avg** the mean of `I` over Genres 1–8 (each genre weighs the same). "
+        "The ± is the standard error over seeds of the same quantity computed per seed, each seed "
+        "paired with Scratch's run of that seed. Here: Dense = "
+        f"{_genre_list(runs, COLUMNS['Dense'])}; Sparse = {_genre_list(runs, COLUMNS['Sparse'])}; "
+        f"Avg = the {len(runs.genres)} genre(s) run. Bold: the best method per column in ours.",
+        "",
+        "*paper T1* columns are the paper's Table 1 ML(Dense) and ML(Sparse); its Avg. (over "
+        "five tasks, image classification included) is not comparable and is left out. The paper "
+        "does not define ML(Sparse) exactly, and its value is not the mean of `I` over its Table "
+        "3's Genres 5–8. *paper T3* columns apply our definitions to the paper's Table 3 means, "
+        "over the genre ranks we ran: the like-for-like comparison.",
+        "",
+    ]
+
+
+def _rmsetable(
+    runs: Runs,
+    ours: Sequence[tuple[str, str]],
+    paper: Sequence[tuple[str, tuple[tuple[float, float], ...]]],
+    bold: Sequence[str],
+) -> list[str]:
+    """Rows ``(label, method)`` of ours, then ``(label, paper row)``; one column per genre."""
+    header = ("Method", *(_genre_label(runs, g) for g in runs.genres))
+    best = {
+        g: min((m for m in (runs.mean(b, g) for b in bold) if m is not None), default=None)
+        for g in runs.genres
+    }
+    rows = []
+    for label, method in ours:
+        cells = [
+            _rmse_cell(
+                list(runs.seeds(method, g).values()),
+                bold=method in bold and _level(runs.mean(method, g), best[g], 4),
+            )
+            for g in runs.genres
+        ]
+        rows.append((label, *cells))
+    for label, values in paper:
+        cells = [
+            _paper_cell(values[runs.rank[g] - 1]) if runs.rank[g] <= 8 else "—" for g in runs.genres
+        ]
+        rows.append((f"*paper: {label}*", *cells))
+    missing = [label for label, method in ours if not runs.ran(method)]
+    note = [f"Not run: {', '.join(missing)}.", ""] if missing else []
+    return [*table(header, rows), "", *note]
+
+
+def _paper_cell(value: tuple[float, float]) -> str:
+    return f"{value[0]:.4f} ± {value[1]:.4f}"
+
+
+def _table3(runs: Runs) -> list[str]:
+    labels = {"Scratch": "Train from Scratch", "Teacher": "Teacher (frozen, no fine-tuning)"}
+    ours = [(labels.get(m, m), m) for m in ("Scratch", "Teacher", *DISTILLED)]
+    paper = [(labels.get(m, m), PAPER["table3"][m]) for m in ("Scratch", "Teacher", *DISTILLED)]
+    return [
+        "## Table 3: test RMSE per genre (lower is better)",
+        "",
+        *_rmsetable(runs, ours, paper, bold=MAIN),
+        "Bold: the best trained method per genre in ours (Scratch included, Teacher not).",
+        "",
+    ]
+
+
+def _table5(runs: Runs) -> list[str]:
+    names = {0: "No interactions (k=0)", 1: "1 round (k=1)"}
+    ours = []
+    for k in ROUNDS:
+        tuned = ", tuned TD" if k == runs.tuned_rounds else ""
+        ours.append((names.get(k, f"{k} rounds (k={k})") + tuned, runs.rounds_method(k)))
+    return [
+        "## Table 5: rounds of interactive communication (test RMSE)",
+        "",
+        *_rmsetable(runs, ours, list(PAPER["table5"].items()), bold=[m for _, m in ours]),
+        "k=0 keeps the codecs and the consistency losses but drops `L_interact`. The paper "
+        "reports one row for 2 to 3 rounds; we run k=2 and k=3 separately.",
+        "",
+        *_rounds_improvement(runs, ours),
+    ]
+
+
+def _rounds_improvement(runs: Runs, ours: Sequence[tuple[str, str]]) -> list[str]:
+    """Table 5 as relative improvement over Scratch, beside the paper's Table 2."""
+    paper = [PAPER["table2"][name] for name in
+             ("No Interaction", "1 iteration", ">1 iterations", ">1 iterations")]  # fmt: skip
+    cells = _improvement_cells(runs, [m for _, m in ours])
+    rows = [(label, *cells[m], *map(_percent, p)) for (label, m), p in zip(ours, paper)]
+    header = ("Rounds", "Dense", "Sparse", "Avg", "paper T2: Dense", "paper T2: Sparse")
+    return [
+        "Relative improvement over Scratch (%), defined as in Table 1, with the paper's Table 2 "
+        '(its ">1 iterations" row beside both k=2 and k=3):',
+        "",
+        *table(header, rows),
+        "",
+    ]
+
+
+def _table7(runs: Runs) -> list[str]:
+    ours = [("No L_MC", "TD no MC"), ("No L_SC", "TD no SC"), ("TD", "TD")]
+    return [
+        "## Table 7: consistency losses (test RMSE)",
+        "",
+        *_rmsetable(runs, ours, list(PAPER["table7"].items()), bold=[m for _, m in ours]),
+    ]
+
+
+def _table8(runs: Runs, results: dict[str, Any]) -> list[str]:
+    std = _noise(results)
+    ours = [("Add noise" + (f" (std {std})" if std else ""), "TD noise"), ("No noise (TD)", "TD")]
+    return [
+        "## Table 8: noise before the teacher interprets (test RMSE)",
+        "",
+        *_rmsetable(runs, ours, list(PAPER["table8"].items()), bold=[m for _, m in ours]),
+        "The paper's Table 8 also trains the encoders and decoders separately; we do not run "
+        "that variant, so its rows are left out.",
+        "",
+    ]
+
+
+def _noise(results: dict[str, Any]) -> str | None:
+    for row in results["rows"]:
+        if row["method"] == "TD noise" and (m := re.search(r"noise=([\d.e-]+)", row["setting"])):
+            return m.group(1)
+    return None
+
+
+# -- the summary -----------------------------------------------------------------------------
+
+
+def _summary(runs: Runs, results: dict[str, Any]) -> list[str]:
+    ours = {m: runs.columns(m) for m in DISTILLED if runs.ran(m)}
+    lines = ["## Summary", ""]
+    for column in COLUMNS:
+        scored = {m: c[column][0] for m, c in ours.items() if c[column]}
+        if not scored:
+            lines.append(f"- {column}: no genre of this column was run.")
+            continue
+        best = max(scored, key=scored.__getitem__)
+        verdict = "" if scored[best] > 0 else " (no distillation method beats Scratch here)"
+        lines.append(f"- {column}: the best method is {best} ({_signed(scored[best])}%){verdict}.")
+    lines.append("")
+    if "TD" in ours:
+        lines += [_versus(runs, ours, b) for b in BASELINES if b in ours] + [""]
+        lines += [_versus_teacher(runs), ""]
+    lines += [*_ablation_summary(runs), "", *_tuning_cost(results)]
+    return lines
+
+
+def _level(a: float | None, b: float | None, digits: int) -> bool:
+    """Whether ``a`` and ``b`` are equal at the precision the page prints them."""
+    return a is not None and b is not None and round(a - b, digits) == 0
+
+
+def _verdict(td: float, other: float, better: str, worse: str, level: str) -> str:
+    return level if _level(td, other, 2) else better if td > other else worse
+
+
+def _versus(runs: Runs, ours: dict[str, Any], baseline: str) -> str:
+    clauses = []
+    for column, where in (
+        ("Dense", "the dense genre"),
+        ("Sparse", "the sparse genres"),
+        ("Avg", "all genres on average"),
+    ):
+        td, other = ours["TD"][column], ours[baseline][column]
+        if td is None or other is None:
+            continue
+        verb = _verdict(td[0], other[0], "beats", "does not beat", "is level with")
+        gap = _paired_gap(runs, baseline, column)
+        clauses.append(
+            f"TD {verb} {baseline} on {where}: {_signed(td[0])}% vs {_signed(other[0])}% "
+            f"({_signed(td[0] - other[0])} points{gap})."
+        )
+    return "- " + " ".join(clauses)
+
+
+def _paired_gap(runs: Runs, baseline: str, column: str) -> str:
+    """``, ± SE`` of TD's lead over ``baseline`` seed by seed, and whether it exceeds 2 SE."""
+    per_seed = []
+    td, other = runs.seed_columns("TD"), runs.seed_columns(baseline)
+    for seed in sorted(set(td) & set(other)):
+        if td[seed][column] is not None and other[seed][column] is not None:
+            per_seed.append(td[seed][column] - other[seed][column])
+    if len(per_seed) < 2:
+        return ""
+    mean, se = mean_se(per_seed)
+    within = "within" if abs(mean) <= 2 * se else "beyond"
+    return f", ± {se:.2f} over seeds: {within} 2 SE"
+
+
+def _versus_teacher(runs: Runs) -> str:
+    wins = []
+    for method in ("Teacher", "Scratch"):
+        pairs = [(runs.mean("TD", g), runs.mean(method, g)) for g in runs.genres]
+        pairs = [(td, other) for td, other in pairs if td is not None and other is not None]
+        wins.append(
+            f"{sum(td < other for td, other in pairs)} of {len(pairs)} genres than "
+            f"{'the frozen teacher' if method == 'Teacher' else 'Scratch'}"
+        )
+    return f"- TD has a lower mean test RMSE on {wins[0]}, and on {wins[1]}."
+
+
+def _ablation_summary(runs: Runs) -> list[str]:
+    lines = []
+    rounds = {
+        k: runs.columns(runs.rounds_method(k))["Avg"]
+        for k in ROUNDS
+        if runs.ran(runs.rounds_method(k))
+    }
+    if rounds:
+        best = max(rounds, key=lambda k: rounds[k][0])
+        shown = ", ".join(f"k={k}: {_signed(v[0])}%" for k, v in rounds.items())
+        lines.append(f"- Rounds (Avg improvement over Scratch): {shown}; the best is k={best}.")
+    for method, what in (
+        ("TD no MC", "Dropping L_MC"),
+        ("TD no SC", "Dropping L_SC"),
+        ("TD noise", "Adding noise"),
+    ):
+        if not runs.ran(method) or not runs.ran("TD"):
+            lines.append(f"- {what}: not run.")
+            continue
+        variant, td = runs.columns(method)["Avg"][0], runs.columns("TD")["Avg"][0]
+        verb = _verdict(variant, td, "helps", "does not help", "makes no difference")
+        lines.append(
+            f"- {what} {verb} on average: {_signed(variant)}% vs TD's "
+            f"{_signed(td)}% (Avg improvement over Scratch)."
+        )
+    return lines
+
+
+def _tuning_cost(results: dict[str, Any]) -> list[str]:
+    rows = results.get("tuning_rows", [])
+    seconds = sum(r.get("seconds", 0.0) for r in rows)
+    wall = next((s for phase, s in results.get("timings", {}).items() if "tuning" in phase), None)
+    wall_text = f", {duration(wall)} of wall time" if wall is not None else ""
+    if rows and all(r.get("reused") for r in rows):
+        wall_text = ", run by an earlier invocation of the benchmark"
+    return [
+        f"Tuning cost: {len(rows)} runs (seed 0, every grid point on every genre), "
+        f"{duration(seconds)} of run time summed over workers{wall_text}. Settings were chosen "
+        "by validation RMSE only; the test RMSE these runs also compute is not read.",
+        "",
+    ]
+
+
+def _where_time_goes(results: dict[str, Any]) -> list[str]:
+    """Run time (summed over workers) and milliseconds per optimizer step, by method."""
+    totals: dict[str, list[float]] = {}
+    for row in _unique_runs(results):
+        entry = totals.setdefault(row["method"], [0.0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += row.get("seconds", 0.0)
+        entry[2] += row.get("steps", 0)
+    if not totals:
+        return []
+    all_seconds = sum(v[1] for v in totals.values()) or 1.0
+    rows = [
+        [method, f"{int(n)}", duration(seconds), f"{100 * seconds / all_seconds:.0f}%",
+         f"{1000 * seconds / steps:.1f}" if steps else "n/a"]
+        for method, (n, seconds, steps) in sorted(totals.items(), key=lambda kv: -kv[1][1])
+    ]  # fmt: skip
+    return [
+        "## Where the time goes",
+        "",
+        f"Every student run (tuning, main table and ablations) by method; run time is summed over "
+        f"the {results.get('workers', '?')} worker processes of {results.get('threads', '?')} "
+        "thread(s) each, and ms / step includes data, evaluation and early-stopping bookkeeping.",
+        "",
+        *table(["Method", "Runs", "Run time", "Share", "ms / step"], rows),
+        "",
+    ]
+
+
+# -- CSV and figure --------------------------------------------------------------------------
+
+
+def _write_csv(results: dict[str, Any], path: Path) -> None:
+    rows = results["rows"]
+    fields = [*dict.fromkeys(k for row in rows for k in row), "kind"]
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "kind": "main" if row["method"] in MAIN else "ablation"})
+
+
+def _write_figure(runs: Runs, path: Path) -> bool:
+    """Bars of ``I`` per genre and method, and ``I`` against rounds; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (bars, rounds) = plt.subplots(1, 2, figsize=(12, 4), width_ratios=(3, 1))
+    _plot_bars(bars, runs)
+    _plot_rounds(rounds, runs)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _plot_bars(ax: Any, runs: Runs) -> None:
+    methods = [m for m in DISTILLED if runs.ran(m)]
+    width = 0.8 / max(len(methods), 1)
+    seeded = False  # whether any bar has a standard error (two seeds or more)
+    for i, method in enumerate(methods):
+        values, errors = [], []
+        for genre in runs.genres:
+            values.append(runs.improvement(method, genre) or 0.0)
+            errors.append(_se(list(runs.seed_improvements(method, genre).values())))
+        seeded = seeded or any(e is not None for e in errors)
+        yerr = [e or 0.0 for e in errors] if seeded else None
+        xs = [g + (i - (len(methods) - 1) / 2) * width for g in range(len(runs.genres))]
+        ax.bar(xs, values, width, yerr=yerr, capsize=2, label=method)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(runs.genres)))
+    ax.set_xticklabels([f"G{runs.rank[g]}\n{g}" for g in runs.genres], fontsize=8)
+    ax.set_ylabel("improvement over Scratch (%)")
+    spread = "± SE over seeds" if seeded else "one seed: no error bars"
+    ax.set_title(f"Test RMSE improvement over Scratch per genre ({spread})")
+    ax.legend(fontsize=8, ncol=max(len(methods), 1))
+
+
+def _plot_rounds(ax: Any, runs: Runs) -> None:
+    for column in COLUMNS:
+        points = [
+            (k, runs.columns(runs.rounds_method(k))[column])
+            for k in ROUNDS
+            if runs.ran(runs.rounds_method(k))
+        ]
+        points = [(k, v) for k, v in points if v is not None]
+        if points:
+            ks, values = zip(*points)
+            errors = [v[1] or 0.0 for v in values]
+            ax.errorbar(
+                ks, [v[0] for v in values], yerr=errors, marker="o", capsize=2, label=column
+            )
+    ax.axhline(0, color="black", linewidth=0.8)
+    if runs.tuned_rounds is not None:
+        ax.axvline(runs.tuned_rounds, color="grey", linestyle=":", label="tuned k")
+    ax.set_xticks(ROUNDS)
+    ax.set_xlabel("rounds k")
+    ax.set_ylabel("improvement over Scratch (%)")
+    ax.set_title("TD rounds (Table 5)")
+    ax.legend(fontsize=8)
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+def movielens_page(results: dict[str, Any], figure: bool = True, stem: str = "movielens") -> str:
+    """The Markdown of ``<stem>.md``; ``figure`` says whether ``<stem>.png`` exists."""
+    runs = Runs.from_results(results)
+    lines = [*_header(results), *_protocol(results), *_settings(results)]
+    if figure:
+        lines += [f"![Relative improvement over Scratch]({stem}.png)", ""]
+    lines += [*_table1(runs), *_table3(runs), *_table5(runs), *_table7(runs)]
+    lines += [*_table8(runs, results), *_summary(runs, results), *_where_time_goes(results)]
+    lines.append(
+        f"Every run, ablations included, is in `{stem}.csv`; the raw results in `{stem}.json`."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any], out: Path, stem: str = "movielens") -> None:
+    """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.png`` into ``out``.
+
+    ``results`` is what :func:`benchmarks.movielens.task.run` returned (``<stem>.json``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figure = _write_figure(Runs.from_results(results), out / f"{stem}.png")
+    (out / f"{stem}.md").write_text(movielens_page(results, figure, stem))
+    _write_csv(results, out / f"{stem}.csv")

@@ -1,0 +1,413 @@
+"""Speed: agora's training step against a hand-written one and torchdistill, and how it scales.
+
+``python -m benchmarks speed`` writes ``speed.md`` and ``speed.json`` into ``--out`` (default
+``docs/results``). Every comparison is measured side by side in one process: blocks of steps
+of A and B alternate (their order flips each repeat) and the page reports medians over the
+repeats, with the thread count. Peak memory is measured in a fresh process per configuration:
+the tensors of one step (torch's memory profiler) and the process's resident set.
+
+The models are the paper's MovieLens recommenders (teacher 300 -> 512 -> 256 -> 1, student a
+quarter of it, codecs dense-ReLU-dense with 256 hidden units and 128-d messages), on batches
+of 256 real ratings when the data is at hand, random ids otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from agora.graph import Graph
+from agora.models.recommender import student_agent, teacher_agent
+from agora.orchestrator import Orchestrator
+from benchmarks.harness import stamp
+
+Step = Callable[[], None]
+
+# -- models and a batch ----------------------------------------------------------------------
+
+
+def _meta_and_batch(data_dir: str | None, batch_size: int) -> tuple[Any, Any, Any]:
+    from agora.data.movielens import MovieLens, MovieLensMeta
+
+    try:
+        ml = MovieLens(data_dir, download=False)
+        x, y = ml.splits("Drama")["train"].__getitems__(list(range(batch_size)))
+        return ml.meta, x, y
+    except Exception:  # no data: the same shapes with random ids
+        meta = MovieLensMeta(n_users=943, n_movies=1682, n_words=2405, n_genres=19, title_len=15)
+        g = torch.Generator().manual_seed(0)
+        x = {
+            "user": torch.randint(1, 944, (batch_size,), generator=g),
+            "movie": torch.randint(1, 1683, (batch_size,), generator=g),
+            "title": torch.randint(0, meta.n_words, (batch_size, 15), generator=g),  # 0 = pad
+            "genres": (torch.rand(batch_size, 19, generator=g) < 0.2).float(),
+        }
+        return meta, x, 1 + 4 * torch.rand(batch_size, generator=g)
+
+
+def paper_graph(meta: Any, x: Any, rounds: int = 2, tutors: int = 1, weight: float = 0.1) -> Graph:
+    """The two-node TD graph (or ``tutors`` frozen teachers, mean aggregation), built."""
+    torch.manual_seed(0)
+    names = ["teacher"] if tutors == 1 else [f"teacher{i}" for i in range(tutors)]
+    teachers = [teacher_agent(meta, name=name) for name in names]
+    student = student_agent(meta, rounds=rounds, interact_weight=weight)
+    graph = Graph([*teachers, student], message_dim=128, codec_hidden=256)
+    weights = dict.fromkeys(("message_consistency", "state_consistency"), weight)
+    for teacher in teachers:
+        graph.add_edge("student", teacher.name, "talk", weights=weights)
+    return graph.build(x)
+
+
+def _optimizer(graph: Graph) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in graph.parameters() if p.requires_grad], lr=1e-3)
+
+
+def agora_step(graph: Graph, x: Any, y: Tensor) -> Step:
+    """One training step of ``graph`` on ``(x, y)`` through agora's
+    :class:`~agora.orchestrator.Orchestrator`, with AdamW: a closure to time."""
+    step, optimizer = Orchestrator(graph).train(), _optimizer(graph)
+
+    def run() -> None:
+        loss = step(x, y).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return run
+
+
+def hand_written_step(graph: Graph, x: Any, y: Tensor, rounds: int, weight: float) -> Step:
+    """The same TD step written out in plain PyTorch on the same modules: no framework."""
+    teacher, student = graph.agents["teacher"], graph.agents["student"]
+    optimizer = _optimizer(graph)
+    d_s_teacher, d_s_student = teacher.codec.s_shape[0], student.codec.s_shape[0]
+    E_t, D_t = teacher.codec.encoder, teacher.codec.decoder
+    E_s, D_s = student.codec.encoder, student.codec.decoder
+
+    def run() -> None:
+        with torch.no_grad():
+            s_t = teacher.lower(x)
+            e_t = teacher.upper(s_t)
+        s_s = student.lower(x)
+        e_s = student.upper(s_s)
+        y_s = student.head(e_s)
+        state_t, state_s = torch.cat([s_t, e_t], -1), torch.cat([s_s, e_s], -1)
+        m_t, m_s = E_t(state_t), E_s(state_s)
+        decoded_by_teacher = D_t(m_s)  # used by L_SC and by the first round
+        loss = F.mse_loss(y_s, y) + weight * F.mse_loss(m_s, m_t)
+        loss = loss + weight * (
+            F.mse_loss(D_s(m_t), state_s) + F.mse_loss(decoded_by_teacher, state_t)
+        )
+        question, state = m_s, state_s
+        for i in range(rounds):
+            s_t2 = (decoded_by_teacher if i == 0 else D_t(question))[:, :d_s_teacher]
+            reply = E_t(torch.cat([s_t2, teacher.upper(s_t2)], -1))
+            decoded = D_s(reply)
+            loss = loss + weight * F.mse_loss(decoded, state)
+            if i + 1 < rounds:
+                s_s2 = decoded[:, :d_s_student]
+                state = torch.cat([s_s2, student.upper(s_s2)], -1)
+                question = E_s(state)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return run
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def per_step(step: Step, steps: int) -> float:
+    """Mean seconds per call of ``step`` over ``steps`` calls in a row."""
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - started) / steps
+
+
+def paired(a: Step, b: Step, repeats: int, steps: int, warmup: int = 3) -> dict[str, float]:
+    """Median seconds per step of ``a`` and ``b``, in alternating blocks."""
+    for _ in range(warmup):
+        a()
+        b()
+    times_a, times_b, ratios = [], [], []
+    for r in range(repeats):
+        first, second = (a, b) if r % 2 == 0 else (b, a)
+        t_first, t_second = per_step(first, steps), per_step(second, steps)
+        t_a, t_b = (t_first, t_second) if r % 2 == 0 else (t_second, t_first)
+        times_a.append(t_a)
+        times_b.append(t_b)
+        ratios.append(t_a / t_b)
+    return {
+        "a_ms": 1000 * statistics.median(times_a),
+        "b_ms": 1000 * statistics.median(times_b),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def series(make: Callable[[int], Step], values: list[int], repeats: int, steps: int) -> list[dict]:
+    """Median step time for each value, the values interleaved within each repeat."""
+    steps_by_value = {v: make(v) for v in values}
+    for step in steps_by_value.values():
+        step()
+    times: dict[int, list[float]] = {v: [] for v in values}
+    for _ in range(repeats):
+        for v in values:
+            times[v].append(per_step(steps_by_value[v], steps))
+    return [{"value": v, "ms": 1000 * statistics.median(times[v])} for v in values]
+
+
+def linear_fit(points: list[dict]) -> dict[str, float]:
+    """Least squares ``ms = a + b * value`` and the largest relative deviation from it."""
+    xs = [p["value"] for p in points]
+    ys = [p["ms"] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    a = my - b * mx
+    worst = max(abs(y - (a + b * x)) / y for x, y in zip(xs, ys))
+    return {"intercept_ms": a, "slope_ms": b, "max_relative_deviation": worst}
+
+
+# -- the frozen-teacher cache on a real epoch ------------------------------------------------
+
+
+def cache_epochs(data_dir: str | None, repeats: int, genre: str = "Drama") -> dict[str, Any] | None:
+    """Seconds per epoch of the two-node TD run on a genre, with and without the state cache."""
+    from agora.data.movielens import MovieLens
+    from agora.train import FitConfig, fit
+
+    try:
+        ml = MovieLens(data_dir, download=False)
+    except Exception:  # no data: nothing to measure
+        return None
+    train = ml.splits(genre)["train"]
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(repeats):
+        for cache in (True, False) if r % 2 == 0 else (False, True):
+            torch.manual_seed(0)
+            student = student_agent(ml.meta, rounds=2)
+            graph = Graph([teacher_agent(ml.meta), student], message_dim=128)
+            graph.add_edge("student", "teacher", "talk")
+            config = FitConfig(epochs=2, cache_frozen=cache, progress=False, log_every=10**9)
+            started = time.perf_counter()
+            fit(graph, train, None, config)
+            seconds[cache].append((time.perf_counter() - started) / 2)
+    on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
+    return {
+        "genre": genre, "examples": len(train), "with_cache_s": on, "without_cache_s": off,
+        "ratio": on / off,
+    }  # fmt: skip
+
+
+# -- torchdistill -----------------------------------------------------------------------------
+
+
+def torchdistill_comparison(meta: Any, x: Any, y: Tensor, repeats: int, steps: int) -> dict | None:
+    """LD with agora vs torchdistill's KDLoss on the same teacher, student and batch.
+
+    Ratings as 5 classes so that Hinton's KL applies: ``CE + T^2 KL`` in agora,
+    ``0.5 CE + 0.5 T^2 KL`` in torchdistill (the same work)."""
+    try:
+        from torchdistill.losses.mid_level import KDLoss
+    except ImportError:
+        return None
+    ForwardHookManager = _forward_hook_manager()
+
+    torch.manual_seed(0)
+    teacher, student = teacher_agent(meta), student_agent(meta)
+    for agent in (teacher, student):
+        agent.head = torch.nn.Linear(agent.head.linear.in_features, 5)
+        agent.task = "classification"
+    teacher.freeze()
+    labels = (y.round().long() - 1).clamp(0, 4)
+    temperature = 4.0
+    graph = Graph([teacher, student], message_dim=128)
+    graph.add_edge("student", "teacher", "logit", temperature=temperature, weights={"logit": 1.0})
+    graph.build(x)
+    ours = agora_step(graph, x, labels)
+
+    t_model = torch.nn.Sequential(
+        copy.deepcopy(teacher.lower), copy.deepcopy(teacher.upper), copy.deepcopy(teacher.head)
+    ).eval()
+    s_model = torch.nn.Sequential(
+        copy.deepcopy(student.lower), copy.deepcopy(student.upper), copy.deepcopy(student.head)
+    )
+    t_hooks, s_hooks = (
+        ForwardHookManager(torch.device("cpu")),
+        ForwardHookManager(torch.device("cpu")),
+    )
+    t_hooks.add_hook(t_model, "2", requires_input=False, requires_output=True)
+    s_hooks.add_hook(s_model, "2", requires_input=False, requires_output=True)
+    criterion = KDLoss("2", "output", "2", "output", temperature=temperature, alpha=0.5, beta=0.5)
+    optimizer = torch.optim.AdamW(s_model.parameters(), lr=1e-3)
+
+    def theirs() -> None:
+        with torch.no_grad():
+            t_model(x)
+        s_model(x)
+        loss = criterion(s_hooks.pop_io_dict(), t_hooks.pop_io_dict(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    result = paired(ours, theirs, repeats, steps)
+    batch = labels.shape[0]
+    import torchdistill
+
+    return {
+        **result,
+        "agora_samples_per_s": batch / result["a_ms"] * 1000,
+        "torchdistill_samples_per_s": batch / result["b_ms"] * 1000,
+        "torchdistill": torchdistill.__version__,
+    }
+
+
+def _forward_hook_manager() -> type:
+    """torchdistill's ForwardHookManager. ``torchdistill.core``'s ``__init__`` imports its model
+    zoo and so torchvision, which PyPI ships built for CUDA torch only; the hook manager needs
+    neither, so when that import fails its own file is loaded alone."""
+    try:
+        from torchdistill.core.forward_hook import ForwardHookManager
+
+        return ForwardHookManager
+    except (ImportError, RuntimeError):
+        import importlib.util
+        import sys
+        import types
+
+        import torchdistill
+
+        folder = Path(torchdistill.__file__).parent / "core"
+        package = types.ModuleType("torchdistill.core")
+        package.__path__ = [str(folder)]
+        sys.modules["torchdistill.core"] = package
+        spec = importlib.util.spec_from_file_location(
+            "torchdistill.core.forward_hook", folder / "forward_hook.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module.ForwardHookManager
+
+
+# -- peak memory, one configuration per fresh process ----------------------------------------
+
+
+def step_peak_mib(step: Callable[[], None]) -> float:
+    """Peak MiB of tensors alive during one call of ``step``, as torch's memory profiler
+    records them on the CPU (parameters, gradients, optimizer state, activations and
+    temporaries alike): what a GPU's ``max_memory_allocated`` would report, minus the
+    allocator's caching."""
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True
+    ) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # deprecated for CUDA snapshots, not CPU
+        path = Path(tmp, "timeline.raw.json")
+        prof.export_memory_timeline(str(path), device="cpu")
+        _, sizes = json.loads(path.read_text())
+    return max((sum(s) for s in sizes), default=0) / 2**20
+
+
+def _peak_rss_of(config: dict[str, Any]) -> dict[str, float]:
+    """Run ``config`` in this (fresh) process: the peak of one step's tensors (after 3 warm-up
+    steps, so optimizer state exists) and the process's peak resident set, in MiB."""
+    torch.set_num_threads(config["threads"])
+    meta, x, y = _meta_and_batch(config["data_dir"], config["batch_size"])
+    graph = paper_graph(meta, x, rounds=config["rounds"], tutors=config["tutors"])
+    if config["kind"] == "hand":
+        step = hand_written_step(graph, x, y, config["rounds"], 0.1)
+    else:
+        step = agora_step(graph, x, y)
+    for _ in range(3):
+        step()
+    tensors = step_peak_mib(step)
+    return {
+        "step_peak_mib": tensors,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def peak_memory(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each config with its ``step_peak_mib`` and ``peak_rss_mib``, measured one at a time,
+    each in a fresh spawned process so that no peak includes another's."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+        peaks = pool.map(_peak_rss_of, configs, chunksize=1)
+    return [{**c, **p} for c, p in zip(configs, peaks)]
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure everything: step times against a hand-written step and torchdistill, scaling
+    with rounds and tutors, the state cache, peak memory."""
+    threads = args.threads
+    torch.set_num_threads(threads)
+    repeats, steps = (2, 1) if args.quick else (15, 10)
+    batch_size = 256
+    started = time.perf_counter()
+    meta, x, y = _meta_and_batch(args.data_dir, batch_size)
+    results: dict[str, Any] = {
+        **stamp(args, threads=threads),
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "steps_per_block": steps,
+    }
+    rounds = 2
+    graph = paper_graph(meta, x, rounds=rounds)
+    twin = copy.deepcopy(graph)
+    results["td_vs_hand"] = paired(
+        agora_step(graph, x, y), hand_written_step(twin, x, y, rounds, 0.1), repeats, steps
+    )
+    rounds_values = [0, 2] if args.quick else [0, 1, 2, 3, 4]
+    results["rounds"] = series(
+        lambda k: agora_step(paper_graph(meta, x, rounds=k), x, y), rounds_values, repeats, steps
+    )
+    results["rounds_fit"] = linear_fit(results["rounds"])
+    tutor_counts = [1, 2] if args.quick else [1, 2, 3, 4, 6, 8]
+    results["tutors"] = series(
+        lambda n: agora_step(paper_graph(meta, x, tutors=n), x, y), tutor_counts, repeats, steps
+    )
+    results["tutors_fit"] = linear_fit(results["tutors"])
+    results["torchdistill"] = torchdistill_comparison(meta, x, y, repeats, steps)
+    cache_runs = (args.data_dir, 1, "War") if args.quick else (args.data_dir, 3)
+    results["cache"] = cache_epochs(*cache_runs)
+    memory = [
+        {"kind": kind, "rounds": k, "tutors": n, "threads": threads, "data_dir": args.data_dir,
+         "batch_size": batch_size}
+        for kind, k, n in ([("agora", 2, 1), ("hand", 2, 1)] if args.quick else
+                           [("agora", 2, 1), ("hand", 2, 1), ("agora", 0, 1), ("agora", 1, 1),
+                            ("agora", 4, 1), ("agora", 2, 2), ("agora", 2, 4), ("agora", 2, 8)])
+    ]  # fmt: skip
+    results["memory"] = peak_memory(memory)
+    results["seconds"] = time.perf_counter() - started
+    return results
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` (the measurements' torch threads) and ``--data-dir``."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument("--data-dir", help="folder holding ml-100k/ (default: AGORA_DATA_DIR)")
