@@ -82,3 +82,12 @@ def test_optional_pages_and_results_join_the_nav(tmp_path):
         {"Graphs": "graphs.md"},
         {"Results": ["results/movielens.md", "results/speed.md"]},
     ]
+
+
+def test_the_graphs_page_runs_as_written(tmp_path, monkeypatch, capsys):
+    page = DOCS / "graphs.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    monkeypatch.chdir(tmp_path)  # the stages example writes runs/chain
+    exec(compile("\n".join(blocks), str(page), "exec"), {"__name__": "__docs__"})
+    printed = capsys.readouterr().out
+    assert "mean/rmse" in printed and "'assistant':" in printed

@@ -7,24 +7,18 @@ import copy
 import pytest
 import torch
 import yaml
-from torch.utils.data import TensorDataset
 
 from agora import Graph, GraphError
 from agora.config import ConfigError, load_config
 from agora.models.toy import mlp_agent
 from agora.stages import Stage, check_stages, fit_stages
 from agora.train import FitConfig
+from tests.helpers import dataset
 
 
 def quick(**kwargs):
     defaults = {"epochs": 2, "batch_size": 16, "progress": False, "lr": 3e-3, "log_every": 1}
     return FitConfig(**{**defaults, **kwargs})
-
-
-def dataset(n, seed, d_in=8):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d_in, generator=gen)
-    return TensorDataset(x, (x[:, :4].sum(-1) + seed).sin())
 
 
 def chain_graph():

@@ -1,4 +1,4 @@
-"""fit() on Accelerate: the frozen-state cache, checkpoints, exact resume, DDP and NaN stops."""
+"""fit() on Accelerate: exact resume, DDP, NaN stops and early stopping."""
 
 import json
 import os
@@ -14,50 +14,20 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from agora import Graph, checkpoint
-from agora.checkpoint import CheckpointError
 from agora.models.toy import mlp_agent
-from agora.train import FitConfig, NonFiniteLossError, fit
+from agora.train import NonFiniteLossError, fit
+from tests.helpers import assert_same, fit_data, quick_fit, talk_graph
 
 ROOT = Path(__file__).resolve().parent.parent
-# generous: these bound a hung subprocess, they do not time it (a loaded 2-core machine is slow)
+
+
 PATIENCE = 600
+
+
 SCRIPT = ROOT / "tests" / "scripts" / "train_tiny.py"
+
+
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def graph(dropout=0.1, noise=0.1, width=8):
-    torch.manual_seed(0)
-    g = Graph(
-        [mlp_agent("teacher", 8, 32, frozen=True), mlp_agent("student", 8, width)],
-        message_dim=8,
-        codec_dropout=dropout,
-    )
-    g.agents["student"].rounds = 2
-    g.add_edge("student", "teacher", ("talk", "logit"), noise=noise)
-    return g
-
-
-def data(n=256, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 8, generator=gen)
-    y = x[:, :4].sum(-1).sin()
-    cut = n * 3 // 4
-    return TensorDataset(x[:cut], y[:cut]), TensorDataset(x[cut:], y[cut:])
-
-
-def weights(g):
-    return {k: v.clone() for k, v in g.state_dict().items()}
-
-
-def assert_same(a, b, **tolerance):
-    assert a.keys() == b.keys()
-    for key in a:
-        if tolerance:
-            torch.testing.assert_close(
-                a[key], b[key], msg=lambda m, k=key: f"{k}: {m}", **tolerance
-            )
-        else:
-            assert torch.equal(a[key], b[key]), key
 
 
 def assert_ddp_equal(ddp, one):
@@ -71,48 +41,19 @@ def assert_ddp_equal(ddp, one):
     )
 
 
-def quick(**kwargs):
-    kwargs.setdefault("epochs", 3)
-    kwargs.setdefault("batch_size", 64)
-    kwargs.setdefault("progress", False)
-    kwargs.setdefault("lr", 3e-3)
-    kwargs.setdefault("log_every", 1)
-    return FitConfig(**kwargs)
-
-
-# -- the frozen-state cache -------------------------------------------------------------------
-
-
-def test_cache_gives_bit_for_bit_the_same_training():
-    train, valid = data()
-    runs = {}
-    for cache in (True, False):
-        g = graph(dropout=0.1, noise=0.1)  # dropout and noise draw from the RNG in both runs
-        result = fit(g, train, valid, quick(cache_frozen=cache))
-        runs[cache] = (weights(g), result.metrics)
-    assert_same(runs[True][0], runs[False][0])
-    assert runs[True][1] == runs[False][1]
-
-
-def test_cache_is_filled_once_and_read_afterwards(monkeypatch):
-    train, _ = data()
-    g = graph().build(torch.randn(2, 8))
-    calls = []
-    teacher = g.agents["teacher"]
-    original = teacher.forward
-    monkeypatch.setattr(teacher, "forward", lambda x: calls.append(len(x)) or original(x))
-    fit(g, train, None, quick(epochs=3, cache_frozen=True))
-    assert sum(calls) == len(train)  # round 0 of the teacher ran once per example
+def run_script(out, *args, **popen):
+    cmd = [sys.executable, str(SCRIPT), str(out), "--checkpoint-every", "5", *args]
+    return subprocess.Popen(cmd, env=ENV, cwd=ROOT, stderr=subprocess.PIPE, **popen)
 
 
 def test_a_frozen_agent_is_evaluated_once_and_its_metrics_repeated(monkeypatch, tmp_path):
-    train, valid = data()
-    g = graph().build(torch.randn(2, 8))
+    train, valid = fit_data()
+    g = talk_graph().build(torch.randn(2, 8))
     calls = []
     teacher = g.agents["teacher"]
     original = teacher.forward
     monkeypatch.setattr(teacher, "forward", lambda x: calls.append(len(x)) or original(x))
-    fit(g, train, valid, quick(epochs=3, cache_frozen=True), out_dir=tmp_path)
+    fit(g, train, valid, quick_fit(epochs=3, cache_frozen=True), out_dir=tmp_path)
     assert sum(calls) == len(train) + len(valid)  # the cache's pass, one evaluation
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     evals = [json.loads(line) for line in lines if "eval/teacher/rmse" in line]
@@ -124,101 +65,14 @@ def test_a_frozen_agent_is_evaluated_once_and_its_metrics_repeated(monkeypatch, 
 
 
 def test_a_frozen_agent_sharing_a_trainable_part_is_evaluated_every_time(tmp_path):
-    train, valid = data()
+    train, valid = fit_data()
     g = Graph([mlp_agent("teacher", 8, 8, frozen=True), mlp_agent("student", 8, 8)], message_dim=8)
     g.agents["teacher"].head = g.agents["student"].head  # trains with the student
     g.add_edge("student", "teacher", "logit")
-    fit(g, train, valid, quick(epochs=3), out_dir=tmp_path)
+    fit(g, train, valid, quick_fit(epochs=3), out_dir=tmp_path)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     evals = [json.loads(line)["eval/teacher/rmse"] for line in lines if "eval/" in line]
     assert len(set(evals)) == 3
-
-
-# -- checkpoints ------------------------------------------------------------------------------
-
-
-def test_run_dir_holds_graph_json_and_one_file_per_agent_and_part(tmp_path):
-    train, valid = data()
-    g = graph()
-    result = fit(g, train, valid, quick(), out_dir=tmp_path, run_config={"name": "test"})
-    model = tmp_path / "model"
-    document = json.loads((model / "graph.json").read_text())
-    assert {a["name"] for a in document["graph"]["agents"]} == {"teacher", "student"}
-    assert document["versions"]["torch"] == torch.__version__
-    assert document["config"] == {"name": "test"}
-    for agent in ("teacher", "student"):
-        for part in ("backbone", "codec"):
-            assert (model / "agents" / agent / f"{part}.safetensors").exists()
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert any("train/interact[student]" in line for line in lines)
-    assert any("eval/student/rmse" in line for line in lines)
-    # load rebuilds the trained graph: same predictions as the graph fit() returned
-    agents = {"teacher": mlp_agent("teacher", 8, 32), "student": mlp_agent("student", 8, 8)}
-    loaded = checkpoint.load(tmp_path, agents=agents)
-    x = valid.tensors[0]
-    g.eval()
-    loaded.eval()
-    assert torch.equal(loaded.agents["student"](x).y, g.agents["student"](x).y)
-    assert loaded.agents["teacher"].frozen
-    assert result.metrics["student/rmse"] == document["metrics"]["student/rmse"]
-
-
-def test_loading_into_a_graph_that_does_not_match_names_file_and_tensor(tmp_path):
-    fit(graph(), *data(), quick(epochs=1), out_dir=tmp_path)
-    other = graph(width=12).build(torch.randn(2, 8))
-    with pytest.raises(
-        CheckpointError, match=r"student/backbone.safetensors: tensor '.*' has shape"
-    ):
-        checkpoint.load_weights(tmp_path / "model", other)
-
-
-def test_truncated_or_corrupted_files_fail_clearly(tmp_path):
-    fit(graph(), *data(), quick(epochs=1), out_dir=tmp_path)
-    target = graph().build(torch.randn(2, 8))
-    codec = tmp_path / "model" / "agents" / "student" / "codec.safetensors"
-    raw = codec.read_bytes()
-    codec.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(CheckpointError, match=r"student/codec\.safetensors: checksum mismatch"):
-        checkpoint.load_weights(tmp_path / "model", target)
-    with pytest.raises(CheckpointError, match=r"student/codec\.safetensors: cannot be read"):
-        checkpoint.load_weights(tmp_path / "model", target, verify=False)
-    flipped = bytearray(raw)
-    flipped[-3] ^= 0xFF
-    codec.write_bytes(bytes(flipped))
-    with pytest.raises(CheckpointError, match="checksum mismatch"):
-        checkpoint.load_weights(tmp_path / "model", target)
-
-
-def test_a_crash_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
-    g = graph().build(torch.randn(2, 8))
-    checkpoint.save_model(tmp_path / "model", g)
-    before = weights(g)
-    with torch.no_grad():
-        for p in g.parameters():
-            p.add_(1.0)
-    calls = []
-
-    def crash_on_third(tensors, path, metadata=None):
-        calls.append(path)
-        if len(calls) == 3:
-            raise OSError("disk full (simulated)")
-        return load_file.__globals__["save_file"](tensors, path, metadata=metadata)
-
-    monkeypatch.setattr(checkpoint, "save_file", crash_on_third)
-    with pytest.raises(OSError, match="simulated"):
-        checkpoint.save_model(tmp_path / "model", g)
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no half-written folder left
-    fresh = graph().build(torch.randn(2, 8))
-    checkpoint.load_weights(tmp_path / "model", fresh)
-    assert_same(weights(fresh), before)
-
-
-# -- exact resume after SIGKILL ---------------------------------------------------------------
-
-
-def run_script(out, *args, **popen):
-    cmd = [sys.executable, str(SCRIPT), str(out), "--checkpoint-every", "5", *args]
-    return subprocess.Popen(cmd, env=ENV, cwd=ROOT, stderr=subprocess.PIPE, **popen)
 
 
 def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path):
@@ -247,9 +101,6 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "interrupted" / "metrics.jsonl").open()]
     steps = [record["step"] for record in records if "lr" in record]  # training lines
     assert steps == sorted(set(steps))  # nothing logged twice across the kill
-
-
-# -- two processes (DDP over gloo) ------------------------------------------------------------
 
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
@@ -297,16 +148,13 @@ def test_two_process_ddp_with_per_learner_data_matches_one_process(tmp_path):
     assert_ddp_equal(rank0, one)  # the tolerance of the shared-data test above
 
 
-# -- NaN / inf ---------------------------------------------------------------------------------
-
-
 def test_nan_stops_training_naming_the_term_and_keeps_the_last_checkpoint(tmp_path):
-    train, _ = data()
+    train, _ = fit_data()
     x, y = train.tensors
     y = y.clone()
     y[150] = float("nan")  # first seen in some batch of the first epoch
     with pytest.raises(NonFiniteLossError, match=r"task\[student\].*last good checkpoint: .*step-"):
-        fit(graph(), TensorDataset(x, y), None, quick(batch_size=16, checkpoint_every=1, cache_frozen=False),
+        fit(talk_graph(), TensorDataset(x, y), None, quick_fit(batch_size=16, checkpoint_every=1, cache_frozen=False),
             out_dir=tmp_path)  # fmt: skip
     latest = checkpoint.pointer(tmp_path, "latest")
     assert latest is not None
@@ -323,16 +171,13 @@ def test_nan_in_an_edge_term_names_the_edge(monkeypatch):
 
     monkeypatch.setattr(logit, "logit_distance", broken)
     with pytest.raises(NonFiniteLossError, match=r"logit\[student->teacher\]"):
-        fit(graph(), data()[0], None, quick(epochs=1))
-
-
-# -- early stopping and the best weights -------------------------------------------------------
+        fit(talk_graph(), fit_data()[0], None, quick_fit(epochs=1))
 
 
 def test_best_validation_weights_are_kept(tmp_path):
-    train, valid = data()
-    g = graph()
-    result = fit(g, train, valid, quick(epochs=6, lr=3e-2, patience=2), out_dir=tmp_path)
+    train, valid = fit_data()
+    g = talk_graph()
+    result = fit(g, train, valid, quick_fit(epochs=6, lr=3e-2, patience=2), out_dir=tmp_path)
     evals = [
         json.loads(line)
         for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
@@ -364,26 +209,3 @@ def test_a_resumed_ddp_rank_replays_its_epochs_batches(process):
     assert len(whole) == 5 and resumed == whole[2:]
     first = [item[0][0].tolist() for item in epoch_batches(*shard(), epoch=0)]
     assert first != whole  # epochs differ, so replaying epoch 0 would fail the check above
-
-
-def test_the_cache_keeps_pooled_states_of_token_inputs_whole():
-    """A frozen agent that pools its tokens (s: [B, H]) is cached per example, not cut to T."""
-    from agora import Agent
-    from agora.cache import StateCache
-
-    class Pooled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embedding = torch.nn.Embedding(20, 8)
-
-        def forward(self, x):
-            return self.embedding(x["input_ids"]).mean(1)  # [B, 8]
-
-    agent = Agent("teacher", Pooled(), torch.nn.Linear(8, 6), frozen=True)
-    cache = StateCache(4)
-    short = {"input_ids": torch.tensor([[1, 2], [3, 4]]), "attention_mask": torch.ones(2, 2)}
-    first = cache.lookup(agent, short, torch.tensor([0, 1]))
-    again = cache.lookup(
-        agent, {k: torch.cat([v, v], 1) for k, v in short.items()}, torch.tensor([0, 1])
-    )
-    assert first.s.shape == again.s.shape == (2, 8) and torch.equal(first.s, again.s)

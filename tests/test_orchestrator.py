@@ -1,142 +1,65 @@
-"""N-way graphs: multi-teacher aggregation, multi-student data and peers."""
+"""One step over N agents: several tutors, several students on their own data, peers."""
 
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from agora import Graph, GraphError, Orchestrator, RouterAggregation, WeightedAggregation
+from agora import (
+    Graph,
+    GraphError,
+    Orchestrator,
+    WeightedAggregation,
+)
 from agora.loaders import EpochSampler, LearnerBatchSampler
-from agora.models.toy import mlp_agent
 from agora.train import FitConfig, evaluate, fit
-from tests.helpers import regression_data, two_node
+from tests.helpers import dataset, mlp_agent, regression_data, train_steps
+
+
+def test_three_agents_two_tutors_one_learner_loss_goes_down():
+    torch.manual_seed(0)
+    graph = Graph(
+        [mlp_agent("t1", width=32, frozen=True), mlp_agent("t2", width=24, frozen=True)],
+        message_dim=12,
+    )
+    graph.add_agent(mlp_agent("student", width=8, rounds=2, aggregation="weights"))
+    graph.add_edge("student", "t1")
+    graph.add_edge("student", "t2")
+    graph.build(torch.randn(4, 6))
+    assert isinstance(graph.agents["student"].aggregator, WeightedAggregation)
+    history = train_steps(graph, *regression_data(64), steps=40)
+    assert history[-1] < 0.5 * history[0]
+    weights = graph.agents["student"].aggregator.last_weights
+    assert weights.shape == (2,) and torch.isclose(weights.sum(), torch.tensor(1.0))
+
+
+def test_peers_learn_from_each_other_and_loss_goes_down():
+    torch.manual_seed(0)
+    graph = Graph([mlp_agent("a", width=8), mlp_agent("b", width=12)], message_dim=8)
+    graph.add_edge("a", "b", ("talk", "logit"))
+    graph.add_edge("b", "a", ("talk", "logit"))
+    graph.build(torch.randn(4, 6))
+    x, y = regression_data(64)
+    out = Orchestrator(graph)(x, y)
+    assert {
+        "task[a]",
+        "task[b]",
+        "interact[a]",
+        "interact[b]",
+        "logit[a->b]",
+        "logit[b->a]",
+    } <= set(out.losses.terms)
+    history = train_steps(graph, x, y, steps=40)
+    assert history[-1] < 0.5 * history[0]
 
 
 def quick(**kwargs):
     defaults = {"epochs": 2, "batch_size": 16, "progress": False, "lr": 3e-3, "log_every": 1}
     return FitConfig(**{**defaults, **kwargs})
-
-
-def dataset(n, seed, d_in=8):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d_in, generator=gen)
-    return TensorDataset(x, (x[:, :4].sum(-1) + seed).sin())
-
-
-def tutors_graph(aggregation="router", tutors=3, **student):
-    """``tutors`` frozen tutors of different widths, one student that talks to each."""
-    torch.manual_seed(0)
-    names = [f"t{i}" for i in range(1, tutors + 1)]
-    graph = Graph(
-        [mlp_agent(name, 6, 16 + 8 * i, frozen=True) for i, name in enumerate(names)],
-        message_dim=12,
-        codec_dropout=0.0,
-    )
-    graph.add_agent(mlp_agent("student", 6, 8, aggregation=aggregation, **student))
-    for name in names:
-        graph.agents["student"].rounds = 2
-        graph.add_edge("student", name)
-    return graph.build(torch.randn(4, 6))
-
-
-# -- aggregation ------------------------------------------------------------------------------
-
-
-def test_router_weights_sum_to_one_per_example_and_receive_gradients():
-    graph = tutors_graph("router")
-    router = graph.agents["student"].aggregator
-    assert isinstance(router, RouterAggregation)
-    x, y = regression_data(16)
-    out = Orchestrator(graph)(x, y)
-    weights = router.last_weights
-    assert weights.shape == (16, 3)  # one weight per example and tutor
-    torch.testing.assert_close(weights.sum(-1), torch.ones(16))
-    assert not torch.allclose(weights, weights[:1].expand_as(weights))  # per example, not global
-    out.loss.backward()
-    assert router.gate.weight.grad is not None and router.gate.weight.grad.abs().sum() > 0
-    assert router.gate.bias.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("aggregation", ["mean", "weights", "router"])
-def test_one_active_tutor_gives_the_two_node_result_exactly(aggregation):
-    x, y = regression_data(8)
-    reference = Orchestrator(two_node(rounds=2))(x, y).losses.terms
-    graph = two_node(rounds=2)  # the same weights, seed for seed
-    twin = copy.deepcopy(graph.agents["teacher"])
-    twin.name = "twin"
-    with torch.no_grad():
-        for p in twin.parameters():
-            p.add_(1.0)  # a different tutor: only switching its edge off can match the reference
-    student = graph.agents["student"]
-    graph.add_agent(twin)
-    student.aggregation = aggregation
-    graph.add_edge("student", "twin")
-    graph.build(x)
-    graph.edge("student", "twin").active = False
-    terms = Orchestrator(graph)(x, y).losses.terms
-    assert list(terms) == list(reference)
-    for name, (weight, value) in reference.items():
-        assert terms[name][0] == weight and torch.equal(terms[name][1], value), name
-    assert student is graph.agents["student"]
-
-
-def test_a_subset_of_tutors_shares_out_the_weight_of_the_others():
-    weights = WeightedAggregation(3)
-    with torch.no_grad():
-        weights.logits.copy_(torch.tensor([0.5, 2.0, -1.0]))
-    replies = torch.randn(2, 4, 5)  # tutors 0 and 2 replied
-    reply = weights(replies, torch.zeros(4, 5), tutors=[0, 2])
-    expected = torch.tensor([0.5, -1.0]).softmax(0)
-    torch.testing.assert_close(weights.last_weights, expected)
-    torch.testing.assert_close(reply, expected[0] * replies[0] + expected[1] * replies[1])
-
-
-def test_logged_aggregation_weights_name_the_tutors(tmp_path):
-    graph = tutors_graph("weights", tutors=2)
-    fit(graph, *(dataset(64, 1, d_in=6),) * 2, quick(epochs=1), out_dir=tmp_path)
-    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    logged = [line for line in lines if "aggregation/student/t1" in line]
-    assert logged and all(not any(k.endswith("/0") for k in line) for line in lines)
-    for line in logged:
-        assert line["aggregation/student/t1"] + line["aggregation/student/t2"] == pytest.approx(1)
-
-
-@pytest.mark.parametrize("aggregation", ["weights", "router"])
-def test_a_weighing_aggregation_needs_two_tutors(aggregation):
-    with pytest.raises(
-        GraphError,
-        match=rf"Agent 'student': aggregation '{aggregation}' .* talks to 1 \(\['t1'\]\)",
-    ):
-        tutors_graph(aggregation, tutors=1)
-
-
-def test_tutors_that_reply_in_another_message_space_are_named():
-    from agora import make_codec
-
-    torch.manual_seed(0)
-    graph = Graph([mlp_agent("t1", 6, 16, frozen=True), mlp_agent("t2", 6, 16, frozen=True)],
-                  message_dim=12)  # fmt: skip
-    graph.add_agent(mlp_agent("student", 6, 8, aggregation="mean"))
-    graph.add_edge("student", "t1")
-    graph.add_edge("student", "t2")
-    graph.agents["t2"].codec = make_codec("token", (16,), (8,), 12)  # per-token replies
-    with pytest.raises(
-        GraphError,
-        match=r"Agent 'student' and its tutors speak different message spaces "
-        r"\(student \[B, 12\], t1 \[B, 12\], t2 \[B, T, 12\]\)",
-    ):
-        graph.build(torch.randn(4, 6))
-    graph.agents["t2"].codec = make_codec("mlp", (16,), (8,), 5)  # replies of another size
-    with pytest.raises(GraphError, match=r"Agent 't2': codec message dimension 5 .* 12"):
-        graph.build(torch.randn(4, 6))
-
-
-# -- multi-student ----------------------------------------------------------------------------
 
 
 def students_graph(codec_frozen=True, cache=True):
@@ -156,6 +79,30 @@ def students_graph(codec_frozen=True, cache=True):
     graph.agents["s2"].rounds = 1
     graph.add_edge("s2", "teacher", "talk")
     return graph.build(torch.randn(2, 8))
+
+
+class FailingDataset(TensorDataset):
+    """Raises on the ``fail_at``-th batch it is asked for: a crash in the middle of an epoch."""
+
+    def __init__(self, *tensors, fail_at=None):
+        super().__init__(*tensors)
+        self.fail_at, self.calls = fail_at, 0
+
+    def __getitems__(self, indices):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("crash (simulated)")
+        return [self[i] for i in indices]
+
+
+def peers_graph():
+    torch.manual_seed(0)
+    graph = Graph([mlp_agent("a", 6, 8), mlp_agent("b", 6, 12)], message_dim=8, codec_dropout=0.0)
+    graph.agents["a"].rounds = 1
+    graph.add_edge("a", "b", ("talk", "logit"))
+    graph.agents["b"].rounds = 1
+    graph.add_edge("b", "a", ("talk", "logit"))
+    return graph.build(torch.randn(4, 6))
 
 
 def test_each_learner_and_its_tutors_observe_the_learners_own_batch():
@@ -252,20 +199,6 @@ def test_per_learner_cache_and_evaluation():
     assert metrics["mean/rmse"] == pytest.approx((metrics["s1/rmse"] + metrics["s2/rmse"]) / 2)
 
 
-class FailingDataset(TensorDataset):
-    """Raises on the ``fail_at``-th batch it is asked for: a crash in the middle of an epoch."""
-
-    def __init__(self, *tensors, fail_at=None):
-        super().__init__(*tensors)
-        self.fail_at, self.calls = fail_at, 0
-
-    def __getitems__(self, indices):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise RuntimeError("crash (simulated)")
-        return [self[i] for i in indices]
-
-
 def test_per_learner_training_resumes_exactly_after_a_crash(tmp_path):
     def data(fail_at=None):
         short, long = dataset(40, 1), dataset(72, 2)
@@ -280,19 +213,6 @@ def test_per_learner_training_resumes_exactly_after_a_crash(tmp_path):
     fit(resumed, data(), None, config, out_dir=tmp_path)
     for key, value in reference.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
-
-
-# -- peers ------------------------------------------------------------------------------------
-
-
-def peers_graph():
-    torch.manual_seed(0)
-    graph = Graph([mlp_agent("a", 6, 8), mlp_agent("b", 6, 12)], message_dim=8, codec_dropout=0.0)
-    graph.agents["a"].rounds = 1
-    graph.add_edge("a", "b", ("talk", "logit"))
-    graph.agents["b"].rounds = 1
-    graph.add_edge("b", "a", ("talk", "logit"))
-    return graph.build(torch.randn(4, 6))
 
 
 def test_peers_with_one_batch_each_equal_peers_on_shared_data():
@@ -319,15 +239,3 @@ def test_peers_learn_each_on_its_own_data():
         F.mse_loss(graph.agents["b"](data["b"].tensors[0]).y.squeeze(-1), data["b"].tensors[1]),
     )
     assert {"interact[a]", "interact[b]", "logit[a->b]", "logit[b->a]"} <= set(out.losses.terms)
-
-
-def test_the_graphs_page_runs_as_written(tmp_path, monkeypatch, capsys):
-    import re
-    from pathlib import Path
-
-    page = Path(__file__).resolve().parent.parent / "docs" / "graphs.md"
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
-    monkeypatch.chdir(tmp_path)  # the stages example writes runs/chain
-    exec(compile("\n".join(blocks), str(page), "exec"), {"__name__": "__docs__"})
-    printed = capsys.readouterr().out
-    assert "mean/rmse" in printed and "'assistant':" in printed

@@ -1,0 +1,30 @@
+"""`python -m benchmarks text --quick` writes its page."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
+
+
+needs_sst2 = pytest.mark.skipif(
+    not (Path(DATA_DIR) / "sst2" / "train.tsv").is_file(),
+    reason="SST-2 not found: set AGORA_DATA_DIR to a folder holding sst2/{train,dev}.tsv",
+)
+
+
+@needs_sst2
+def test_bench_text_quick_writes_its_page(tmp_path):
+    import json
+
+    from benchmarks.harness import main
+
+    assert main(["text", "--quick", "--workers", "1", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "text-quick.json").read_text())
+    page = (tmp_path / "text-quick.md").read_text()
+    assert "Teacher + linear probe" in page and "TD k=1" in page and "cache on" in page
+    assert {row["method"] for row in results["rows"]} >= {"Scratch", "LD", "TD k=0", "TD k=1"}
+    assert all(0 <= row["test_accuracy"] <= 1 for row in results["rows"])

@@ -1,0 +1,28 @@
+"""The packaged minilm-sst2 config, end to end on a slice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
+
+
+needs_sst2 = pytest.mark.skipif(
+    not (Path(DATA_DIR) / "sst2" / "train.tsv").is_file(),
+    reason="SST-2 not found: set AGORA_DATA_DIR to a folder holding sst2/{train,dev}.tsv",
+)
+
+
+@needs_sst2
+def test_the_packaged_config_runs_end_to_end_on_a_slice(tmp_path):
+    from agora.cli import main
+
+    argv = ["run", "minilm-sst2", "--out", str(tmp_path / "run"), "fit.epochs=1",
+            "data.kwargs.train_size=24", "data.kwargs.valid_size=8", "data.kwargs.test_size=8",
+            "data.kwargs.max_length=12"]  # fmt: skip
+    assert main(argv) == 0
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+    assert main(["eval", str(tmp_path / "run"), "--split", "test"]) == 0

@@ -1,0 +1,89 @@
+"""Checkpoints: one file per agent and part, verified, written atomically."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agora import checkpoint
+from agora.checkpoint import CheckpointError
+from agora.models.toy import mlp_agent
+from agora.train import fit
+from tests.helpers import assert_same, clone_weights, fit_data, quick_fit, talk_graph
+
+
+def test_run_dir_holds_graph_json_and_one_file_per_agent_and_part(tmp_path):
+    train, valid = fit_data()
+    g = talk_graph()
+    result = fit(g, train, valid, quick_fit(), out_dir=tmp_path, run_config={"name": "test"})
+    model = tmp_path / "model"
+    document = json.loads((model / "graph.json").read_text())
+    assert {a["name"] for a in document["graph"]["agents"]} == {"teacher", "student"}
+    assert document["versions"]["torch"] == torch.__version__
+    assert document["config"] == {"name": "test"}
+    for agent in ("teacher", "student"):
+        for part in ("backbone", "codec"):
+            assert (model / "agents" / agent / f"{part}.safetensors").exists()
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/interact[student]" in line for line in lines)
+    assert any("eval/student/rmse" in line for line in lines)
+    # load rebuilds the trained graph: same predictions as the graph fit() returned
+    agents = {"teacher": mlp_agent("teacher", 8, 32), "student": mlp_agent("student", 8, 8)}
+    loaded = checkpoint.load(tmp_path, agents=agents)
+    x = valid.tensors[0]
+    g.eval()
+    loaded.eval()
+    assert torch.equal(loaded.agents["student"](x).y, g.agents["student"](x).y)
+    assert loaded.agents["teacher"].frozen
+    assert result.metrics["student/rmse"] == document["metrics"]["student/rmse"]
+
+
+def test_loading_into_a_graph_that_does_not_match_names_file_and_tensor(tmp_path):
+    fit(talk_graph(), *fit_data(), quick_fit(epochs=1), out_dir=tmp_path)
+    other = talk_graph(width=12).build(torch.randn(2, 8))
+    with pytest.raises(
+        CheckpointError, match=r"student/backbone.safetensors: tensor '.*' has shape"
+    ):
+        checkpoint.load_weights(tmp_path / "model", other)
+
+
+def test_truncated_or_corrupted_files_fail_clearly(tmp_path):
+    fit(talk_graph(), *fit_data(), quick_fit(epochs=1), out_dir=tmp_path)
+    target = talk_graph().build(torch.randn(2, 8))
+    codec = tmp_path / "model" / "agents" / "student" / "codec.safetensors"
+    raw = codec.read_bytes()
+    codec.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match=r"student/codec\.safetensors: checksum mismatch"):
+        checkpoint.load_weights(tmp_path / "model", target)
+    with pytest.raises(CheckpointError, match=r"student/codec\.safetensors: cannot be read"):
+        checkpoint.load_weights(tmp_path / "model", target, verify=False)
+    flipped = bytearray(raw)
+    flipped[-3] ^= 0xFF
+    codec.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        checkpoint.load_weights(tmp_path / "model", target)
+
+
+def test_a_crash_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    g = talk_graph().build(torch.randn(2, 8))
+    checkpoint.save_model(tmp_path / "model", g)
+    before = clone_weights(g)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+    calls = []
+
+    def crash_on_third(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full (simulated)")
+        return load_file.__globals__["save_file"](tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint, "save_file", crash_on_third)
+    with pytest.raises(OSError, match="simulated"):
+        checkpoint.save_model(tmp_path / "model", g)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no half-written folder left
+    fresh = talk_graph().build(torch.randn(2, 8))
+    checkpoint.load_weights(tmp_path / "model", fresh)
+    assert_same(clone_weights(fresh), before)
