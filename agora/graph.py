@@ -77,7 +77,7 @@ def check_learner(edge: Edge, learner_frozen: bool) -> None:
     if learner_frozen:
         raise GraphError(
             f"Edge {edge.name}: learner {edge.learner!r} is frozen; a learner must be "
-            f"trainable (unfreeze it, or reverse the edge)",
+            f"trainable (unfreeze it, or reverse the edge; a stage may train its codec alone)",
             "learner",
         )
 
@@ -424,11 +424,17 @@ class Graph(nn.Module):
 
     # -- validation --------------------------------------------------------------------------
 
-    def validate(self, sample: Any | None = None) -> None:
-        """Raise :class:`GraphError` naming the agent or edge for anything that cannot train."""
+    def validate(self, sample: Any | None = None, *, codec_learners: bool = False) -> None:
+        """Raise :class:`GraphError` naming the agent or edge for anything that cannot train.
+
+        With ``codec_learners`` (a stage that trains codecs alone), a learner may be frozen as
+        long as its codec trains."""
         if not self.agents:
             raise GraphError("The graph has no agents")
-        if not any(a.trainable for a in self.agents.values()):
+        trains = [
+            a for a in self.agents.values() if a.trainable or (codec_learners and not a.codec_frozen)
+        ]
+        if not trains:
             raise GraphError(
                 f"No trainable agent: every agent of {list(self.agents)} is frozen; unfreeze the "
                 f"student(s)"
@@ -444,7 +450,9 @@ class Graph(nn.Module):
             check_aggregation(agent.name, agent.aggregation, self.talk_edges(agent.name))
         for edge in self.active_edges:
             learner, tutor = self.agents[edge.learner], self.agents[edge.tutor]
-            check_learner(edge, learner.frozen)
+            check_learner(
+                edge, learner.frozen and not (codec_learners and not learner.codec_frozen)
+            )
             for name in edge.protocols:
                 get_protocol(name).check(edge, learner, tutor)
             for agent in (learner, tutor):

@@ -107,6 +107,11 @@ class Orchestrator(nn.Module):
         for learner in graph.learners():
             for protocol, links in self.links(learner, seen_by[learner]).items():
                 protocol.add_losses(losses, links, graph)
+        if not losses.terms:
+            raise GraphError(
+                "Nothing to learn in this step: no trainable agent has a task and targets, and "
+                f"no edge is active (edges: {[e.name for e in graph.edges]})"
+            )
         return StepOutput(loss=losses.total, losses=losses, outputs=outputs, groups=groups)
 
     def links(self, learner: str, outputs: Mapping[str, AgentOutput]) -> dict[Protocol, list[Link]]:

@@ -32,13 +32,17 @@ class Stage:
     Args:
         name (str): names the stage in errors, logs and its folder ``<out_dir>/stages/<name>``.
         epochs (int, optional): epochs of this stage. (default: ``FitConfig.epochs``)
+        steps (int, optional): optimizer steps of this stage, at most (``FitConfig.max_steps``),
+            whatever its epochs. (default: ``None``)
         edges (list, optional): the edges active in this stage, as ``"learner->tutor"``
             strings or ``("learner", "tutor")`` pairs; every other edge is switched off.
             ``None`` leaves every edge as it is. (default: ``None``)
         train (list[str], optional): the agents that train in this stage; every other agent
             is frozen. Only the backbone flag changes: a frozen agent's codec still trains
-            (unless ``codec_frozen``), as a frozen teacher's does. ``None`` leaves every agent
-            as it is. (default: ``None``)
+            (unless ``codec_frozen``), as a frozen teacher's does. ``[]`` trains the codecs
+            alone (the paper's "train encoders/decoders separately"); a stage in which no
+            metric can change keeps its last weights. ``None`` leaves every agent as it is.
+            (default: ``None``)
         metric (str, optional): the validation metric that picks the stage's best weights.
             (default: the first trainable agent's, as :func:`~agora.train.fit` chooses)
 
@@ -61,6 +65,7 @@ class Stage:
 
     name: str
     epochs: int | None = None
+    steps: int | None = None
     edges: list[EdgeName] | None = None
     train: list[str] | None = None
     metric: str | None = None
@@ -165,7 +170,7 @@ def check_stages(graph: Graph, stages: Sequence[Stage]) -> None:
 def validate_stage(graph: Graph, stage: Stage) -> None:
     """:meth:`Graph.validate <agora.graph.Graph.validate>`, its error naming the stage."""
     try:
-        graph.validate()
+        graph.validate(codec_learners=True)  # a stage may train a frozen learner's codec alone
     except GraphError as error:
         raise GraphError(f"Stage {stage.name!r}: {error}") from None
 
@@ -226,7 +231,12 @@ def fit_stages(
                 state.get("step", 0), 0.0,
             )  # fmt: skip
             continue
-        stage_config = replace(config, epochs=stage.epochs or config.epochs, metric=stage.metric)
+        stage_config = replace(
+            config,
+            epochs=stage.epochs or (10**6 if stage.steps else config.epochs),
+            max_steps=stage.steps,
+            metric=stage.metric,
+        )
         results[stage.name] = fit(
             graph, _trainees(graph, train_data), eval_data, stage_config,
             out_dir=stage_dir, resume=resume, run_config=run_config,

@@ -66,6 +66,8 @@ FIT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _count(v), "must be an integer"),
     "checkpoint_every": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
     "eval_every": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
+    "evals_per_epoch": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
+    "max_steps": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
     "log_every": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
 }
 
@@ -95,6 +97,11 @@ class FitConfig:
         checkpoint_every: also checkpoint every this many optimizer steps (``None``: at the end
             of each epoch only).
         eval_every: evaluate every this many optimizer steps as well as at each epoch's end.
+        evals_per_epoch: evaluate this many times per epoch, evenly spaced, the last at its
+            end (``patience`` counts these evaluations): a model that peaks within an epoch is
+            caught near its best.
+        max_steps: stop after this many optimizer steps, even within an epoch (then
+            evaluate and checkpoint); ``None``: run every epoch.
         log_every: write the loss terms to ``metrics.jsonl`` every this many steps.
         trackers: Accelerate trackers to log to as well, e.g. ``["tensorboard"]``.
         progress: show a progress bar (main process only).
@@ -119,6 +126,8 @@ class FitConfig:
     group_by_length: bool = False
     checkpoint_every: int | None = None
     eval_every: int | None = None
+    evals_per_epoch: int | None = None
+    max_steps: int | None = None
     log_every: int = 50
     trackers: list[str] = field(default_factory=list)
     progress: bool = True
@@ -352,11 +361,16 @@ def fit(
         graph.build(sample)
     learners = check_eval_data(graph, eval_data)
     metric = config.metric or default_metric(graph, learners)
+    if metric is not None and _unchanging(graph, metric):
+        metric = None  # nothing it measures can change (a stage training codecs alone): keep the last weights
     cache = StateCache(examples) if config.cache_frozen else None
     step_fn = CachedOrchestrator(graph, cache)
     params = [p for p in graph.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * math.ceil(len(loader) / config.grad_accumulation)
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    within = math.ceil(len(loader) / config.evals_per_epoch) if config.evals_per_epoch else 0
     scheduler = make_scheduler(optimizer, config, total_steps)
     shuffle = loader.batch_sampler if isinstance(train_data, Mapping) else sampler
     step_fn, optimizer, loader, scheduler = accelerator.prepare(
@@ -381,9 +395,11 @@ def fit(
         initial=state.step,
         disable=not (config.progress and accelerator.is_local_main_process),
     )
-    stop = False
+    log.bar = bar  # each evaluation shows its metric, and the best so far, on the bar
+    # a run resumed after its last step trains no more
+    stop = config.max_steps is not None and state.step >= config.max_steps
     epoch_seconds: list[float] = []
-    for epoch in range(state.epoch, config.epochs):
+    for epoch in range(state.epoch, config.epochs if not stop else state.epoch):
         batches = epoch_batches(loader, shuffle, epoch, state.batches_in_epoch)
         epoch_started = time.perf_counter()
         for item in batches:
@@ -402,12 +418,21 @@ def fit(
             state.step += 1
             bar.update(1)
             if state.step % config.log_every == 0:
-                bar.set_postfix(loss=f"{out.loss.item():.4f}")
+                bar.set_postfix({"loss": f"{out.loss.item():.4f}", **log.shown})
                 log.train(state, out, scheduler.get_last_lr()[0])
-            if config.eval_every and state.step % config.eval_every == 0:
-                stop = log.evaluate(state, eval_data, metric) or stop
+            evaluated = False
+            mid_epoch = within and state.batches_in_epoch % within == 0
+            if (config.eval_every and state.step % config.eval_every == 0) or (
+                mid_epoch and state.batches_in_epoch < len(loader)  # the epoch's end evaluates
+            ):
+                stop, evaluated = log.evaluate(state, eval_data, metric) or stop, True
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 log.checkpoint(state)
+            if config.max_steps is not None and state.step >= config.max_steps:
+                if not evaluated:
+                    log.evaluate(state, eval_data, metric)
+                log.checkpoint(state)
+                stop = True
             if stop:
                 break
         else:
@@ -485,6 +510,13 @@ def _flat(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in d.items()}
 
 
+def _unchanging(graph: Graph, metric: str) -> bool:
+    """True when ``metric`` measures agents whose predictions cannot change (all fixed)."""
+    name = metric.partition("/")[0]
+    agents = [graph.agents[name]] if name in graph.agents else list(graph.agents.values())
+    return all(_fixed(agent) for agent in agents)
+
+
 def _fixed(agent: Agent) -> bool:
     """True when nothing the agent predicts with can train (a frozen backbone may still share
     a parameter with a trainable agent)."""
@@ -502,6 +534,8 @@ class RunLog:
         self.best_metrics: dict[str, float] = {}
         self.frozen_metrics: dict[str, float] | None = None  # frozen agents': they never change
         self.main = accelerator.is_main_process
+        self.bar: Any = None  # the progress bar, once fit has made it
+        self.shown: dict[str, str] = {}  # the last evaluation, as the bar shows it
         if out_dir is not None and self.main:
             out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -563,6 +597,9 @@ class RunLog:
             self.save_best(state)
         else:
             state.evals_without_improvement += 1
+        self.shown = {metric: f"{metrics[metric]:.4f}", "best": f"{state.best:.4f}"}
+        if self.bar is not None:
+            self.bar.set_postfix(self.shown)
         patience = self.config.patience
         return patience is not None and state.evals_without_improvement >= patience
 

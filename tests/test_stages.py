@@ -100,10 +100,15 @@ def test_a_stage_naming_an_unknown_edge_or_agent_is_an_error():
         check_stages(graph, [Stage("x", edges=["student->ghost"])])
     with pytest.raises(GraphError, match=r"Stage 'y': unknown agent 'ghost' in train"):
         check_stages(graph, [Stage("x"), Stage("y", train=["ghost"])])
+    check_stages(
+        graph, [Stage("z", edges=["student->assistant"], train=["assistant"])]
+    )  # its codec
+    graph.agents["student"].freeze(False, codec=True)  # now nothing of the student can train
     with pytest.raises(
         GraphError, match=r"Stage 'z': Edge student->assistant: learner 'student' is frozen"
     ):
         check_stages(graph, [Stage("z", edges=["student->assistant"], train=["assistant"])])
+    graph.agents["student"].freeze(False, codec=False)
     with pytest.raises(GraphError, match=r"unique.*\['x'\]"):
         check_stages(graph, [Stage("x"), Stage("x")])
     assert graph.agents["student"].trainable and graph.edge("student", "assistant").active
@@ -161,3 +166,47 @@ def test_agora_run_trains_a_staged_config(tmp_path, capsys):
     graph = agora.load(out)  # the graph after the last stage, rebuilt from the stored specs
     assert graph.agents["assistant"].frozen and not graph.agents["student"].frozen
     assert [e.name for e in graph.active_edges] == ["student->assistant"]
+
+
+def test_codecs_can_train_alone_between_the_student_alone_and_everything_together():
+    """The paper's Table 8 "train encoders/decoders separately", as three stages."""
+    torch.manual_seed(0)
+    graph = Graph([mlp_agent("teacher", 8, 32, frozen=True), mlp_agent("student", 8, 8)],
+                  message_dim=8)  # fmt: skip
+    graph.add_edge("student", "teacher")
+    graph.build(torch.randn(2, 8))
+    student = graph.agents["student"]
+
+    def parts():
+        return {name: {k: v.clone() for k, v in module.state_dict().items()}
+                for name, module in (("backbone", student.upper), ("codec", student.codec))}  # fmt: skip
+
+    stages = [
+        Stage("alone", steps=4, edges=[]),
+        Stage("codecs", steps=4, edges=["student->teacher"], train=[]),
+        Stage("together", epochs=1, edges=["student->teacher"], train=["student"]),
+    ]
+    seen = {}
+    import agora.stages
+
+    real_fit = agora.stages.fit
+
+    def recording_fit(g, *args, **kwargs):
+        before = parts()
+        result = real_fit(g, *args, **kwargs)
+        after = parts()
+        seen[len(seen)] = {
+            name: any(not torch.equal(before[name][k], after[name][k]) for k in before[name])
+            for name in before
+        } | {"steps": result.steps}
+        return result
+
+    agora.stages.fit = recording_fit
+    try:
+        fit_stages(graph, stages, dataset(64, 0), dataset(32, 1), quick(batch_size=16))
+    finally:
+        agora.stages.fit = real_fit
+    assert seen[0] == {"backbone": True, "codec": False, "steps": 4}  # no edge: the task alone
+    assert seen[1] == {"backbone": False, "codec": True, "steps": 4}  # the codecs alone
+    assert seen[2]["backbone"] and seen[2]["codec"]
+    assert not student.frozen  # every flag back as the last stage set it

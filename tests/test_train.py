@@ -209,3 +209,24 @@ def test_a_resumed_ddp_rank_replays_its_epochs_batches(process):
     assert len(whole) == 5 and resumed == whole[2:]
     first = [item[0][0].tolist() for item in epoch_batches(*shard(), epoch=0)]
     assert first != whole  # epochs differ, so replaying epoch 0 would fail the check above
+
+
+def _eval_steps(run_dir):
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [line["step"] for line in lines if any(k.startswith("eval/") for k in line)]
+
+
+def test_evals_per_epoch_evaluates_evenly_and_once_at_the_epochs_end(tmp_path):
+    train, valid = fit_data()  # 192 examples: 12 batches of 16 per epoch
+    fit(talk_graph(), train, valid, quick_fit(epochs=2, batch_size=16, evals_per_epoch=4),
+        out_dir=tmp_path)  # fmt: skip
+    assert _eval_steps(tmp_path) == [3, 6, 9, 12, 15, 18, 21, 24]
+
+
+def test_max_steps_stops_within_an_epoch_evaluates_and_resumes_to_nothing(tmp_path):
+    train, valid = fit_data()
+    config = quick_fit(epochs=5, batch_size=16, max_steps=20)
+    result = fit(talk_graph(), train, valid, config, out_dir=tmp_path)
+    assert result.steps == 20 and _eval_steps(tmp_path) == [12, 20]
+    again = fit(talk_graph(), train, valid, config, out_dir=tmp_path)  # a finished run
+    assert again.steps == 20 and _eval_steps(tmp_path) == [12, 20]
