@@ -432,7 +432,9 @@ class Graph(nn.Module):
         if not self.agents:
             raise GraphError("The graph has no agents")
         trains = [
-            a for a in self.agents.values() if a.trainable or (codec_learners and not a.codec_frozen)
+            a
+            for a in self.agents.values()
+            if a.trainable or (codec_learners and not a.codec_frozen)
         ]
         if not trains:
             raise GraphError(
