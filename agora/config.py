@@ -110,9 +110,9 @@ class RunConfig:
             (default: ``0``)
         stages (list[Stage]): train in stages, each switching edges and trainable agents;
             empty trains once. (default: ``[]``)
-        options (dict[str, str]): command-line options the config offers, each naming the key
-            it sets: ``{genre: data.kwargs.genre}`` makes ``agora run CONFIG --genre War``
-            mean ``data.kwargs.genre=War``. (default: ``{}``)
+        options (dict[str, str or list[str]]): command-line options the config offers, each
+            naming the key (or keys) it sets: ``{genre: data.kwargs.genre}`` makes ``agora run
+            CONFIG --genre War`` mean ``data.kwargs.genre=War``. (default: ``{}``)
 
     Example:
         >>> cfg = load_config("tiny", ["fit.epochs=1", "graph.agents.1.rounds=3"])
@@ -125,7 +125,7 @@ class RunConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     seed: int = 0
     stages: list[Stage] = field(default_factory=list)
-    options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str | list[str]] = field(default_factory=dict)
     source: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,10 +148,11 @@ class RunConfig:
             except GraphError as error:
                 raise error.under(f"stages.{i}") from None
             _check_metric(stage.metric, agents, f"stages.{i}.metric")
-        for name, key in self.options.items():
-            if not re.fullmatch(r"[a-z][\w-]*", name) or not _KEY.match(key):
+        for name, keys in self.options.items():
+            keys = [keys] if isinstance(keys, str) else keys
+            if not re.fullmatch(r"[a-z][\w-]*", name) or not all(_KEY.match(k) for k in keys):
                 raise GraphError(
-                    f"an option is a lower-case name and a dotted key, got {name!r}: {key!r}",
+                    f"an option is a lower-case name and dotted keys, got {name!r}: {keys!r}",
                     f"options.{name}",
                 )
 

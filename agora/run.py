@@ -71,13 +71,22 @@ def option_overrides(config: RunConfig, options: Sequence[tuple[str, str]]) -> l
     overrides = []
     for name, value in options:
         if name not in config.options:
-            offered = ", ".join(f"--{n} (= {k})" for n, k in config.options.items()) or "none"
+            offered = ", ".join(f"--{n} (= {_keys(k)})" for n, k in config.options.items())
             raise ConfigError(
-                f"unknown option --{name}; this config offers: {offered}", "options", config.source
+                f"unknown option --{name}; this config offers: {offered or 'none'}",
+                "options",
+                config.source,
             )
+        keys = config.options[name]
         # JSON is YAML: the value stays a string even when it reads as YAML (`--genre null`)
-        overrides.append(f"{config.options[name]}={json.dumps(value)}")
+        overrides += [
+            f"{key}={json.dumps(value)}" for key in ([keys] if isinstance(keys, str) else keys)
+        ]
     return overrides
+
+
+def _keys(keys: str | list[str]) -> str:
+    return keys if isinstance(keys, str) else ", ".join(keys)
 
 
 def stored_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gradients.task import LR, TERMS
+from benchmarks.gradients.task import TERMS
 from benchmarks.harness import cell, table
 
 
@@ -18,7 +18,7 @@ def write(results: dict[str, Any], out: Path, stem: str = "gradients") -> None:
 def page(results: dict[str, Any]) -> str:
     """The results page, every number computed from ``results``."""
     s, rows = results["setup"], results["rows"]
-    seeds = len(s["seeds"])
+    seeds, student = len(s["seeds"]), s["budget"]["student"]
     lines = [
         "# How much of the student's update TD's terms make", "",
         f"Written by `{results['command']}` on {results['date']} ({results['machine']}, torch "
@@ -26,9 +26,10 @@ def page(results: dict[str, Any]) -> str:
         f"× {results['threads']} thread(s), {results['wall_seconds'] / 60:.1f} min wall.", "",
         *([f"> {note}" for note in s["notes"]] + [""] if s["notes"] else []),
         "The paper's two-node TD on MovieLens 100K: the pre-trained teacher (frozen) and a "
-        f"fresh student, k = 2 rounds, one weight w on {', '.join(TERMS)}; lr {LR:g}, batch "
-        f"{s['budget']['batch_size']}, up to {s['budget']['epochs']} epoch(s) with early stopping "
-        f"on validation RMSE (patience {s['budget']['patience']}). Scratch has no edge.", "",
+        f"fresh student, k = 2 rounds, one weight w on {', '.join(TERMS)}; the student's recipe "
+        f"(lr {student['lr']:g}, batch {student['batch_size']}, {student['evals_per_epoch']} "
+        f"evaluations per epoch, early stopping after {student['patience']} without improvement, "
+        f"at most {student['epochs']} epochs). Scratch has no edge.", "",
         "## The pull of each term", "",
         "The norm of each weighted term's gradient on the student's backbone (lower, upper, "
         "head; not its codec) divided by the task term's: median over "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,11 @@ import torch
 
 from agora.analysis.gradients import relative, term_gradients
 from agora.graph import Graph
-from agora.models.recommender import student_agent, teacher_agent
-from agora.train import FitConfig, fit
+from agora.models.recommender import STUDENT, TEACHER, teacher_agent
+from agora.train import fit
 from benchmarks import movielens
 from benchmarks.harness import Runner, cache_dir, stamp
-from benchmarks.movielens.task import Budget, DataView, pretrain, teacher_path
+from benchmarks.movielens.task import Budget, DataView, method, pretrain, student_for, teacher_path
 
 WEIGHTS = (0.1, 1.0, 10.0, 30.0, 100.0)
 GENRES = ("Adventure", "War")  # Genres 6 and 8: sparse, where the paper expects TD to help
@@ -48,7 +48,7 @@ NAMES = {  # a term's name in Losses, for the student talking to the teacher
     "state_consistency": "state_consistency[student->teacher]",
 }
 BATCHES = 16  # training batches the gradients are measured on
-LR = 1e-3  # Scratch's and TD's learning rate, as tuned by the movielens benchmark
+LR = STUDENT.lr  # the student's recipe (agora.models.recommender.STUDENT)
 
 
 @dataclass
@@ -68,10 +68,11 @@ def setup(seeds: int, quick: bool, limit: int | None) -> Setup:
     """The full setup, or with ``quick`` a smoke test: War, one seed and epoch, w 0.1 and 10."""
     if quick:
         return Setup(
-            ["War"], [0.1, 10.0], [0], Budget(epochs=1, teacher_epochs=1), batches=2,
+            ["War"], [0.1, 10.0], [0],
+            Budget(replace(STUDENT, epochs=1), replace(TEACHER, epochs=1), limit), batches=2,
             limit=limit, notes=["--quick: 1 genre, 1 seed, 1 epoch: a smoke test, not a result"],
         )  # fmt: skip
-    return Setup(list(GENRES), list(WEIGHTS), list(range(seeds)), Budget(), limit=limit)
+    return Setup(list(GENRES), list(WEIGHTS), list(range(seeds)), Budget(limit=limit), limit=limit)
 
 
 def _ratios(graph: Graph, batches: list[tuple[Any, Any]]) -> dict[str, float]:
@@ -91,7 +92,7 @@ def train(ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup)
     started = time.perf_counter()
     splits = DataView(ml, limit=s.limit).splits(genre)
     torch.manual_seed(seed)
-    student = student_agent(ml.meta, rounds=2, interact_weight=weight)
+    student = student_for(ml, splits["train"], method("TD", weight, rounds=2))
     graph = Graph([teacher_agent(ml.meta, teacher), student], message_dim=128, codec_hidden=256)
     if weight:
         edge_weights = dict.fromkeys(("message_consistency", "state_consistency"), weight)
@@ -99,14 +100,11 @@ def train(ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup)
     order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed))
     batches = [
         splits["train"].__getitems__(index)
-        for index in order.split(s.budget.batch_size)[: s.batches]
+        for index in order.split(s.budget.student.batch_size)[: s.batches]
     ]
     graph.build(batches[0][0])
     before = _ratios(graph, batches) if weight else {}
-    config = FitConfig(
-        epochs=s.budget.epochs, patience=s.budget.patience, batch_size=s.budget.batch_size,
-        lr=LR, seed=seed, metric="student/rmse", progress=False, log_every=10**9,
-    )  # fmt: skip
+    config = s.budget.student.fit_config(seed, metric="student/rmse")
     result = fit(graph, splits["train"], splits["valid"], config)
     after = _ratios(graph, batches) if weight else {}
     return {
@@ -135,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         s.notes.append(f"--limit {args.limit}: the first {args.limit} ratings of every split")
     cache = cache_dir(args)
     # the all-genre teacher of the movielens and graphs benchmarks (same files)
-    teachers = {seed: str(teacher_path("teacher", seed, cache, s.budget, s.limit))
+    teachers = {seed: str(teacher_path("teacher", seed, cache, s.budget))
                 for seed in s.seeds}  # fmt: skip
     with Runner(
         args.workers, args.threads, movielens.task.load_movielens, (args.data_dir,)

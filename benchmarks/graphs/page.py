@@ -120,7 +120,7 @@ def page(results: dict[str, Any]) -> str:
                   cell(walls["one run"], ".1f"), ""])  # fmt: skip
     lines += _table(["genre", "separate runs", "one run", "one run − separate"], body)
     if results.get("train_sizes"):
-        size = plan_["budget"]["batch_size"]
+        size = plan_["budget"]["student"]["batch_size"]
         batches = {g: math.ceil(n / size) for g, n in results["train_sizes"].items()}
         lines += [
             "Wall time is each run's own time (one process, "

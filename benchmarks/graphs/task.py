@@ -35,19 +35,26 @@ import json
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from agora.graph import Graph
-from agora.models.recommender import student_agent, teacher_agent
+from agora.models.recommender import STUDENT, TEACHER, teacher_agent
 from agora.orchestrator import Orchestrator
-from agora.train import FitConfig, evaluate, fit
+from agora.train import evaluate, fit
 from benchmarks import movielens
 from benchmarks.harness import Runner, RunStore, cache_dir, run_all, stamp
-from benchmarks.movielens.task import Budget, DataView, pretrain, teacher_path
+from benchmarks.movielens.task import (
+    Budget,
+    DataView,
+    method,
+    pretrain,
+    student_for,
+    teacher_path,
+)
 
 GROUPS = {  # the specialists' genres: two disjoint groups
     "drama_teacher": ("Drama", "Comedy", "Romance"),
@@ -55,9 +62,10 @@ GROUPS = {  # the specialists' genres: two disjoint groups
 }
 TUTORS = ("teacher", *GROUPS)
 PEERS = ("Adventure", "Sci-Fi")  # Genres 6 and 7: related, both sparse
-# TD's weights reach 30: below 1 its terms make under 1 % of the student's gradient (see
-# `python -m benchmarks gradients`); 0.03-0.3, the first grid, left every TD run tied with Scratch
-GRID = {"scratch_lr": (1e-3, 3e-3), "lr": (1e-3, 3e-3), "weight": (0.1, 1.0, 10.0, 30.0)}
+# The learning rate is the student's recipe's (agora.models.recommender.STUDENT); TD's shared
+# weight is tuned on validation: below 1 its terms make under 1 % of the student's gradient
+# (`python -m benchmarks gradients`), and the movielens benchmark chose tens
+GRID = {"scratch_lr": (STUDENT.lr,), "lr": (STUDENT.lr,), "weight": (3.0, 10.0, 30.0, 100.0)}
 ROUNDS = 2
 
 
@@ -106,13 +114,15 @@ def plan(
     if quick:
         return Plan(
             teacher_genres=[dense[-1]], all_genres=[dense[5], dense[-1]], seeds=[0],
-            budget=Budget(epochs=1, teacher_epochs=1),
-            grid={"scratch_lr": (1e-3,), "lr": (1e-3,), "weight": (0.1,)}, limit=limit,
+            budget=Budget(replace(STUDENT, epochs=1), replace(TEACHER, epochs=1), limit),
+            grid={"scratch_lr": (STUDENT.lr,), "lr": (STUDENT.lr,), "weight": (10.0,)},
+            limit=limit,
             notes=["--quick: 1 genre (a), 2 students (b), 1 seed, 1 epoch, no tuning: a smoke "
                    "test, not a result"],
         )  # fmt: skip
     grid = {**GRID, "weight": tuple(weights)} if weights else GRID
-    return Plan([dense[0], *dense[4:]], dense, list(range(seeds)), Budget(), grid, limit)
+    return Plan([dense[0], *dense[4:]], dense, list(range(seeds)), Budget(limit=limit), grid,
+                limit)  # fmt: skip
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -128,10 +138,10 @@ def train(ml: Any, run: Run, teachers: dict[str, str], budget: Budget, limit: in
         # a student's initial weights depend on its seed and genre only, not on the run it is
         # in, so that methods compare the same students (paired across methods)
         torch.manual_seed(run.seed * 1_000_003 + zlib.crc32(genre.encode()))
-        graph.add_agent(student_agent(
-            ml.meta, name=name, rounds=ROUNDS, interact_weight=run.weight,
-            aggregation=run.aggregation if many else "mean",
-        ))  # fmt: skip
+        train = DataView(ml, limit=limit).splits(genre)["train"]
+        student = student_for(ml, train, method("TD", run.weight, rounds=ROUNDS), name=name)
+        student.aggregation = run.aggregation if many else "mean"
+        graph.add_agent(student)
     tutors = []
     for name in run.tutors:  # added after the students: their codecs are built after them
         tutors.append(graph.add_agent(teacher_agent(ml.meta, teachers[name], name=name)))
@@ -141,10 +151,7 @@ def train(ml: Any, run: Run, teachers: dict[str, str], budget: Budget, limit: in
         for tutor in others:
             graph.add_edge(learner, tutor, "talk", weights=talk)
     data = {name: DataView(ml, limit=limit).splits(g) for name, g in zip(learners, run.genres)}
-    config = FitConfig(
-        epochs=budget.epochs, patience=budget.patience, batch_size=budget.batch_size, lr=run.lr,
-        seed=run.seed, progress=False, log_every=10**9,
-    )  # fmt: skip
+    config = replace(budget.student, lr=run.lr).fit_config(run.seed)
     result = fit(graph, {n: d["train"] for n, d in data.items()},
                  {n: d["valid"] for n, d in data.items()}, config)  # fmt: skip
     test = evaluate(graph, {n: d["test"] for n, d in data.items()})
@@ -264,14 +271,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cache = cache_dir(args)
 
     def teachers(seed: int) -> dict[str, str]:
-        return {name: str(teacher_path(name, seed, cache, the_plan.budget, args.limit))
+        return {name: str(teacher_path(name, seed, cache, the_plan.budget))
                 for name in TUTORS}  # fmt: skip
 
     timings: dict[str, float] = {}
     # every finished run, appended as it ends: a benchmark stopped part-way resumes from it
     store = RunStore(
         Path(args.out) / f"{args.benchmark}{'-quick' * args.quick}-runs.jsonl",
-        {"budget": asdict(the_plan.budget), "limit": args.limit},
+        json.loads(json.dumps({"budget": asdict(the_plan.budget), "limit": args.limit})),
     )
     with Runner(
         args.workers, args.threads, movielens.task.load_movielens, (args.data_dir,)

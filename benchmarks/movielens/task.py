@@ -1,10 +1,16 @@
 """The paper's MovieLens experiments (Tables 1, 3, 5, 7 and 8), end to end on a CPU.
 
-For each seed a teacher is pre-trained on every genre's training ratings (early stopping on
-validation) and saved as safetensors; it is frozen and reused by every genre and method. Each
-method then trains a fresh student on one genre's ratings and is scored by test RMSE at the
-epoch of best validation RMSE. Every loss weight, round count and learning rate is chosen on
-validation only (:data:`GRID`), with one seed, before the test runs.
+For each seed a teacher is pre-trained on every genre's training ratings
+(:func:`~agora.models.recommender.pretrain_teacher`: early stopping on its own latest ratings,
+never on the students' validation or test periods) and saved as safetensors; it is frozen and
+reused by every genre and method. Each method then trains a fresh student on one genre's
+ratings (the library's recipe, :data:`~agora.models.recommender.STUDENT`: four evaluations per
+epoch, early stopping) and is scored by test RMSE at its evaluation of best validation RMSE.
+
+Every setting is chosen on validation only, with seed 0, by mean validation RMSE over the
+eight genres, before any test number is read (:func:`tune`): Scratch's learning rate and
+dropout; each baseline's weight; TD's shared weight, then each of its three weights on its
+own, then its rounds. A choice on the edge of its grid widens the grid (:data:`WIDEN`).
 
 ``python -m benchmarks movielens [--quick]`` runs it and writes ``movielens.md``,
 ``movielens.csv`` and ``movielens.png`` into ``--out`` (default ``docs/results``).
@@ -13,128 +19,175 @@ validation only (:data:`GRID`), with one seed, before the test runs.
 from __future__ import annotations
 
 import argparse
-import itertools
+import hashlib
 import json
+import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from agora.agent import Agent
+from agora.data.movielens import MovieLensMeta
 from agora.graph import Graph
-from agora.models.recommender import pretrain_teacher, student_agent, teacher_agent, teacher_file
+from agora.models.recommender import (
+    STUDENT,
+    TEACHER,
+    Recipe,
+    Recommender,
+    RecommenderConfig,
+    pretrain_teacher,
+    teacher_agent,
+    teacher_file,
+)
 from agora.protocols import expand, get_protocol
-from agora.train import FitConfig, evaluate, fit
+from agora.stages import Stage, fit_stages
+from agora.train import evaluate, fit
 from benchmarks.harness import BenchmarkError, Runner, RunStore, cache_dir, run_all, stamp
 
 # -- methods ---------------------------------------------------------------------------------
+
+TD_WEIGHTS = ("interact", "message_consistency", "state_consistency")
 
 
 @dataclass(frozen=True)
 class Method:
     """One way to train the student: the edge ``student -> teacher`` it adds, if any.
 
-    ``weight`` is the distillation weight; TD gives it to all three of its losses (interact,
-    message and state consistency), as the paper's tuning did, unless ``weights`` says more.
+    ``weights`` are every loss weight by name (TD's ``interact`` is the student's own);
+    ``schedule="separately"`` is Table 8's: the student alone, then the codecs alone, then
+    everything together (:data:`SEPARATELY`). ``model="before"`` is the student as it was
+    before new users were handled (N(0, 1) embeddings, no OOV row, no dropout) with one
+    evaluation per epoch and a patience of 2: the reference of the page's first table.
     """
 
     name: str
     protocols: tuple[str, ...] = ()
-    weight: float = 0.0
+    weights: tuple[tuple[str, float], ...] = ()
     rounds: int = 0
     noise: float = 0.0
-    lr: float = 1e-3
-    weights: tuple[tuple[str, float], ...] = ()
+    lr: float = STUDENT.lr
+    dropout: float | None = None
+    schedule: str = "together"
+    model: str = "fixed"
 
-    def loss_weights(self) -> dict[str, float]:
-        """``weight`` for every loss of the protocols (TD's ``interact`` too), then
-        ``weights`` over them.
+    def weight(self, name: str) -> float:
+        """The weight ``name``; 0 when the method has none."""
+        return dict(self.weights).get(name, 0.0)
+
+    def set(self, param: str, value: float) -> Method:
+        """The same method with ``param`` (a field or a weight's name) set to ``value``.
 
         Example:
-            >>> Method("TD", ("talk",), weight=0.1, weights=(("state_consistency", 0.0),)).loss_weights()
-            {'message_consistency': 0.1, 'state_consistency': 0.0, 'interact': 0.1}
+            >>> Method("TD", ("talk",), (("interact", 1.0),)).set("interact", 3.0).weights
+            (('interact', 3.0),)
         """
-        weights = {w: self.weight for p in expand(self.protocols) for w in get_protocol(p).weights}
+        if param in {f for f in Method.__dataclass_fields__}:
+            return replace(self, **{param: value})
+        weights = dict(self.weights)
+        weights[param] = float(value)
+        return replace(self, weights=tuple(weights.items()))
+
+    def describe(self) -> str:
+        """The setting as the results show it (and run keys use it).
+
+        Example:
+            >>> Method("TD", ("talk",), tuple((w, 30.0) for w in TD_WEIGHTS), rounds=2).describe()
+            'w=30, k=2, lr=0.001'
+            >>> Method("LD", ("logit",), (("logit", 0.3),), dropout=0.2).describe()
+            'w=0.3, lr=0.001, dropout=0.2'
+        """
+        values = {w for _, w in self.weights}
+        parts = []
+        if len(values) == 1:
+            parts.append(f"w={values.pop():g}")
+        else:
+            parts += [f"{_SHORT.get(k, k)}={v:g}" for k, v in self.weights]
         if "talk" in self.protocols:
-            weights["interact"] = self.weight
-        return {**weights, **dict(self.weights)}
+            parts.append(f"k={self.rounds}")
+        parts.append(f"lr={self.lr:g}")
+        if self.dropout is not None:
+            parts.append(f"dropout={self.dropout:g}")
+        if self.noise:
+            parts.append(f"noise={self.noise:g}")
+        if self.schedule != "together":
+            parts.append(self.schedule)
+        if self.model != "fixed":
+            parts.append(f"model={self.model}")
+        return ", ".join(parts)
 
     def edge(self) -> dict[str, Any]:
         """The edge's options: its weights (all but the learner's ``interact``) and noise."""
-        weights = {k: v for k, v in self.loss_weights().items() if k != "interact"}
-        return {"weights": weights, "noise": self.noise}
+        return {"weights": {k: v for k, v in self.weights if k != "interact"}, "noise": self.noise}
 
     def learner(self) -> dict[str, Any]:
         """The student's own settings: its rounds and its interact weight."""
-        return {"rounds": self.rounds, "interact_weight": self.loss_weights().get("interact", 0.0)}
+        return {"rounds": self.rounds, "interact_weight": self.weight("interact")}
 
-    def describe(self) -> str:
-        """The setting as the results show it (and run keys use it); Scratch has only ``lr``.
 
-        Example:
-            >>> Method("TD", ("talk",), weight=0.1, rounds=2).describe()
-            'w=0.1, k=2, lr=0.001'
-        """
-        if not self.protocols:
-            return f"lr={self.lr:g}"
-        parts = [f"w={self.weight:g}", f"lr={self.lr:g}"]
-        if "talk" in self.protocols:
-            parts.insert(1, f"k={self.rounds}")
-        parts += [f"{k}={v:g}" for k, v in self.weights]
-        if self.noise:
-            parts.append(f"noise={self.noise:g}")
-        return ", ".join(parts)
-
+_SHORT = {"interact": "wi", "message_consistency": "wmc", "state_consistency": "wsc"}
 
 METHODS = ("Scratch", "LD", "FD", "FitNet", "Hybrid", "TD")
 PROTOCOLS = {"Scratch": (), "LD": ("logit",), "FD": ("feature",), "FitNet": ("fitnet",),
              "Hybrid": ("hybrid",), "TD": ("talk",)}  # fmt: skip
 
-# The tuning grid, searched on validation with seed 0 over every genre (mean validation RMSE).
-# TD's rounds are tuned after its weight and learning rate, over ROUNDS.
-GRID = {
-    "Scratch": {"lr": (1e-3, 3e-3)},
-    "LD": {"lr": (1e-3, 3e-3), "weight": (0.03, 0.1, 0.3, 1.0)},
-    "FD": {"lr": (1e-3, 3e-3), "weight": (0.03, 0.1, 0.3, 1.0)},
-    "FitNet": {"lr": (1e-3, 3e-3), "weight": (0.03, 0.1, 0.3, 1.0)},
-    "Hybrid": {"lr": (1e-3, 3e-3), "weight": (0.03, 0.1, 0.3, 1.0)},
-    "TD": {"lr": (1e-3, 3e-3), "weight": (0.03, 0.1, 0.3), "rounds": (2,)},
-}
-ROUNDS = (1, 2, 3)
-NOISE = 0.1  # std of the Gaussian noise of Table 8, on the teacher's decoded states
 
-
-def grid(name: str, spec: dict[str, Sequence[Any]]) -> list[Method]:
-    """Method ``name`` at every point of the product of ``spec``'s values.
+def method(name: str, weight: float = 0.0, **fields: Any) -> Method:
+    """Method ``name`` with ``weight`` on every loss weight of its protocols.
 
     Example:
-        >>> [m.describe() for m in grid("LD", {"lr": (1e-3,), "weight": (0.1, 0.3)})]
-        ['w=0.1, lr=0.001', 'w=0.3, lr=0.001']
+        >>> method("Hybrid", 0.3).weights
+        (('logit', 0.3), ('feature', 0.3))
     """
-    keys = list(spec)
-    return [
-        Method(name, PROTOCOLS[name], **dict(zip(keys, values)))
-        for values in itertools.product(*(spec[k] for k in keys))
-    ]
+    protocols = PROTOCOLS[name]
+    names = [w for p in expand(protocols) for w in get_protocol(p).weights]
+    names += ["interact"] if "talk" in protocols else []
+    return Method(name, protocols, tuple((w, float(weight)) for w in names), **fields)
+
+
+# Each parameter's first grid, searched on validation with seed 0 over the eight genres. A
+# choice on an edge adds the next value beyond it (WIDEN), up to MAX_WIDEN times.
+GRID: dict[str, dict[str, tuple[float, ...]]] = {
+    "Scratch": {"lr": (3e-4, 1e-3, 3e-3), "dropout": (0.1, 0.2, 0.3)},
+    "LD": {"weight": (0.1, 0.3, 1.0, 3.0)},
+    "FD": {"weight": (0.3, 1.0, 3.0, 10.0)},
+    "FitNet": {"weight": (0.3, 1.0, 3.0, 10.0)},
+    "Hybrid": {"weight": (0.1, 0.3, 1.0, 3.0)},
+    "TD": {"weight": (3.0, 10.0, 30.0, 100.0), "factor": (1 / 3, 1.0, 3.0), "rounds": (0, 1, 2, 3)},
+}
+MAX_WIDEN = 3
+NOISE = 0.1  # std of the Gaussian noise of Table 8, on the teacher's decoded states
+SEPARATELY = (1000, 500)  # Table 8: steps of the student alone, then of the codecs alone
+
+
+def widen(param: str, value: float, up: bool) -> float | None:
+    """The next grid value beyond ``value``: weights and learning rates times or over 3,
+    dropout plus or minus 0.1 (within [0, 0.6]), rounds plus or minus 1 (within [0, 4])."""
+    if param == "dropout":
+        step = round(value + (0.1 if up else -0.1), 2)
+        return step if 0 <= step <= 0.6 else None
+    if param == "rounds":  # the paper searched 0-3; one round more at the most
+        return (value + 1 if value < 4 else None) if up else (value - 1 if value > 0 else None)
+    return value * 3 if up else value / 3
 
 
 # -- one run ---------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Budget:
-    """How long each student trains; early stopping on validation picks the epoch.
+    """How the students and teachers train (the library's recipes), and ``limit``: keep the
+    first ``limit`` ratings of every split (a smoke test)."""
 
-    Measured with the scratch student (lr 1e-3, batch 256): Drama's validation RMSE is best
-    after 2 epochs, War's after 5-6, so 8 epochs with a patience of 2 serves both.
-    """
+    student: Recipe = STUDENT
+    teacher: Recipe = TEACHER
+    limit: int | None = None
 
-    epochs: int = 8
-    patience: int = 2
-    batch_size: int = 256
-    teacher_epochs: int = 8
+
+BEFORE = Recipe(lr=1e-3, epochs=8, evals_per_epoch=1, patience=2)  # the old benchmark's budget
 
 
 class DataView:
@@ -151,62 +204,82 @@ class DataView:
         return {k: v.head(self.limit) for k, v in self.ml.splits(which).items()}
 
 
-def teacher_path(
-    name: str, seed: int, cache: Path, budget: Budget, limit: int | None = None
-) -> Path:
+def teacher_path(name: str, seed: int, cache: Path, budget: Budget) -> Path:
     """Where tutor ``name`` pre-trained with ``seed`` is kept. The all-genre ``teacher`` is the
     library's own (:func:`~agora.models.recommender.teacher_file`, what ``agora run
-    paper-movielens`` uses) unless ``limit`` is set; a specialist, a shorter pre-training or a
+    paper-movielens`` uses) unless the budget differs; a specialist, another budget or a
     ``limit`` gets a file of its own.
 
     Example:
         >>> teacher_path("drama_teacher", 1, Path("/c"), Budget()).as_posix()
         '/c/movielens/drama_teacher-seed1.safetensors'
     """
-    if name == "teacher" and limit is None:
-        return teacher_file(seed, cache, budget.teacher_epochs)
-    suffix = "" if budget.teacher_epochs == Budget.teacher_epochs else "-short"
-    suffix += f"-limit{limit}" if limit else ""
-    return cache / "movielens" / f"{name}-seed{seed}{suffix}.safetensors"
+    tag = "" if budget.teacher == TEACHER else json.dumps(asdict(budget.teacher))
+    tag += f"-limit{budget.limit}" if budget.limit else ""
+    if name == "teacher":
+        return teacher_file(seed, cache, tag)
+    digest = f"-{hashlib.sha256(tag.encode()).hexdigest()[:8]}" if tag else ""
+    return cache / "movielens" / f"{name}-seed{seed}{digest}.safetensors"
 
 
 def pretrain(data: Any, seed: int, path: Path, budget: Budget) -> dict[str, float]:
     """Pre-train the teacher on ``data`` (a MovieLens or a :class:`DataView`) into ``path``."""
-    return pretrain_teacher(
-        data, seed, path, epochs=budget.teacher_epochs, batch_size=budget.batch_size
-    )
+    return pretrain_teacher(data, seed, path, recipe=budget.teacher)
+
+
+def student_for(ml: Any, train: Any, m: Method, name: str = "student") -> Agent:
+    """The student agent of method ``m``, its vocabulary that of ``train``; ``model="before"``
+    is the student as it was before new users were handled (N(0, 1) rows, no OOV row)."""
+    dropout = {} if m.dropout is None else {"dropout": m.dropout}
+    if m.model == "before":
+        model = Recommender.student(ml.meta, init_scale=None, oov=False, id_dropout=0.0,
+                                    **dropout)  # fmt: skip
+    else:
+        model = Recommender.student(ml.meta, **dropout).set_vocabulary(train)
+    return Agent.from_model(name, model, "lower", "upper", "head", task="regression", **m.learner())
 
 
 def train_student(
-    ml: Any, genre: str, method: Method, seed: int, teacher: Path, budget: Budget
+    ml: Any, genre: str, m: Method, seed: int, teacher: Path, budget: Budget
 ) -> dict[str, Any]:
-    """One student on one genre: validation and test RMSE at the best validation epoch."""
+    """One student on one genre: validation and test RMSE at the best validation evaluation."""
     started = time.perf_counter()
-    splits = ml.splits(genre)
+    splits = DataView(ml, limit=budget.limit).splits(genre)
     torch.manual_seed(seed)
     graph = Graph(
-        [teacher_agent(ml.meta, teacher), student_agent(ml.meta, **method.learner())],
+        [teacher_agent(ml.meta, teacher), student_for(ml, splits["train"], m)],
         message_dim=128,
         codec_hidden=256,
     )
-    if method.protocols:
-        graph.add_edge("student", "teacher", method.protocols, **method.edge())
-    config = FitConfig(
-        epochs=budget.epochs, patience=budget.patience, batch_size=budget.batch_size,
-        lr=method.lr, seed=seed, metric="student/rmse", progress=False, log_every=10**9,
-    )  # fmt: skip
-    result = fit(graph, splits["train"], splits["valid"], config)
+    if m.protocols:
+        graph.add_edge("student", "teacher", m.protocols, **m.edge())
+    recipe = replace(BEFORE if m.model == "before" else budget.student, lr=m.lr)
+    config = recipe.fit_config(seed, metric="student/rmse")
+    if m.schedule == "separately":
+        alone, codecs = SEPARATELY
+        stages = [
+            Stage("alone", steps=alone, edges=[]),
+            Stage("codecs", steps=codecs, edges=["student->teacher"], train=[]),
+            Stage("together", edges=["student->teacher"], train=["student"]),
+        ]
+        results = fit_stages(graph, stages, splits["train"], splits["valid"], config)
+        result = results["together"]
+        steps = sum(r.steps for r in results.values())
+    else:
+        result = fit(graph, splits["train"], splits["valid"], config)
+        steps = result.steps
     test = evaluate(graph, splits["test"])
     return {
         "genre": genre,
-        "method": method.name,
-        "setting": method.describe(),
+        "method": m.name,
+        "setting": m.describe(),
         "seed": seed,
         "valid_rmse": result.metrics["student/rmse"],
         "test_rmse": test["student/rmse"],
+        "teacher_valid_rmse": evaluate(graph, splits["valid"], agents=["teacher"])["teacher/rmse"],
         "teacher_test_rmse": test["teacher/rmse"],
         "best_step": result.best_step,
-        "steps": result.steps,
+        "steps": steps,
         "seconds": time.perf_counter() - started,
     }
 
@@ -225,13 +298,13 @@ def load_movielens(data_dir: str | None) -> None:
 
 
 def _run_task(task: tuple[str, Method, int, str, Budget]) -> dict[str, Any]:
-    genre, method, seed, teacher, budget = task
-    return train_student(ML, genre, method, seed, Path(teacher), budget)
+    genre, m, seed, teacher, budget = task
+    return train_student(ML, genre, m, seed, Path(teacher), budget)
 
 
 def _pretrain_task(task: tuple[int, str, Budget]) -> dict[str, float]:
     seed, path, budget = task
-    return pretrain(ML, seed, Path(path), budget)
+    return pretrain(DataView(ML, limit=budget.limit), seed, Path(path), budget)
 
 
 def check_data(args: argparse.Namespace) -> None:
@@ -255,78 +328,129 @@ def check_data(args: argparse.Namespace) -> None:
 
 @dataclass
 class Plan:
-    """What :func:`run` runs: genres, seeds, budget, each method's tuning grid, TD's rounds
-    (tuned, and Table 5's), whether to run the ablations, and notes for the page."""
+    """What :func:`run` runs: genres, seeds, budget, the first grids, how far they may widen,
+    whether to run the ablations, and notes for the page."""
 
     genres: list[str]
     seeds: list[int]
     budget: Budget
-    grid: dict[str, dict[str, Sequence[Any]]]
-    rounds: Sequence[int] = ROUNDS
+    grid: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=lambda: dict(GRID))
+    max_widen: int = MAX_WIDEN
     ablations: bool = True
     notes: list[str] = field(default_factory=list)
 
 
 def quick_plan(genres: list[str]) -> Plan:
-    """Two genres (densest and 8th), one seed, one epoch, one grid point per method."""
+    """Two genres (densest and 8th), one seed, one epoch, a point or two of each grid."""
     small = {name: {k: v[:1] for k, v in spec.items()} for name, spec in GRID.items()}
+    small["TD"] = {"weight": (10.0,), "factor": (1.0,), "rounds": (1,)}
+    budget = Budget(student=replace(STUDENT, epochs=1), teacher=replace(TEACHER, epochs=1),
+                    limit=2000)  # fmt: skip
     return Plan(
-        genres=[genres[0], genres[-1]], seeds=[0], budget=Budget(epochs=1, teacher_epochs=1),
-        grid=small, rounds=(1,),
-        notes=["--quick: 2 genres, 1 seed, 1 epoch, 1 grid point: a smoke test, not a result"],
+        genres=[genres[0], genres[-1]], seeds=[0], budget=budget, grid=small, max_widen=0,
+        notes=["--quick: 2 genres, 1 seed, 1 epoch, the first 2,000 ratings of every split, "
+               "1 grid point: a smoke test, not a result"],
     )  # fmt: skip
 
 
-def tune(
-    runner: Runner, plan: Plan, teacher: Callable[[int], Path], done: RunStore
-) -> tuple[dict[str, Method], list[dict]]:
-    """Pick each method's setting by mean validation RMSE over the genres (seed 0)."""
-    candidates = [m for name in METHODS for m in grid(name, plan.grid[name])]
-    rows = _run_all(runner, candidates, plan.genres, [0], teacher, plan.budget, "tuning", done)
-    best = _best_by_validation(candidates, rows)
-    rounds = [replace(best["TD"], rounds=k) for k in plan.rounds if k != best["TD"].rounds]
-    if rounds:
-        rows += _run_all(
-            runner, rounds, plan.genres, [0], teacher, plan.budget, "tuning rounds", done
-        )
-        best["TD"] = _best_by_validation([best["TD"], *rounds], rows)["TD"]
-    return best, rows
+class Tuner:
+    """Chooses settings by mean validation RMSE over the genres with seed 0 (every run kept
+    in ``rows``), widening any grid whose choice lands on its edge."""
+
+    def __init__(self, runner: Runner, plan: Plan, teacher: Callable[[int], Path], store: RunStore):
+        self.runner, self.plan, self.teacher, self.store = runner, plan, teacher, store
+        self.rows: list[dict] = []
+        self.searches: list[dict[str, Any]] = []  # what the page shows: each grid, each choice
+
+    def score(self, methods: Sequence[Method], label: str) -> dict[Method, float]:
+        """Mean validation RMSE over the genres (seed 0) of each method."""
+        rows = _run_all(self.runner, methods, self.plan.genres, [0], self.teacher,
+                        self.plan.budget, label, self.store)  # fmt: skip
+        self.rows += rows
+        return {
+            m: statistics.fmean(r["valid_rmse"] for r in rows if r["setting"] == m.describe())
+            for m in methods
+        }
+
+    def search(
+        self, base: Method, param: str, values: Sequence[float], make: Callable[[float], Method],
+        label: str,
+    ) -> Method:  # fmt: skip
+        """The best of ``make(v)`` over ``values``, widened past an edge choice."""
+        values, scores = sorted(values), {}
+        for _ in range(self.plan.max_widen + 1):
+            todo = [v for v in values if v not in scores]
+            scored = self.score([make(v) for v in todo], f"{label}: {param}")
+            scores.update({v: s for v, s in zip(todo, scored.values())})
+            best = min(values, key=lambda v: scores[v])
+            edge = len(values) > 1 and best in (values[0], values[-1])
+            beyond = widen(param, best, up=best == values[-1]) if edge else None
+            if beyond is None or beyond in values:
+                break
+            values = sorted([*values, beyond])
+        else:
+            edge = len(values) > 1 and best in (values[0], values[-1])
+        self.searches.append({
+            "method": base.name, "param": param, "grid": values, "chosen": best,
+            "scores": [scores[v] for v in values], "on_edge": bool(edge),
+            "setting": make(best).describe(),
+        })  # fmt: skip
+        return make(best)
 
 
-def _best_by_validation(candidates: Iterable[Method], rows: list[dict]) -> dict[str, Method]:
-    scores: dict[Method, list[float]] = {}
-    by_setting = {(m.name, m.describe()): m for m in candidates}
-    for row in rows:
-        method = by_setting.get((row["method"], row["setting"]))
-        if method is not None:
-            scores.setdefault(method, []).append(row["valid_rmse"])
-    best: dict[str, Method] = {}
-    for method, values in scores.items():
-        mean = sum(values) / len(values)
-        if method.name not in best or mean < _mean(scores[best[method.name]]):
-            best[method.name] = method
-    return best
+_META = MovieLensMeta(1, 1, 1, 19, 1)  # sizes do not matter here: the student's defaults
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+def tune(tuner: Tuner) -> dict[str, Method]:
+    """Every method's setting, on validation with seed 0 (see the module's docstring)."""
+    grid = tuner.plan.grid
+    scratch = method("Scratch", dropout=RecommenderConfig.student(_META).dropout)
+    scratch = tuner.search(
+        scratch, "lr", grid["Scratch"]["lr"], lambda v: scratch.set("lr", v), "Scratch"
+    )
+    scratch = tuner.search(scratch, "dropout", grid["Scratch"]["dropout"],
+                           lambda v: scratch.set("dropout", v), "Scratch")  # fmt: skip
+    common = {"lr": scratch.lr, "dropout": scratch.dropout}
+    chosen = {"Scratch": scratch}
+    for name in METHODS[1:-1]:
+        base = method(name, 1.0, **common)
+        chosen[name] = tuner.search(base, "weight", grid[name]["weight"],
+                                    lambda v, n=name: method(n, v, **common), name)  # fmt: skip
+    td = tuner.search(method("TD", 1.0, rounds=2, **common), "weight", grid["TD"]["weight"],
+                      lambda v: method("TD", v, rounds=2, **common), "TD")  # fmt: skip
+    for weight in TD_WEIGHTS:  # then each of its weights on its own, the others as chosen
+        base, shared = td, td.weight(weight)
+        td = tuner.search(base, weight, [shared * f for f in grid["TD"]["factor"]],
+                          lambda v, b=base, w=weight: b.set(w, v), "TD")  # fmt: skip
+    td = tuner.search(
+        td, "rounds", grid["TD"]["rounds"], lambda v, b=td: b.set("rounds", int(v)), "TD"
+    )
+    chosen["TD"] = td
+    return chosen
 
 
-def ablations(td: Method, rounds: Sequence[int]) -> list[Method]:
-    """Table 5 (rounds), Table 7 (no L_MC, no L_SC) and Table 8 (noise) around tuned TD."""
-    variants = [replace(td, name=f"TD k={k}", rounds=k) for k in (0, *rounds) if k != td.rounds]
+def ablations(td: Method) -> list[Method]:
+    """Table 5 (rounds 0-3), Table 7 (no L_MC, no L_SC) and Table 8 (noise, codecs trained
+    separately) around the tuned TD."""
+    variants = [replace(td, name=f"TD k={k}", rounds=k) for k in range(4) if k != td.rounds]
     variants += [
-        replace(td, name="TD no MC", weights=(("message_consistency", 0.0),)),
-        replace(td, name="TD no SC", weights=(("state_consistency", 0.0),)),
+        replace(td.set("message_consistency", 0.0), name="TD no MC"),
+        replace(td.set("state_consistency", 0.0), name="TD no SC"),
         replace(td, name="TD noise", noise=NOISE),
+        replace(td, name="TD separately", schedule="separately"),
     ]
     return variants
 
 
 def _key(task: tuple[str, Method, int, str, Budget]) -> str:
     """Runs with equal keys train identically (whatever the method's display name)."""
-    genre, method, seed = task[:3]
-    return json.dumps([genre, list(method.protocols), method.describe(), seed])
+    genre, m, seed = task[:3]
+    return json.dumps([genre, list(m.protocols), m.describe(), seed])
+
+
+def _cost(task: tuple[str, Method, int, str, Budget]) -> float:
+    m = task[1]
+    return (1 + 4 * m.rounds + 2 * bool(m.protocols)) * (1 + (m.schedule != "together"))
 
 
 def _run_all(
@@ -335,10 +459,7 @@ def _run_all(
 ) -> list[dict]:  # fmt: skip
     """Every (method, genre, seed), each row under its method's name."""
     tasks = [(g, m, s, str(teacher(s)), budget) for s in seeds for m in methods for g in genres]
-    rows = run_all(
-        runner, _run_task, tasks, store, _key, label,
-        cost=lambda t: (1 + t[1].rounds) * (1 + len(t[1].protocols)),
-    )  # fmt: skip
+    rows = run_all(runner, _run_task, tasks, store, _key, label, cost=_cost)
     return [{**row, "method": task[1].name} for task, row in zip(tasks, rows)]
 
 
@@ -350,9 +471,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     ml = MovieLens(args.data_dir)
     dense = ml.dense_genres(8)
-    plan = quick_plan(dense) if args.quick else Plan(dense, list(range(args.seeds)), Budget(), GRID)
-    budget = plan.budget
-    cache = cache_dir(args)
+    plan = quick_plan(dense) if args.quick else Plan(dense, list(range(args.seeds)), Budget())
+    budget, cache = plan.budget, cache_dir(args)
 
     def teacher(seed: int) -> Path:  # shared with `agora run paper-movielens` (same files)
         return teacher_path("teacher", seed, cache, budget)
@@ -360,7 +480,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # every finished run, by key: seed 0 of the chosen settings is reused from tuning, and a
     # benchmark stopped part-way picks up where it was
     store = RunStore(Path(args.out) / f"{args.benchmark}{'-quick' * args.quick}-runs.jsonl",
-                     asdict(budget))  # fmt: skip
+                     json.loads(json.dumps(asdict(budget))))  # fmt: skip
     timings: dict[str, float] = {}
     with Runner(args.workers, args.threads, load_movielens, (args.data_dir,)) as runner:
         clock = time.perf_counter()
@@ -369,16 +489,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timings["teacher pre-training"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        chosen, tuning_rows = tune(runner, plan, teacher, store)
+        tuner = Tuner(runner, plan, teacher, store)
+        chosen = tune(tuner)
         timings["tuning (validation, seed 0)"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         main = [chosen[name] for name in METHODS]
-        rows = _run_all(runner, main, plan.genres, plan.seeds, teacher, budget, "methods", store)
-        timings["main table (6 methods)"] = time.perf_counter() - clock
+        before = replace(method("Scratch", lr=1e-3, dropout=0.0), name="Scratch before",
+                         model="before")  # fmt: skip
+        rows = _run_all(runner, [*main, before], plan.genres, plan.seeds, teacher, budget,
+                        "methods", store)  # fmt: skip
+        timings["main table (6 methods, and Scratch before)"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        variants = ablations(chosen["TD"], plan.rounds) if plan.ablations else []
+        variants = ablations(chosen["TD"]) if plan.ablations else []
         rows += _run_all(
             runner, variants, plan.genres, plan.seeds, teacher, budget, "ablations", store
         )
@@ -389,13 +513,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "genres": plan.genres,
         "genre_ranking": ml.genre_ranking(),
         "seeds": plan.seeds,
-        "budget": asdict(plan.budget),
+        "budget": json.loads(json.dumps(asdict(plan.budget))),
         "grid": {k: {n: list(v) for n, v in spec.items()} for k, spec in plan.grid.items()},
-        "rounds_searched": list(plan.rounds),
+        "searches": tuner.searches,
         "chosen": {name: m.describe() for name, m in chosen.items()},
         "chosen_params": {name: asdict(m) for name, m in chosen.items()},
+        "separately": list(SEPARATELY),
+        "noise": NOISE,
         "rows": rows,
-        "tuning_rows": tuning_rows,
+        "tuning_rows": tuner.rows,
         "teachers": teachers,
         "timings": timings,
         "notes": plan.notes,

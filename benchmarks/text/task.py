@@ -35,8 +35,8 @@ from safetensors.torch import save_file
 from agora.graph import Graph
 from agora.loaders import eval_loader
 from agora.train import FitConfig, evaluate, fit
-from benchmarks.harness import BenchmarkError, Runner, RunStore, cache_dir, run_all, stamp
-from benchmarks.movielens.task import Method
+from benchmarks.harness import BenchmarkError, Runner, RunStore, run_all, stamp
+from benchmarks.movielens.task import Method, method
 
 TEACHER_LOWER = 3  # the teacher's split: embeddings + 3 layers | 3 layers
 STUDENT_LAYERS, STUDENT_LOWER = 2, 1  # the student's: embeddings + 1 layer | 1 layer
@@ -265,12 +265,12 @@ def cache_timing(
 ) -> dict:
     """Seconds per epoch of TD (k = 1) with and without the frozen teacher's state cache, on
     the first ``examples`` training sentences."""
-    method = Method("TD", ("talk",), weight=0.1, rounds=1, lr=LRS[0])
+    td = method("TD", 0.1, rounds=1, lr=LRS[0])
     train = splits["train"]
     timed = {**splits, "train": train.subset(range(min(examples, len(train))))}
     seconds: dict[str, Any] = {"examples": len(timed["train"])}
     for cache in (True, False):
-        row = train_student(timed, method, 0, probe, replace(budget, epochs=epochs), cache=cache)
+        row = train_student(timed, td, 0, probe, replace(budget, epochs=epochs), cache=cache)
         seconds["with_cache" if cache else "without_cache"] = row["epoch_seconds"]
     return seconds
 
@@ -295,7 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     clock = time.perf_counter()
     splits = task_data(budget, args.data_dir)
-    probe = cache_dir(args) / f"minilm-probe-{budget.train_size}-{budget.max_length}.safetensors"
+    probes = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".teachers"
+    probe = probes / f"minilm-probe-{budget.train_size}-{budget.max_length}.safetensors"
     teacher = minilm_teacher(lower_layers=TEACHER_LOWER)
     probe_info = train_probe(teacher, splits, probe)
     reference = agent_accuracy(
@@ -309,14 +310,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     with Runner(args.workers, args.threads, _init_worker, (args.data_dir,)) as runner:
         clock = time.perf_counter()
-        scratch = [Method("Scratch", lr=lr) for lr in plan.lrs]
+        scratch = [method("Scratch", lr=lr) for lr in plan.lrs]
         tuning = _run_all(runner, scratch, [0], probe, budget, "tuning lr", store)
         lr = _best(scratch, tuning).lr
         candidates = {
-            name: [
-                Method(name, PROTOCOLS[name], weight=w, lr=lr, rounds=1 if name == "TD" else 0)
-                for w in plan.weights
-            ]
+            name: [method(name, w, lr=lr, rounds=1 if name == "TD" else 0) for w in plan.weights]
             for name in METHODS[1:]
         }
         everything = [m for ms in candidates.values() for m in ms]

@@ -25,7 +25,7 @@ def test_quick_bench_on_a_slice_writes_every_table(tmp_path, capsys):
     for heading in ("## a. Three teachers", "## b. One teacher, eight students", "## c. Peers"):
         assert heading in text
     assert "| War (Genre 8) |" in text and "wall time of all students" in text
-    assert "weight 0.1 (of 0.1)" in text  # the chosen setting and its grid
+    assert "weight 10 (of 10)" in text  # the chosen setting and its grid
     results = json.loads((tmp_path / "graphs-quick.json").read_text())
     methods = {(r["experiment"], r["method"]) for r in results["rows"]}
     assert ("teachers", "TD 3 tutors, router") in methods and ("peers", "peers") in methods

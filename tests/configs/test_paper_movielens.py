@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from agora.cli import main
 from agora.config import load_config
+from agora.models.recommender import teacher_file
 
 DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
 HAVE_DATA = bool(DATA_DIR) and (Path(DATA_DIR) / "ml-100k" / "u.data").is_file()
@@ -24,7 +25,12 @@ needs_data = pytest.mark.skipif(
 )
 
 # one epoch of student and teacher training keeps a run under ten seconds
-SHORT = ["fit.epochs=1", "fit.progress=false", "graph.agents.0.kwargs.teacher_epochs=1"]
+SHORT = [
+    "fit.epochs=1",
+    "fit.lr=1e-2",
+    "fit.progress=false",
+    "graph.agents.0.kwargs.teacher_epochs=1",
+]
 
 
 def agora(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -68,7 +74,7 @@ def test_paper_run_trains_the_student_of_the_pretrained_teacher_on_one_genre(pap
     assert edge["weights"] == configured.weights
     assert agents["student"]["rounds"] == packaged.agents[1].rounds
     # pre-trained into the given cache, said so, and frozen: the run kept its weights
-    teacher = cache / "movielens" / "teacher-seed0-epochs1.safetensors"
+    teacher = teacher_file(0, cache, "epochs1")
     assert f"pre-training the MovieLens teacher (seed 0, at most 1 epoch) into {teacher}" in (
         done.stderr
     )
@@ -120,7 +126,9 @@ def test_genre_is_an_option_only_of_configs_that_offer_it(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit):
         main(["run", "paper-movielens", "--gnre", "War", "--out", str(tmp_path / "run")])
-    assert "offers: --genre (= data.kwargs.genre)" in capsys.readouterr().err
+    assert "offers: --genre (= data.kwargs.genre, graph.agents.1.kwargs.genre)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_missing_data_is_an_error_naming_agora_data_dir(tmp_path, monkeypatch, capsys):

@@ -101,8 +101,10 @@ def test_reset_parameters_reinitialises_and_keeps_padding_zero():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.reset_parameters()
     after = model.state_dict()
-    assert all(not torch.equal(before[k], after[k]) for k in before)
-    assert (model.lower.title.weight[0] == 0).all()
+    weights = [k for k in before if not k.endswith("_rows")]  # the vocabulary is no weight
+    assert all(not torch.equal(before[k], after[k]) for k in weights)
+    assert (model.lower.title.weight[0] == 0).all() and (model.lower.user.weight[0] == 0).all()
+    assert model.lower.user.weight.abs().max() <= 0.05  # small: an untrained row says little
 
 
 def test_config_survives_json_and_rejects_bad_sizes():
@@ -132,3 +134,61 @@ def test_repr_is_short():
 def test_docstring_examples_run():
     result = doctest.testmod(mlp)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- users, movies and words the model never trained on ----------------------------------------
+
+
+def ratings(users, movies):
+    """A RatingsDataset of these (user, movie) pairs, titles of two words per movie."""
+    from agora.data.movielens import RatingsDataset
+
+    n = len(users)
+    titles = torch.arange(2 * (META.n_movies + 1)).reshape(-1, 2) % (META.n_words - 1) + 1
+    return RatingsDataset(torch.tensor(users), torch.tensor(movies), torch.full((n,), 4.0),
+                          torch.arange(n), titles, torch.zeros(META.n_movies + 1, 19))  # fmt: skip
+
+
+def test_an_unseen_users_prediction_never_reads_an_untrained_row():
+    torch.manual_seed(0)
+    model = Recommender.student(META).set_vocabulary(ratings([1, 2, 3], [5, 6, 7])).eval()
+    x, _ = ratings([9, 2], [5, 5]).__getitems__([0, 1])  # user 9 never trained
+    before = model(x)
+    with torch.no_grad():
+        model.lower.user.weight[9] += 100.0  # whatever its row holds
+    assert torch.equal(model(x), before)
+    assert torch.equal(model.lower.rows(x)[0], torch.tensor([0, 2]))  # the OOV row, and its own
+    plain = Recommender.student(META, oov=False).eval()
+    before = plain(x)
+    with torch.no_grad():
+        plain.lower.user.weight[9] += 100.0
+    assert not torch.equal(plain(x)[0], before[0])  # without the OOV row it would
+
+
+def test_the_oov_rows_start_at_zero_and_learn_from_id_dropout():
+    torch.manual_seed(0)
+    model = Recommender.student(META, id_dropout=0.5).set_vocabulary(ratings([1, 2], [5, 6]))
+    assert (model.lower.user.weight[0] == 0).all() and (model.lower.title.weight[-1] == 0).all()
+    x, y = ratings([1, 2] * 8, [5, 6] * 8).__getitems__(list(range(16)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(5):
+        loss = (model(x) - y).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert (model.lower.user.weight[0] != 0).any() and (model.lower.movie.weight[0] != 0).any()
+    model.eval()  # no id dropout: the same answer every time
+    assert torch.equal(model(x), model(x))
+
+
+def test_the_vocabulary_is_saved_with_the_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    from agora.models.recommender import teacher_agent
+
+    model = Recommender.teacher(META).set_vocabulary(ratings([4], [8]))
+    parts = {f"{p}.{k}": v.contiguous() for p in ("lower", "upper", "head")
+             for k, v in getattr(model, p).state_dict().items()}  # fmt: skip
+    save_file(parts, str(tmp_path / "teacher.safetensors"))
+    loaded = teacher_agent(META, tmp_path / "teacher.safetensors")
+    assert loaded.lower.user_rows[4] == 4 and loaded.lower.user_rows[5] == 0
