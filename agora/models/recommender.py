@@ -397,7 +397,7 @@ class Recipe:
 
 STUDENT = Recipe(lr=1e-3)
 TEACHER = Recipe(lr=3e-4)
-HOLDOUT = 0.1  # the teacher's early stopping reads the latest tenth of its own training ratings
+HOLDOUT = 0.1  # the teacher's steps are chosen on the latest tenth of its own training ratings
 
 
 def teacher_agent(
@@ -429,37 +429,47 @@ def pretrain_teacher(
     ml: Any, seed: int, path: str | os.PathLike, *, recipe: Recipe = TEACHER,
     holdout: float | None = HOLDOUT,
 ) -> dict[str, float]:  # fmt: skip
-    """Train the teacher on every genre's training ratings and save its best backbone (its
+    """Train the teacher on every genre's training ratings and save its backbone (its
     vocabulary included) to ``path`` (safetensors, written atomically).
 
-    With ``holdout``, early stopping reads the latest ``holdout`` of the training ratings
-    (which the teacher then does not train on), so that neither the students' validation nor
-    their test period ever shapes the teacher; ``None`` stops on the validation split.
-    ``ml`` is a :class:`~agora.data.movielens.MovieLens` (or anything with its ``meta`` and
-    ``splits(None)``). Returns ``{"seed": seed, **best metrics}``.
+    With ``holdout``, the number of steps is chosen by early stopping on the latest
+    ``holdout`` of the training ratings (a first run that does not train on them); the teacher
+    then trains afresh, with the same seed, on all of them for that many steps. So neither the
+    students' validation nor their test period ever shapes the teacher, and no training rating
+    is left out. ``None`` stops early on the validation split instead. ``ml`` is a
+    :class:`~agora.data.movielens.MovieLens` (or anything with its ``meta`` and
+    ``splits(None)``). Returns ``{"seed": seed, "steps": ..., **metrics}``: the held-out (or
+    validation) metrics at the chosen step.
     """
     from agora.graph import Graph
     from agora.train import fit
 
-    torch.manual_seed(seed)
+    def train(data: Any, stop: Any, config: Any) -> tuple[Agent, Any]:
+        torch.manual_seed(seed)
+        agent = teacher_agent(ml.meta)
+        agent.lower.set_vocabulary(*data.vocabulary())
+        agent.freeze(False)
+        return agent, fit(Graph([agent], message_dim=128, codec_hidden=256), data, stop, config)
+
     splits = ml.splits(None)
-    train, stop = splits["train"], splits["valid"]
     if holdout:
-        train, stop = train.split_in_time(holdout)
-    agent = teacher_agent(ml.meta)
-    agent.lower.set_vocabulary(*train.vocabulary())
-    agent.freeze(False)
-    graph = Graph([agent], message_dim=128, codec_hidden=256)
-    result = fit(graph, train, stop, recipe.fit_config(seed))
+        earlier, later = splits["train"].split_in_time(holdout)
+        _, chosen = train(earlier, later, recipe.fit_config(seed))
+        steps = chosen.best_step or chosen.steps
+        agent, _ = train(splits["train"], None, recipe.fit_config(seed, max_steps=steps))
+    else:
+        agent, chosen = train(splits["train"], splits["valid"], recipe.fit_config(seed))
+        steps = chosen.best_step or chosen.steps
+    metrics = {"seed": seed, "steps": steps, **chosen.metrics}
     backbone = {f"{part}.{k}": v.contiguous() for part in ("lower", "upper", "head")
                 for k, v in getattr(agent, part).state_dict().items()}  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # one per writer
     os.close(fd)
-    save_file(backbone, tmp, metadata={"agora": json.dumps({"seed": seed, **result.metrics})})
+    save_file(backbone, tmp, metadata={"agora": json.dumps(metrics)})
     os.replace(tmp, path)
-    return {"seed": seed, **result.metrics}
+    return metrics
 
 
 def teacher_file(seed: int = 0, cache_dir: str | os.PathLike | None = None, tag: str = "") -> Path:
@@ -475,7 +485,9 @@ def teacher_file(seed: int = 0, cache_dir: str | os.PathLike | None = None, tag:
     True
     """
     root = cache_dir or os.environ.get("AGORA_CACHE_DIR") or Path.home() / ".cache" / "agora"
-    recipe = json.dumps([asdict(TEACHER), HOLDOUT, asdict(RecommenderConfig(1, 1, 1)), tag])
+    recipe = json.dumps(
+        [asdict(TEACHER), "steps from a held-out", HOLDOUT, asdict(RecommenderConfig(1, 1, 1)), tag]
+    )
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     return Path(root).expanduser() / "movielens" / f"teacher-{digest}-seed{seed}.safetensors"
 
@@ -525,7 +537,7 @@ def paper_teacher(
             metrics = pretrain_teacher(ml, seed, path, recipe=recipe)
         random.setstate(states[0])
         np.random.set_state(states[1])
-        scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if k != "seed")
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if "/" in k)
         print(f"agora: teacher pre-trained (seed {seed}: {scores})", file=sys.stderr, flush=True)
     try:
         return teacher_agent(ml.meta, path, name=name)

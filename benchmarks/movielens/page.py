@@ -341,9 +341,10 @@ def _protocol(results: dict[str, Any]) -> list[str]:
         "(`agora.models.recommender.RecommenderConfig`).",
         "",
         f"For each seed a teacher (300 → 512 → 256 → 1) is pre-trained on every genre's training "
-        f"ratings ({_recipe(teacher)}), its early stopping reading the latest tenth of its own "
-        "training ratings, so that neither the students' validation nor their test period shapes "
-        "it; it is then frozen and shared by every genre and method. Each student (75 → 128 → 64 "
+        f"ratings ({_recipe(teacher)}): early stopping on the latest tenth of its own training "
+        "ratings chooses the number of steps, then it trains afresh on all of them for that many "
+        "steps, so that neither the students' validation nor their test period shapes it. It is "
+        "then frozen and shared by every genre and method. Each student (75 → 128 → 64 "
         f"→ 1) trains on one genre ({_recipe(student)}) and is scored by its test RMSE at the "
         "evaluation of best validation RMSE.",
         "",
