@@ -6,6 +6,7 @@ space, edges say who learns from whom and how, and an orchestrator runs the roun
 
 from agora.agent import Agent, AgentOutput
 from agora.aggregation import MeanAggregation, RouterAggregation, WeightedAggregation
+from agora.baseline import alone, compare
 from agora.checkpoint import load
 from agora.codec import Codec, LinearCodec, MLPCodec, make_codec
 from agora.edge import Edge
@@ -42,6 +43,8 @@ __all__ = [
     "StepOutput",
     "WeightedAggregation",
     "__version__",
+    "alone",
+    "compare",
     "distance",
     "evaluate",
     "fit",

@@ -91,11 +91,31 @@ def _misplaced(name: str, unknown: Mapping[str, Any]) -> str:
     return f"Agent {name!r} got unexpected keyword arguments: {'; '.join(parts)}"
 
 
-def _submodule(model: nn.Module, path: str | Sequence[str], role: str) -> nn.Module:
+class Pick(nn.Module):
+    """Runs ``module`` and passes on one of its outputs, ``output``, when it returns several
+    (a tuple, list or mapping); a single tensor passes as it is. The module's parameters are
+    its own, shared: ``Pick(gru, 0)`` trains the GRU it wraps."""
+
+    def __init__(self, module: nn.Module, output: int | str) -> None:
+        super().__init__()
+        self.module, self.output = module, output
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.module(*args, **kwargs)
+        return out[self.output] if isinstance(out, (tuple, list, Mapping)) else out
+
+    def extra_repr(self) -> str:
+        return f"output={self.output!r}"
+
+
+def _submodule(
+    model: nn.Module, path: str | Sequence[str], role: str, output: int | str | None = None
+) -> nn.Module:
     if not isinstance(path, str):
-        return nn.Sequential(*(_submodule(model, p, role) for p in path))
+        return nn.Sequential(*(_submodule(model, p, role, output) for p in path))
     try:
-        return model.get_submodule(path)
+        module = model.get_submodule(path)
+        return module if output is None else Pick(module, output)
     except AttributeError:
         names = [n for n, _ in model.named_children()]
         raise ValueError(
@@ -195,20 +215,34 @@ class Agent(nn.Module):
         lower: str | Sequence[str],
         upper: str | Sequence[str],
         head: str | Sequence[str] | None = None,
+        *,
+        output: int | str | None = None,
         **kwargs: Any,
     ) -> Agent:
         """Wrap an existing model by naming its submodules; a list of names runs in order.
 
         The parts share the model's parameters, so nothing is copied or rewritten.
 
+        Args:
+            output (int or str, optional): for submodules that return several outputs (a GRU
+                or LSTM returns ``(output, h)``, a Hugging Face model a ``ModelOutput``): the
+                one to pass on, e.g. ``0`` or ``"last_hidden_state"``. A named submodule whose
+                forward returns a tuple or mapping is then indexed with it; others are left as
+                they are. (default: ``None``)
+            **kwargs: the :class:`Agent`'s other arguments (``frozen``, ``task``, ...).
+
         Example:
             >>> mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6), nn.Linear(6, 1))
             >>> agent = Agent.from_model("teacher", mlp, lower=["0", "1"], upper="2", head="3")
             >>> torch.equal(agent(torch.ones(2, 4)).y, mlp(torch.ones(2, 4)))
             True
+            >>> rnn = nn.ModuleDict({"gru": nn.GRU(4, 8, batch_first=True), "out": nn.Linear(8, 1)})
+            >>> agent = Agent.from_model("rnn", rnn, lower="gru", upper="out", output=0)
+            >>> tuple(agent(torch.ones(2, 5, 4)).s.shape)  # the GRU's output, not its h
+            (2, 5, 8)
         """
         parts = {
-            role: _submodule(model, path, role) if path is not None else None
+            role: _submodule(model, path, role, output) if path is not None else None
             for role, path in (("lower", lower), ("upper", upper), ("head", head))
         }
         return cls(name, parts["lower"], parts["upper"], parts["head"], **kwargs)
@@ -289,10 +323,21 @@ class Agent(nn.Module):
 
     def forward(self, x: Any) -> AgentOutput:
         mask = self.attention_mask(x)
-        s = self.perceive(x)
-        e = self.interpret(s, mask)
-        y = self.predict(e, mask) if self.head is not None else None
+        s = self._tensor("lower", self.perceive(x))
+        e = self._tensor("upper", self.interpret(s, mask))
+        y = self._tensor("head", self.predict(e, mask)) if self.head is not None else None
         return AgentOutput(y=y, s=s, e=e, mask=mask)
+
+    def _tensor(self, part: str, value: Any) -> Tensor:
+        """``value``, checked to be a tensor: a part that returns several outputs (a GRU's
+        ``(output, h)``) is an error naming the agent and the way out."""
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"Agent {self.name!r}: its {part} returned a {type(value).__name__}, not a "
+                "tensor. For a submodule with several outputs (GRU, LSTM, a Hugging Face model) "
+                "choose one: Agent.from_model(..., output=0), or wrap it in agora.agent.Pick"
+            )
+        return value
 
     def task_loss(self, y_pred: Tensor, y: Tensor) -> Tensor:
         """MSE for regression (shapes ``[B]`` and ``[B, 1]`` both accepted), CE for classes.

@@ -23,11 +23,14 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from agora.analysis.cka import classes, genres
+from agora.baseline import comparison_lines
 from agora.checkpoint import CheckpointError
 from agora.config import ConfigError, load_config
 from agora.data.download import DataError
@@ -49,6 +52,10 @@ USER_ERRORS = (ConfigError, GraphError, CheckpointError, DataError, CommandError
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a YAML file, or a packaged config's name (e.g. tiny)")
     parser.add_argument("--out", help="run folder (default: runs/<config>[-<options>]-<time>)")
+    parser.add_argument(
+        "--baseline", action="store_true", default=None,
+        help="also train the students alone (same seed, data, budget) and compare",
+    )  # fmt: skip
     _add_overrides(parser, "of the config, e.g. fit.epochs=5; and --NAME VALUE for an option "
                    "the config offers (paper-movielens: --genre War)")  # fmt: skip
 
@@ -62,13 +69,18 @@ def run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = "-".join([Path(args.config).stem, *(value for _, value in args.options), stamp])
     out = Path(args.out) if args.out else Path("runs") / name
-    results = run_config(config, out)
+    results = run_config(config, out, baseline=args.baseline)
     for stage, result in results.items():
+        if stage == "alone":
+            continue
         if stage:
             print(f"stage {stage}:")
         width = max((len(name) for name in result.metrics), default=0)
         for name, value in sorted(result.metrics.items()):
             print(f"{'  ' * bool(stage)}{name:<{width}}  {value:.4f}")
+    if (out / "comparison.json").is_file():
+        print("did talking help?")
+        print("\n".join(comparison_lines(json.loads((out / "comparison.json").read_text()))))
     print(f"run: {out}")
     return 0
 
@@ -119,6 +131,21 @@ def draw(args: argparse.Namespace) -> int:
 CKA_GROUPS: dict[str, Callable[[Any, Any], Any]] = {"genre": genres, "class": classes}
 
 
+def default_groups(data: Any) -> str:
+    """The grouping ``agora cka`` draws without ``--groups``: the first of :data:`CKA_GROUPS`
+    that the data's first example has (genres, then integer classes), else ``"none"``."""
+    x, y = data[0]
+    x = {k: v.unsqueeze(0) for k, v in x.items()} if isinstance(x, Mapping) else x
+    y = y.unsqueeze(0) if isinstance(y, torch.Tensor) else y
+    for name, group in CKA_GROUPS.items():
+        try:
+            group(x, y)
+        except ValueError:
+            continue
+        return name
+    return "none"
+
+
 # -- agora cka ---------------------------------------------------------------------------------
 
 
@@ -128,8 +155,10 @@ def _cka_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     parser.add_argument(
         "--groups",
-        choices=tuple(CKA_GROUPS),
-        help="one heatmap per genre (x['genres'], MovieLens) or per class (integer y)",
+        choices=(*CKA_GROUPS, "none"),
+        help="one heatmap per genre (x['genres'], MovieLens) or per class (integer y), or one "
+        "for all examples (none); default: per group when the data has groups, as the paper's "
+        "Figure 3",
     )
     parser.add_argument("--teacher", help="the columns' agent (default: the first edge's tutor)")
     parser.add_argument("--student", help="the rows' agent (default: the first edge's learner)")
@@ -161,7 +190,8 @@ def cka(args: argparse.Namespace) -> int:
     for option, name in (("--teacher", teacher), ("--student", student)):
         if name not in graph.agents:
             raise CommandError(f"{option} {name}: no such agent; agents: {list(graph.agents)}")
-    if args.groups is None:
+    groups = args.groups or default_groups(data)
+    if groups == "none":
         collected = analysis.states(
             graph, data, agents=[teacher, student], batch_size=args.batch_size
         )
@@ -172,7 +202,7 @@ def cka(args: argparse.Namespace) -> int:
             matrices = analysis.by_group(
                 graph,
                 data,
-                CKA_GROUPS[args.groups],
+                CKA_GROUPS[groups],
                 teacher=teacher,
                 student=student,
                 names=names,
@@ -180,10 +210,10 @@ def cka(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
             )
         except ValueError as error:  # the data has no genres, or no class labels
-            raise CommandError(f"--groups {args.groups}: {error}") from None
+            raise CommandError(f"--groups {groups}: {error}") from None
         if not matrices:
             raise CommandError(
-                f"--groups {args.groups}: no group of the {args.split} split has "
+                f"--groups {groups}: no group of the {args.split} split has "
                 f"{args.min_examples} examples or more (lower --min-examples)"
             )
     for name, matrix in matrices.items():
@@ -252,7 +282,7 @@ def _config_options(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     while i < len(argv):
         word = argv[i]
         name = word[2:].partition("=")[0]
-        if not word.startswith("--") or name in ("out", "help") or not name:
+        if not word.startswith("--") or name in ("out", "help", "baseline") or not name:
             rest.append(word)
             if word == "--out" and i + 1 < len(argv):
                 rest.append(argv[i + 1])

@@ -110,6 +110,8 @@ class RunConfig:
             (default: ``0``)
         stages (list[Stage]): train in stages, each switching edges and trainable agents;
             empty trains once. (default: ``[]``)
+        baseline (bool): also train the students alone and write ``comparison.json`` (what
+            ``agora run --baseline`` asks for). (default: ``false``)
         options (dict[str, str or list[str]]): command-line options the config offers, each
             naming the key (or keys) it sets: ``{genre: data.kwargs.genre}`` makes ``agora run
             CONFIG --genre War`` mean ``data.kwargs.genre=War``. (default: ``{}``)
@@ -125,6 +127,7 @@ class RunConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     seed: int = 0
     stages: list[Stage] = field(default_factory=list)
+    baseline: bool = False
     options: dict[str, str | list[str]] = field(default_factory=dict)
     source: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -497,7 +500,7 @@ def build_data(config: RunConfig) -> dict[str, Dataset]:
     Example:
         >>> splits = build_data(load_config("tiny"))
         >>> sorted(splits), len(splits["train"]) > len(splits["valid"])
-        (['train', 'valid'], True)
+        (['test', 'train', 'valid'], True)
     """
     factory = import_object(config.data.factory, "data.factory")
     try:

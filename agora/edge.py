@@ -13,6 +13,17 @@ from agora.protocols import ALIASES, expand, get_protocol
 # weights that belong to the learner, not to an edge: where they go instead
 LEARNER_SETTINGS = {"interact": "interact_weight", "rounds": "rounds"}
 
+# keywords users give an edge that belong elsewhere: where each goes
+HOMES = {
+    **dict.fromkeys(
+        ("rounds", "interact_weight", "aggregation"), "the learner's: Agent(LEARNER, ..., KEY=...)"
+    ),
+    **dict.fromkeys(
+        ("message_dim", "codec", "codec_hidden", "codec_dropout", "distance"),
+        "the graph's: Graph(agents, KEY=...)",
+    ),
+}
+
 
 @dataclass
 class Edge:
@@ -50,6 +61,23 @@ class Edge:
     logit_distance: str | None = None
     temperature: float = 1.0
     active: bool = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Edge:
+        fields = [f for f in cls.__dataclass_fields__ if f not in ("learner", "tutor")]
+        if unknown := [key for key in kwargs if key not in cls.__dataclass_fields__]:
+            learner = args[0] if args else kwargs.get("learner", "?")
+            tutor = args[1] if len(args) > 1 else kwargs.get("tutor", "?")
+            said = [
+                f"{key!r} is {HOMES[key].replace('KEY', key).replace('LEARNER', repr(learner))}"
+                if key in HOMES
+                else repr(key)
+                for key in unknown
+            ]
+            raise GraphError(
+                f"Edge {learner}->{tutor}: not an edge's option: {'; '.join(said)}; an edge "
+                f"takes {fields}"
+            )
+        return super().__new__(cls)
 
     def __post_init__(self) -> None:
         if isinstance(self.protocols, str):

@@ -200,10 +200,17 @@ class GraphSpec:
 
     def to_nx(self) -> nx.DiGraph:
         """The agents and edges as a ``networkx.DiGraph``, without building any model: nodes
-        carry ``frozen``, ``task`` and ``rounds``, edges their :class:`Edge` under ``"edge"``."""
+        carry ``frozen``, ``task``, ``rounds`` and ``factory``, edges their :class:`Edge` under
+        ``"edge"``."""
         graph = nx.DiGraph()
         for agent in self.agents:
-            graph.add_node(agent.name, frozen=agent.frozen, task=agent.task, rounds=agent.rounds)
+            graph.add_node(
+                agent.name,
+                frozen=agent.frozen,
+                task=agent.task,
+                rounds=agent.rounds,
+                factory=agent.factory,
+            )
         for edge in self.edges:
             graph.add_edge(edge.learner, edge.tutor, edge=edge)
         return graph
@@ -293,31 +300,23 @@ class Graph(nn.Module):
     ) -> Edge:
         """Add the edge ``learner -> tutor``; ``options`` are the fields of :class:`Edge`."""
         protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
-        fields = set(Edge.__dataclass_fields__) - {"learner", "tutor", "protocols"}
-        if unknown := [key for key in options if key not in fields]:
-            homes = {
-                **dict.fromkeys(
-                    ("rounds", "interact_weight", "aggregation"),
-                    f"the learner's: Agent({learner!r}, ..., KEY=...)",
-                ),
-                **dict.fromkeys(
-                    ("message_dim", "codec", "codec_hidden", "codec_dropout", "distance"),
-                    "the graph's: Graph(agents, KEY=...)",
-                ),
-            }
-            said = [
-                f"{key!r} is {homes[key].replace('KEY', key)}" if key in homes else repr(key)
-                for key in unknown
-            ]
-            raise GraphError(
-                f"Edge {learner}->{tutor}: not an edge's option: {'; '.join(said)}; an edge "
-                f"takes {sorted(fields)}"
-            )
         edge = Edge(learner, tutor, protocols, **options)
         check_edge_ends(edge, list(self.agents), self.edges)
         self.nx.add_edge(learner, tutor, edge=edge)
         self._built = False
         return edge
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
+        """``nn.Module.named_parameters``; before :meth:`build` has made every codec, an error:
+        an optimizer made from them would miss the codecs and never train them."""
+        if not self._built and any(a.codec is None for a in self.agents.values()):
+            missing = [name for name, a in self.agents.items() if a.codec is None]
+            raise GraphError(
+                f"The graph's parameters are not all there yet: the codecs of {missing} are made "
+                "by graph.build(sample_batch). Call it first, then make the optimizer from "
+                "graph.parameters() (fit() does both)"
+            )
+        return super().named_parameters(*args, **kwargs)
 
     @property
     def built(self) -> bool:

@@ -1,4 +1,5 @@
-"""The distances protocols measure with, and the weighted sum of named loss terms.
+"""The distances protocols measure with, the weighted sum of named loss terms, and the
+balancer that makes a distillation weight mean its strength relative to the task.
 
 Every loss here takes tensors and returns a scalar, so they compose; :class:`Losses` keeps the
 weighted sum and prints itself as ``L = 1.0 * task[student] + 0.1 * interact[student]``.
@@ -7,6 +8,7 @@ weighted sum and prints itself as ``L = 1.0 * task[student] + 0.1 * interact[stu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch.nn.functional as F
 from einops import pack
@@ -126,3 +128,78 @@ class Losses:
 
     def __repr__(self) -> str:
         return "L = " + " + ".join(f"{w} * {name}" for name, (w, _) in self.terms.items())
+
+
+# -- balancing each distillation term against its learner's task ------------------------------
+
+
+def _learner(term: str) -> str:
+    """The agent a term trains: ``task[student]`` and ``interact[student]`` -> ``student``,
+    ``logit[student->teacher]`` -> ``student``."""
+    return term[term.index("[") + 1 : -1].split("->")[0]
+
+
+class LossBalancer:
+    r"""Rescales each distillation term to its learner's task loss, so that a weight says how
+    strong the term is relative to the task, whatever the term's natural scale.
+
+    .. math::
+        L = \sum_u w^{task}_u L^{task}_u
+            + \sum_i w_i \, \frac{\bar L^{task}_{u(i)}}{\bar L_i} \, L_i
+
+    where :math:`u(i)` is the learner term :math:`i` trains, and :math:`\bar L` are running
+    means of the terms' values (detached: the scales carry no gradient),
+    :math:`\bar L \leftarrow \beta \bar L + (1 - \beta) L`, started at the first value. A
+    term weighted 1 is then as large as its learner's task loss (with ``momentum=0`` the
+    scale is the current batch's ratio, as NVIDIA ModelOpt's dynamic distillation loss scale
+    does). Terms of a learner without a task term keep their raw scale. The scales update in
+    training only; :attr:`scales` holds the last ones (``metrics.jsonl`` logs them as
+    ``scale/<term>``).
+
+    Args:
+        momentum (float): :math:`\beta`, in ``[0, 1)``. (default: ``0.98``)
+
+    Example:
+        >>> losses = Losses()
+        >>> losses.add("task[student]", 1.0, torch.tensor(2.0))
+        >>> losses.add("interact[student]", 0.5, torch.tensor(0.01))
+        >>> balancer = LossBalancer()
+        >>> balancer(losses)  # 2.0 + 0.5 * (2.0 / 0.01) * 0.01
+        tensor(3.)
+        >>> round(balancer.scales["interact[student]"], 3)
+        200.0
+    """
+
+    def __init__(self, momentum: float = 0.98) -> None:
+        if not 0 <= momentum < 1:
+            raise ValueError(f"LossBalancer: momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self.means: dict[str, float] = {}
+        self.scales: dict[str, float] = {}
+
+    def __call__(self, losses: Losses, *, update: bool = True) -> Tensor:
+        """The balanced total of ``losses``; ``update`` (training) moves the running means."""
+        if update:
+            for name, (_, value) in losses.terms.items():
+                value = float(value.detach().float())
+                before = self.means.get(name)
+                self.means[name] = value if before is None else (
+                    self.momentum * before + (1 - self.momentum) * value
+                )  # fmt: skip
+        total = 0
+        for name, (weight, value) in losses.terms.items():
+            task = self.means.get(f"task[{_learner(name)}]")
+            if name.startswith("task[") or not task or not self.means.get(name):
+                total = total + weight * value
+                continue
+            self.scales[name] = task / self.means[name]
+            total = total + weight * self.scales[name] * value
+        return total  # type: ignore[return-value]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The running means, saved with a checkpoint so that a resumed run scales as before."""
+        return {"means": dict(self.means)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s running means."""
+        self.means = dict(state["means"])

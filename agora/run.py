@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agora.baseline import alone, compare
 from agora.config import ConfigError, RunConfig, build_data, build_graph, config_from_dict
 from agora.errors import GraphError
 from agora.train import FitResult
@@ -32,11 +33,18 @@ def sample_batch(data: Any, rows: int = 8) -> Any:
     return x
 
 
-def run_config(config: RunConfig, out_dir: str | os.PathLike) -> dict[str, FitResult]:
+def run_config(
+    config: RunConfig, out_dir: str | os.PathLike, *, baseline: bool | None = None
+) -> dict[str, FitResult]:
     """Build the config's data and graph and fit it into ``out_dir``.
 
     The data is built first, so that a wrong genre or a missing file fails before an agent
     factory pre-trains anything. Returns ``{"": result}``, or each stage's result by name.
+
+    With ``baseline`` (default: the config's ``baseline``), the same students also train alone
+    (:func:`alone`: same seed, data, budget and early stopping) into ``out_dir/alone``, and
+    ``out_dir/comparison.json`` compares them (:func:`compare`); its result is under
+    ``"alone"``.
 
     Raises:
         ConfigError: naming the key and the file, for anything the config gets wrong.
@@ -44,9 +52,16 @@ def run_config(config: RunConfig, out_dir: str | os.PathLike) -> dict[str, FitRe
     from agora.stages import fit_stages
     from agora.train import fit
 
+    baseline = config.baseline if baseline is None else baseline
+    stages = list(config.stages)
+    if baseline and stages:
+        raise ConfigError(
+            "a baseline (the students alone) is for configs without stages",
+            "baseline",
+            config.source,
+        )
     data = build_data(config)
     graph = build_graph(config)
-    stages = list(config.stages)
     try:
         graph.build(sample_batch(data["train"]))
         if stages:
@@ -55,10 +70,20 @@ def run_config(config: RunConfig, out_dir: str | os.PathLike) -> dict[str, FitRe
             check_stages(graph, stages)
     except GraphError as error:
         raise ConfigError(str(error), "stages" if stages else "graph", config.source) from None
-    common = {"out_dir": Path(out_dir), "run_config": config.to_dict()}
+    out_dir = Path(out_dir)
+    common = {"run_config": config.to_dict()}
     if stages:
-        return fit_stages(graph, stages, data["train"], data["valid"], config.fit, **common)
-    return {"": fit(graph, data["train"], data["valid"], config.fit, **common)}
+        return fit_stages(graph, stages, data["train"], data["valid"], config.fit,
+                          out_dir=out_dir, **common)  # fmt: skip
+    solo = alone(graph) if baseline else None  # before training: the same initial students
+    results = {"": fit(graph, data["train"], data["valid"], config.fit, out_dir=out_dir, **common)}
+    if solo is not None:
+        results["alone"] = fit(solo, data["train"], data["valid"], config.fit,
+                               out_dir=out_dir / "alone", **common)  # fmt: skip
+        test = data.get("test")
+        comparison = compare(graph, solo, data["valid"], test)
+        (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2))
+    return results
 
 
 def option_overrides(config: RunConfig, options: Sequence[tuple[str, str]]) -> list[str]:

@@ -37,6 +37,7 @@ from agora.loaders import (
     step_inputs,
     to_device,
 )
+from agora.losses import LossBalancer
 from agora.orchestrator import StepOutput, check_learner_data
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -69,6 +70,7 @@ FIT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "evals_per_epoch": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
     "max_steps": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
     "log_every": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
+    "balance_momentum": (lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
 }
 
 
@@ -103,6 +105,10 @@ class FitConfig:
         max_steps: stop after this many optimizer steps, even within an epoch (then
             evaluate and checkpoint); ``None``: run every epoch.
         log_every: write the loss terms to ``metrics.jsonl`` every this many steps.
+        balance_losses: rescale each distillation term to its learner's task loss
+            (:class:`~agora.losses.LossBalancer`), so that a weight of 1 is "as strong as the
+            task"; the scales are logged as ``scale/<term>``.
+        balance_momentum: the running means' momentum of the balancer.
         trackers: Accelerate trackers to log to as well, e.g. ``["tensorboard"]``.
         progress: show a progress bar (main process only).
         cpu: train on the CPU even when an accelerator is present.
@@ -129,6 +135,8 @@ class FitConfig:
     evals_per_epoch: int | None = None
     max_steps: int | None = None
     log_every: int = 50
+    balance_losses: bool = False
+    balance_momentum: float = 0.98
     trackers: list[str] = field(default_factory=list)
     progress: bool = True
     cpu: bool = False
@@ -382,6 +390,9 @@ def fit(
         eval_data = accelerator.prepare(eval_loader(eval_data))
     state = TrainState()
     accelerator.register_for_checkpointing(state)
+    balancer = LossBalancer(config.balance_momentum) if config.balance_losses else None
+    if balancer is not None:
+        accelerator.register_for_checkpointing(balancer)
 
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample)
     if resume and out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
@@ -406,7 +417,7 @@ def fit(
             with accelerator.accumulate(step_fn):
                 out = step_fn(**step_inputs(item))
                 check_finite(out, state.step, log)
-                accelerator.backward(out.loss)
+                accelerator.backward(balancer(out.losses) if balancer else out.loss)
                 if accelerator.sync_gradients and config.max_grad_norm:
                     accelerator.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
@@ -419,7 +430,7 @@ def fit(
             bar.update(1)
             if state.step % config.log_every == 0:
                 bar.set_postfix({"loss": f"{out.loss.item():.4f}", **log.shown})
-                log.train(state, out, scheduler.get_last_lr()[0])
+                log.train(state, out, scheduler.get_last_lr()[0], balancer)
             evaluated = False
             mid_epoch = within and state.batches_in_epoch % within == 0
             if (config.eval_every and state.step % config.eval_every == 0) or (
@@ -428,7 +439,8 @@ def fit(
                 stop, evaluated = log.evaluate(state, eval_data, metric) or stop, True
             if config.checkpoint_every and state.step % config.checkpoint_every == 0:
                 log.checkpoint(state)
-            if config.max_steps is not None and state.step >= config.max_steps:
+            done = config.max_steps is not None and state.step >= config.max_steps
+            if done and state.batches_in_epoch < len(loader):  # else the epoch's end does it
                 if not evaluated:
                     log.evaluate(state, eval_data, metric)
                 log.checkpoint(state)
@@ -440,7 +452,7 @@ def fit(
             state.epoch, state.batches_in_epoch = epoch + 1, 0
             stop = log.evaluate(state, eval_data, metric)
             log.checkpoint(state)
-        if stop:
+        if stop or (config.max_steps is not None and state.step >= config.max_steps):
             break
     bar.close()
     metrics = log.finish(state)
@@ -558,8 +570,12 @@ class RunLog:
             checkpoint._write_text(path, "".join(line + "\n" for line in lines))
         self.last_checkpoint = checkpoint.pointer(self.out_dir, "latest")
 
-    def train(self, state: TrainState, out: StepOutput, lr: float) -> None:
+    def train(
+        self, state: TrainState, out: StepOutput, lr: float, balancer: LossBalancer | None = None
+    ) -> None:
         values = {f"train/{k}": v.item() for k, v in out.losses.values().items()}
+        if balancer is not None:
+            values.update({f"scale/{k}": v for k, v in balancer.scales.items()})
         for learner, agent in self.graph.agents.items():
             weights = getattr(agent.aggregator, "last_weights", None)
             tutors = [edge.tutor for edge in self.graph.talk_edges(learner, active=True)]

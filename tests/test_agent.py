@@ -4,10 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from agora import (
-    Agent,
-    GraphError,
-)
+from agora import Agent, Edge, GraphError
 from tests.helpers import mlp_agent, small_graph
 
 
@@ -45,3 +42,20 @@ def test_a_misplaced_keyword_says_where_it_belongs():
         GraphError, match=r"'message_dim' is the graph's: Graph\(agents, message_dim"
     ):
         small_graph().add_edge("student", "teacher", message_dim=4)
+    with pytest.raises(
+        GraphError, match=r"'rounds' is the learner's: Agent\('student', \.\.\., rounds"
+    ):
+        Edge("student", "teacher", rounds=2)
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_from_model_picks_one_output_of_a_recurrent_part(cell):
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"rnn": cell(4, 8, batch_first=True), "mix": nn.Linear(8, 8)})
+    x = torch.randn(3, 5, 4)
+    with pytest.raises(TypeError, match=r"Agent 'r': its lower returned a tuple.*output=0"):
+        Agent.from_model("r", model, lower="rnn", upper="mix")(x)
+    agent = Agent.from_model("r", model, lower="rnn", upper="mix", output=0)
+    out = agent(x)
+    assert torch.equal(out.s, model["rnn"](x)[0]) and torch.equal(out.e, model["mix"](out.s))
+    assert {id(p) for p in agent.parameters()} == {id(p) for p in model.parameters()}

@@ -246,7 +246,7 @@ def test_a_factory_keyword_typo_is_named_at_build_time():
 
 def test_build_data_checks_what_the_factory_returns():
     splits = build_data(TINY)
-    assert sorted(splits) == ["train", "valid"]
+    assert sorted(splits) == ["test", "train", "valid"]
     x, y = splits["train"][0]
     assert x.shape == (8,) and y.shape == ()
     with pytest.raises(ConfigError, match=r"tiny\.yaml: data\.factory: .*'train' and 'valid'"):
@@ -282,3 +282,10 @@ def test_synthetic_regression_is_deterministic_with_a_fixed_target():
         assert torch.allclose(y, _target(x)) and y.std() > 0.1
     with pytest.raises(ValueError, match="valid_fraction"):
         regression(n=10, valid_fraction=0.0)
+    assert "test" not in a
+    splits = regression(n=50, d_in=3, seed=0, test_fraction=0.2)
+    assert [len(splits[k]) for k in ("train", "valid", "test")] == [30, 10, 10]
+    everything = torch.cat([splits[k].tensors[0] for k in ("train", "valid", "test")])
+    assert torch.equal(everything, torch.cat([a["train"].tensors[0], a["valid"].tensors[0]]))
+    with pytest.raises(ValueError, match="test_fraction"):
+        regression(n=10, test_fraction=1.0)

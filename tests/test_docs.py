@@ -17,6 +17,7 @@ RUNNABLE = [
     "howto/multi-teacher.md",
     "howto/multi-student.md",
     "howto/gradients.md",
+    "howto/your-own-model.md",
 ]
 
 NEEDS_TEXT = pytest.mark.skipif(

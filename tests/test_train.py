@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,37 @@ def test_max_steps_stops_within_an_epoch_evaluates_and_resumes_to_nothing(tmp_pa
     assert result.steps == 20 and _eval_steps(tmp_path) == [12, 20]
     again = fit(talk_graph(), train, valid, config, out_dir=tmp_path)  # a finished run
     assert again.steps == 20 and _eval_steps(tmp_path) == [12, 20]
+
+
+def test_the_balancer_is_off_by_default_and_then_never_touches_the_loss(monkeypatch):
+    import agora.train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a balancer was made")
+
+    monkeypatch.setattr(agora.train, "LossBalancer", refuse)
+    train, valid = fit_data()
+    fit(talk_graph(), train, valid, quick_fit(epochs=1))  # runs: no balancer was asked for
+
+
+def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path):
+    train, valid = fit_data()
+    config = quick_fit(epochs=2, batch_size=32, balance_losses=True, checkpoint_every=4)
+    fit(talk_graph(), train, valid, config, out_dir=tmp_path / "whole")
+    logged = [
+        json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+    ]
+    scales = [line for line in logged if "scale/interact[student]" in line]
+    assert scales and all(line["scale/interact[student]"] > 1 for line in scales)
+    whole = load_file(
+        str(tmp_path / "whole" / "model" / "agents" / "student" / "backbone.safetensors")
+    )
+    # the same run stopped after its first epoch (6 steps), then resumed: the balancer's
+    # means come back too
+    fit(talk_graph(), train, valid, replace(config, max_steps=6), out_dir=tmp_path / "split")
+    (tmp_path / "split" / "model").rename(tmp_path / "split" / "partial")
+    fit(talk_graph(), train, valid, config, out_dir=tmp_path / "split")
+    split = load_file(
+        str(tmp_path / "split" / "model" / "agents" / "student" / "backbone.safetensors")
+    )
+    assert_same(whole, split)

@@ -487,6 +487,13 @@ def _split(labels: Sequence[str]) -> tuple[str, list[str]]:
     return (agents.pop(), kinds) if len(agents) == 1 else ("", list(labels))
 
 
+# what the rows and columns of a CKA matrix are (the figure says it under the heatmaps)
+KINDS = (
+    "s: the agent's lower state (input of its upper layers)   e: its upper state (input of its "
+    "head)   m: the message it sends"
+)
+
+
 def plot(
     matrices: Mapping[str, CKAMatrix],
     path: str | os.PathLike,
@@ -544,6 +551,7 @@ def plot(
     for ax in list(axes.flat)[count:]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="linear CKA")
+    fig.text(0.5, -0.03, KINDS, ha="center", va="top", fontsize=8, color="#333333")
     if title:
         fig.suptitle(title)
     path = Path(path)

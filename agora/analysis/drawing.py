@@ -1,5 +1,6 @@
 """Drawing an agent graph: tutors above their learners, frozen agents hatched, each edge
-labelled with its protocols, weights and the learner's rounds, each node with its parts."""
+labelled with its protocols, weights and the learner's rounds, each node with its parts
+(their parameter counts) or, for a config not yet built, its factory."""
 
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ def draw_graph(graph: nx.DiGraph | Graph, path: str | Path, *, title: str | None
             drawn.set_hatch("//")
     box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
     nx.draw_networkx_labels(g, pos, font_size=9, bbox=box, ax=ax)
+    for node, (x, y) in pos.items():
+        ax.annotate(_caption(g.nodes[node]), (x, y), xytext=(32, 0), textcoords="offset points",
+                    ha="left", va="center", fontsize=7, color="#333333")  # fmt: skip
     edges = [(u, t, d["edge"]) for u, t, d in g.edges(data=True)]
     for active, style in ((True, "solid"), (False, "dashed")):
         nx.draw_networkx_edges(
@@ -115,6 +119,26 @@ def draw_graph(graph: nx.DiGraph | Graph, path: str | Path, *, title: str | None
     fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def _caption(node: dict[str, Any]) -> str:
+    """What a node is made of: each part's parameter count for a built agent (``lower 1.2k ·
+    upper 528 · head 9``, then its codec's), its factory for a config's."""
+    agent = node.get("agent")
+    if agent is None:
+        factory = node.get("factory") or ""
+        return factory.rpartition(".")[2] if factory else ""
+    parts = {"lower": agent.lower, "upper": agent.upper, "head": agent.head, "codec": agent.codec}
+    counts = [
+        f"{name} {_count(sum(p.numel() for p in part.parameters()))}"
+        for name, part in parts.items()
+        if part is not None
+    ]
+    return " · ".join(counts[:3]) + ("\n" + counts[3] if len(counts) > 3 else "")
 
 
 def _rounds(graph: nx.DiGraph, learner: str) -> int:

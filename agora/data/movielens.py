@@ -321,10 +321,11 @@ class RatingsDataset(Dataset):
         """The earlier ``1 - fraction`` of these ratings and the later ``fraction`` (the
         ratings are in time order): a held-out split carved from a training split.
 
-        >>> ds = RatingsDataset(torch.arange(10), torch.zeros(10, dtype=torch.long),
-        ...                     torch.ones(10), torch.arange(10), torch.zeros(1, 1), torch.eye(1))
-        >>> [len(part) for part in ds.split_in_time(0.2)]
-        [8, 2]
+        Example:
+            >>> ds = RatingsDataset(torch.arange(10), torch.zeros(10, dtype=torch.long),
+            ...                     torch.ones(10), torch.arange(10), torch.zeros(1, 1), torch.eye(1))
+            >>> [len(part) for part in ds.split_in_time(0.2)]
+            [8, 2]
         """
         cut = len(self) - round(len(self) * fraction)
         if not 0 < cut < len(self):
@@ -347,10 +348,12 @@ class RatingsDataset(Dataset):
         """The users, movies and title words these ratings hold (what a model trained on them
         has seen), each id once.
 
-        >>> ds = RatingsDataset(torch.tensor([3, 3]), torch.tensor([1, 0]), torch.tensor([4.0, 5.0]),
-        ...                     torch.tensor([10, 20]), torch.tensor([[5, 0], [7, 2]]), torch.eye(2))
-        >>> [ids.tolist() for ids in ds.vocabulary()]
-        [[3], [0, 1], [0, 2, 5, 7]]
+        Example:
+            >>> ds = RatingsDataset(torch.tensor([3, 3]), torch.tensor([1, 0]),
+            ...                     torch.tensor([4.0, 5.0]), torch.tensor([10, 20]),
+            ...                     torch.tensor([[5, 0], [7, 2]]), torch.eye(2))
+            >>> [ids.tolist() for ids in ds.vocabulary()]
+            [[3], [0, 1], [0, 2, 5, 7]]
         """
         movies = self.movie.unique()
         return self.user.unique(), movies, self.titles[movies].unique()

@@ -20,9 +20,14 @@ def _target(x: torch.Tensor) -> torch.Tensor:
 
 
 def regression(
-    n: int = 512, d_in: int = 8, seed: int = 0, valid_fraction: float = 0.2, noise: float = 0.1
+    n: int = 512,
+    d_in: int = 8,
+    seed: int = 0,
+    valid_fraction: float = 0.2,
+    noise: float = 0.1,
+    test_fraction: float = 0.0,
 ) -> dict[str, TensorDataset]:
-    r"""A smooth nonlinear regression task, split into train and valid.
+    r"""A smooth nonlinear regression task, split into train, valid and (optionally) test.
 
     .. math::
         x \sim \mathcal{N}(0, I_{d}), \quad
@@ -39,9 +44,12 @@ def regression(
         valid_fraction (float): share of the examples held out for validation, in ``(0, 1)``.
             (default: ``0.2``)
         noise (float): :math:`\sigma`. (default: ``0.1``)
+        test_fraction (float): share held out as a test split, in ``[0, 1)``; ``0``: none.
+            (default: ``0.0``)
 
     Returns:
-        ``{"train": TensorDataset, "valid": TensorDataset}`` of ``(x [d_in], y [])`` pairs.
+        ``{"train": TensorDataset, "valid": TensorDataset}`` of ``(x [d_in], y [])`` pairs,
+        and ``"test"`` with a ``test_fraction``.
 
     Example:
         >>> splits = regression(n=100, d_in=4)
@@ -51,8 +59,13 @@ def regression(
         >>> tuple(x.shape), tuple(y.shape)
         ((4,), ())
     """
-    n_valid = round(n * valid_fraction)
-    if not 0 < valid_fraction < 1 or not 0 < n_valid < n:
+    n_valid, n_test = round(n * valid_fraction), round(n * test_fraction)
+    if not 0 <= test_fraction < 1 or (test_fraction and not n_test):
+        raise ValueError(
+            f"regression: test_fraction={test_fraction} of n={n} must be 0, or in (0, 1) and "
+            "hold at least one example"
+        )
+    if not 0 < valid_fraction < 1 or not 0 < n_valid < n - n_test:
         raise ValueError(
             f"regression: valid_fraction={valid_fraction} of n={n} must leave at least one "
             f"example in both train and valid"
@@ -62,8 +75,11 @@ def regression(
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d_in, generator=g)  # [n, d_in]
     y = _target(x) + noise * torch.randn(n, generator=g)  # [n]
-    n_train = n - n_valid
-    return {
+    n_train = n - n_valid - n_test
+    splits = {
         "train": TensorDataset(x[:n_train], y[:n_train]),
-        "valid": TensorDataset(x[n_train:], y[n_train:]),
+        "valid": TensorDataset(x[n_train : n_train + n_valid], y[n_train : n_train + n_valid]),
     }
+    if n_test:
+        splits["test"] = TensorDataset(x[n_train + n_valid :], y[n_train + n_valid :])
+    return splits

@@ -281,7 +281,7 @@ def test_cka_draws_the_overall_matrix_of_a_run(tiny_run, tmp_path, capsys):
     assert main(["cka", str(tiny_run), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == PNG
     printed = capsys.readouterr().out
-    assert printed.startswith("all (n=102)\n") and "student.m" in printed
+    assert printed.startswith("all (n=128)\n") and "student.m" in printed
     assert printed.rstrip().endswith(f"cka: {out}")
     rows = [line.split() for line in printed.splitlines()[2:5]]
     assert [r[0] for r in rows] == ["student.s", "student.e", "student.m"]
@@ -311,6 +311,10 @@ fit: {epochs: 1, batch_size: 64, progress: false}
     printed = capsys.readouterr().out
     assert "Comedy (n=" in printed and "Drama (n=" in printed and "War" not in printed
     assert out.read_bytes()[:8] == PNG
+    assert main(["cka", str(run_dir), "--out", str(out)]) == 0  # per genre by default
+    assert capsys.readouterr().out == printed
+    assert main(["cka", str(run_dir), "--out", str(out), "--groups", "none"]) == 0
+    assert capsys.readouterr().out.startswith("all (n=")
 
 
 @pytest.mark.parametrize(
@@ -319,7 +323,7 @@ fit: {epochs: 1, batch_size: 64, progress: false}
         (["--groups", "genre"], "--groups genre: Grouping by genre needs inputs x['genres']"),
         (["--groups", "class"], "--groups class: Grouping by class needs integer class labels"),
         (["--teacher", "nobody"], "--teacher nobody: no such agent"),
-        (["--split", "test"], "the data has no 'test' split"),
+        (["--split", "test", "data.kwargs.test_fraction=0"], "the data has no 'test' split"),
     ],
 )
 def test_cka_errors_are_one_line(tiny_run, tmp_path, capsys, argv, message):

@@ -1,0 +1,87 @@
+"""Did talking help? The students alone, trained like the graph, and the comparison."""
+
+import json
+
+import pytest
+import torch
+
+from agora import Graph, alone, compare, fit
+from agora.baseline import comparison_lines
+from agora.config import load_config
+from agora.run import run_config
+from tests.helpers import assert_same, clone_weights, fit_data, quick_fit, talk_graph
+
+
+def test_alone_is_the_same_students_without_edges_and_leaves_the_graph_untouched():
+    graph = talk_graph()
+    graph.build(fit_data()[0][:8][0])
+    before = clone_weights(graph)
+    solo = alone(graph)
+    assert solo.edges == [] and solo.edge_modules.keys() == set()
+    assert len(graph.edges) == 1 and clone_weights(graph).keys() == before.keys()
+    shared = {k: v for k, v in before.items() if k in solo.state_dict()}
+    assert shared.keys() == {k for k in before if not k.startswith("edge_modules")}
+    assert_same(shared, {k: v for k, v in solo.state_dict().items() if k in shared})
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(graph.parameters(), solo.parameters()))
+
+
+def test_the_student_alone_trains_exactly_as_a_graph_of_the_student_by_itself():
+    train, valid = fit_data()
+    graph = talk_graph()
+    graph.build(train[:8][0])
+    solo = alone(graph)
+    torch.manual_seed(0)
+    by_itself = Graph([talk_graph().agents["student"]], message_dim=8, codec_dropout=0.1)
+    by_itself.build(train[:8][0])
+    by_itself.load_state_dict(
+        {k: v for k, v in solo.state_dict().items() if k.startswith("agents.student")}
+    )
+    a = fit(solo, train, valid, quick_fit())
+    b = fit(by_itself, train, valid, quick_fit())
+    assert a.metrics["student/rmse"] == pytest.approx(b.metrics["student/rmse"], abs=1e-6)
+
+
+def test_compare_pairs_each_student_with_itself_alone():
+    train, valid = fit_data()
+    graph = talk_graph()
+    graph.build(train[:8][0])
+    solo = alone(graph)
+    fit(graph, train, valid, quick_fit(epochs=1))
+    result = compare(graph, solo, valid, test=train)
+    assert result["splits"] == ["valid", "test"]
+    student = result["agents"]["student"]
+    assert student["role"] == "student"
+    for split in ("valid", "test"):
+        ours, theirs = student["graph"][split]["rmse"], student["alone"][split]["rmse"]
+        assert theirs != ours  # training changed the graph's student, not the lone one
+        assert student["difference"][split]["rmse"] == pytest.approx(ours - theirs)
+    assert (
+        result["agents"]["teacher"]["role"] == "frozen"
+        and "alone" not in result["agents"]["teacher"]
+    )
+    lines = comparison_lines(result)
+    assert any(line.startswith("valid rmse  student: alone") for line in lines)
+    assert any("teacher (frozen)" in line for line in lines)
+
+
+def test_comparison_lines_know_which_way_is_better():
+    entry = {"role": "student", "graph": {"valid": {}}, "alone": {"valid": {}}}
+    entry["graph"]["valid"] = {"rmse": 0.9, "accuracy": 0.7}
+    entry["alone"]["valid"] = {"rmse": 1.0, "accuracy": 0.8}
+    lines = comparison_lines({"splits": ["valid"], "agents": {"s": entry}})
+    assert lines[0].endswith("(-0.1000, better)") and lines[1].endswith("(-0.1000, not better)")
+
+
+def test_run_config_with_a_baseline_writes_the_comparison(tmp_path):
+    config = load_config("tiny", ["fit.epochs=1"])
+    results = run_config(config, tmp_path / "run", baseline=True)
+    assert set(results) == {"", "alone"}
+    comparison = json.loads((tmp_path / "run" / "comparison.json").read_text())
+    student = comparison["agents"]["student"]
+    assert student["alone"]["valid"]["rmse"] == pytest.approx(
+        results["alone"].metrics["student/rmse"], abs=1e-6
+    )
+    assert (tmp_path / "run" / "alone" / "model" / "graph.json").is_file()
+    staged = load_config("tiny", ["stages=[{name: a, epochs: 1}]"])
+    with pytest.raises(Exception, match="baseline"):
+        run_config(staged, tmp_path / "staged", baseline=True)
