@@ -7,6 +7,7 @@
     agora run paper-movielens --genre War           # an option the config offers
     agora eval runs/tiny --split valid
     agora graph tiny --out graph.png
+    agora gradients paper-movielens --genre War     # each loss term's pull on the student
     agora cka runs/tiny --out cka.png               # the paper's Figure 3 for a run
     agora cka runs/drama --out cka.png --groups genre --split test
 
@@ -32,7 +33,7 @@ import torch
 from agora.analysis.cka import classes, genres
 from agora.baseline import comparison_lines
 from agora.checkpoint import CheckpointError
-from agora.config import ConfigError, load_config
+from agora.config import ConfigError, RunConfig, load_config
 from agora.data.download import DataError
 from agora.errors import GraphError
 from agora.run import option_overrides, run_config, stored_config, stored_split
@@ -60,12 +61,19 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                    "the config offers (paper-movielens: --genre War)")  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load the config, build the graph and data, fit, print the best metrics and the run."""
+def _load(args: argparse.Namespace) -> RunConfig:
+    """The config with its overrides and its own options (``--genre War`` =
+    ``data.kwargs.genre=War``)."""
     config = load_config(args.config, args.overrides)
-    if args.options:  # the config's own options: --genre War = data.kwargs.genre=War
+    if args.options:
         extra = option_overrides(config, args.options)
         config = load_config(args.config, [*args.overrides, *extra])
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, build the graph and data, fit, print the best metrics and the run."""
+    config = _load(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = "-".join([Path(args.config).stem, *(value for _, value in args.options), stamp])
     out = Path(args.out) if args.out else Path("runs") / name
@@ -105,6 +113,57 @@ def evaluate_run(args: argparse.Namespace) -> int:
     graph = load(args.run_dir)
     metrics = evaluate(graph, split, batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+# -- agora gradients ---------------------------------------------------------------------------
+
+
+def _gradients_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a YAML file, or a packaged config's name (e.g. tiny)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="examples in the batch (default: the config's fit.batch_size)",
+    )
+    parser.add_argument(
+        "--balance", action=argparse.BooleanOptionalAction, default=None,
+        help="weigh the terms as the loss balancer does (default: the config's fit.balance_losses)",
+    )  # fmt: skip
+    _add_overrides(parser)
+
+
+def gradients(args: argparse.Namespace) -> int:
+    """Print how hard each loss term pulls on each student at the start of training."""
+    from agora.analysis.gradients import relative, term_gradients
+    from agora.config import build_data, build_graph
+    from agora.loaders import eval_loader, split_batch
+    from agora.run import sample_batch
+
+    config = _load(args)
+    train = build_data(config)["train"]
+    graph = build_graph(config)
+    graph.build(sample_batch(train))
+    size = args.batch_size or config.fit.batch_size
+
+    def first(data: Any) -> Any:
+        return split_batch(next(iter(eval_loader(data, batch_size=size))))
+
+    balance = config.fit.balance_losses if args.balance is None else args.balance
+    torch.manual_seed(config.seed)
+    if isinstance(train, Mapping):  # per-learner data
+        batches = {learner: first(data) for learner, data in train.items()}
+        norms = term_gradients(graph, batches=batches, balance=balance)
+    else:
+        x, y = first(train)
+        norms = term_gradients(graph, x, y, balance=balance)
+    weighed = "balanced weights" if balance else "weights as given"
+    print(f"each term's pull on the agent's backbone, over its task term's ({weighed}):")
+    for agent, terms in relative(norms).items():
+        print(f"{agent}:")
+        width = max(len(term) for term in terms)
+        for term, ratio in terms.items():
+            print(f"  {term:<{width}}  {ratio:9.2e}")
     return 0
 
 
@@ -239,6 +298,7 @@ COMMANDS: dict[str, Command] = {
     "run": (run, _run_arguments),
     "eval": (evaluate_run, _eval_arguments),
     "graph": (draw, _graph_arguments),
+    "gradients": (gradients, _gradients_arguments),
     "cka": (cka, _cka_arguments),
 }
 
@@ -273,18 +333,27 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the commands that take a config's own options (--genre War), with their own flags: True for
+# a flag that takes a value
+OWN_FLAGS = {
+    "run": {"out": True, "help": False, "baseline": False},
+    "gradients": {"batch-size": True, "help": False, "balance": False, "no-balance": False},
+}
+
+
 def _config_options(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """``agora run``'s arguments without the config's own options (``--genre War`` or
-    ``--genre=War``), and those options as ``(name, value)`` pairs."""
-    if not argv or argv[0] != "run":
+    """The arguments of ``agora run`` (or ``gradients``) without the config's own options
+    (``--genre War`` or ``--genre=War``), and those options as ``(name, value)`` pairs."""
+    if not argv or argv[0] not in OWN_FLAGS:
         return argv, []
+    own = OWN_FLAGS[argv[0]]
     rest, options, i = argv[:1], [], 1
     while i < len(argv):
         word = argv[i]
         name = word[2:].partition("=")[0]
-        if not word.startswith("--") or name in ("out", "help", "baseline") or not name:
+        if not word.startswith("--") or name in own or not name:
             rest.append(word)
-            if word == "--out" and i + 1 < len(argv):
+            if own.get(name) and "=" not in word and i + 1 < len(argv):
                 rest.append(argv[i + 1])
                 i += 1
         elif "=" in word:

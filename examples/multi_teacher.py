@@ -18,8 +18,8 @@ from agora.agent import Agent
 from agora.data.movielens import MovieLens
 from agora.models.recommender import student_agent, teacher_agent
 
-TD_WEIGHTS = {"message_consistency": 0.1, "state_consistency": 0.1}  # the edge's
-TALK = {"rounds": 2, "interact_weight": 0.1}  # the learner's: k rounds, its interact weight
+TD_WEIGHTS = {"message_consistency": 0.5, "state_consistency": 0.5}  # the edge's
+TALK = {"rounds": 2, "interact_weight": 0.5}  # the learner's: k rounds, its interact weight
 SPECIALISTS = {  # disjoint groups of genres
     "drama_teacher": ["Drama", "Comedy", "Romance"],
     "action_teacher": ["Action", "Thriller", "Adventure", "Sci-Fi"],

@@ -17,8 +17,8 @@ from agora import FitConfig, Graph, evaluate, fit
 from agora.data.movielens import MovieLens
 from agora.models.recommender import student_agent
 
-TD_WEIGHTS = {"message_consistency": 0.1, "state_consistency": 0.1}  # the edge's
-TALK = {"rounds": 2, "interact_weight": 0.1}  # the learner's: k rounds, its interact weight
+TD_WEIGHTS = {"message_consistency": 0.5, "state_consistency": 0.5}  # the edge's
+TALK = {"rounds": 2, "interact_weight": 0.5}  # the learner's: k rounds, its interact weight
 
 
 def splits(ml: MovieLens, genre: str | list[str] | None, limit: int | None) -> dict:

@@ -91,3 +91,24 @@ def test_bad_arguments_exit_2(argv, capsys):
         main(argv)
     assert caught.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_gradients_prints_each_terms_pull_over_the_task(capsys):
+    assert main(["gradients", "tiny", "--batch-size", "32"]) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert plain[:3] == [
+        "each term's pull on the agent's backbone, over its task term's (weights as given):",
+        "student:",
+        "  task[student]                           1.00e+00",
+    ]
+    pulls = {line.split()[0]: float(line.split()[1]) for line in plain[2:]}
+    assert set(pulls) == {
+        "task[student]", "interact[student]",
+        "message_consistency[student->teacher]", "state_consistency[student->teacher]",
+    }  # fmt: skip
+    tenfold_weight = "graph.agents.1.interact_weight=5"  # tiny's is 0.5
+    assert main(["gradients", "tiny", "--batch-size", "32", tenfold_weight]) == 0
+    tenfold = capsys.readouterr().out.splitlines()
+    assert float(tenfold[-1].split()[1]) == pytest.approx(10 * pulls["interact[student]"], rel=1e-3)
+    assert main(["gradients", "tiny", "--balance"]) == 0
+    assert "(balanced weights)" in capsys.readouterr().out

@@ -1,15 +1,38 @@
-"""The README's example runs as written."""
+"""The README's example runs as written, at weights that move the student."""
 
 import re
 from pathlib import Path
 
+import torch
+
+from agora.analysis.gradients import relative, term_gradients
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+def example() -> str:
+    return re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
+
+
 def test_readme_example_runs_and_learns(capsys):
-    code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(example(), str(README), "exec"), namespace)
     out = namespace["out"]
     assert "interact[student]" in out.losses.terms
     assert capsys.readouterr().out.startswith("L = 1.0 * task[student]")
+
+
+def test_readme_weights_pull_the_student_at_least_a_tenth_as_hard_as_its_task():
+    namespace: dict = {}
+    setup = example().split("optimizer =")[0]  # the graph as built, before any training
+    exec(compile(setup, str(README), "exec"), namespace)
+    graph, x, y = namespace["graph"], namespace["x"], namespace["y"]
+    torch.manual_seed(0)
+    pulls = relative(term_gradients(graph, x[:64], y[:64]))["student"]
+    talk = {term: ratio for term, ratio in pulls.items() if term != "task[student]"}
+    assert set(talk) == {
+        "interact[student]",
+        "message_consistency[student->teacher]",
+        "state_consistency[student->teacher]",
+    }
+    assert max(talk.values()) >= 0.1, talk

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from agora.graph import Graph, GraphError
+from agora.losses import LossBalancer
 from agora.orchestrator import Orchestrator
 
 
@@ -31,6 +32,7 @@ def term_gradients(
     y: Tensor | Mapping[str, Tensor] | None = None,
     *,
     batches: Mapping[str, Any] | None = None,
+    balance: bool = False,
 ) -> dict[str, dict[str, float]]:
     """The L2 norm of each weighted loss term's gradient on each trainable agent's backbone.
 
@@ -39,6 +41,10 @@ def term_gradients(
     ``w * L`` alone (a parameter shared by two parts counts once). Nothing is updated:
     parameters' ``.grad`` are left as they were, buffers (batch-norm statistics) restored, and
     the graph's train/eval mode too.
+
+    With ``balance``, each term is weighted as :class:`~agora.losses.LossBalancer` weighs it
+    at the first step of a run with ``FitConfig(balance_losses=True)``: scaled to its
+    learner's task loss on this batch.
 
     Returns:
         dict[str, dict[str, float]]: ``{agent: {term: norm}}`` for every trainable agent, terms
@@ -67,8 +73,14 @@ def term_gradients(
     graph.train()
     try:
         out = Orchestrator(graph)(x, y, batches=batches)
+        scales: dict[str, float] = {}
+        if balance:
+            balancer = LossBalancer()
+            balancer(out.losses)
+            scales = balancer.scales
         norms: dict[str, dict[str, float]] = {name: {} for name in params}
         for term, (weight, value) in out.losses.terms.items():
+            weight = weight * scales.get(term, 1.0)
             if not value.requires_grad:
                 for name in params:
                     norms[name][term] = 0.0
