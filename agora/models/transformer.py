@@ -275,35 +275,42 @@ def minilm_teacher(
     probe: str | os.PathLike | None = None,
     num_labels: int = 2,
     path: str | None = None,
+    weights: str | os.PathLike | None = None,
 ) -> TransformerAgent:
     """all-MiniLM-L6-v2 (6 layers, 384-d) as a frozen teacher split after ``lower_layers``.
 
-    The pre-trained model has no head for a downstream task; with ``probe`` (a safetensors
-    file of a linear probe, ``linear.weight`` and ``linear.bias``, see
-    :func:`agora.bench.text.train_probe`) it gets one, so that logit-based protocols and
-    evaluation can use its predictions. Configs name it as
-    ``agora.models.transformer:minilm_teacher``.
+    The pre-trained model has no head for a downstream task. With ``probe`` (a safetensors
+    file of a linear probe over its mean-pooled last layer, ``linear.weight`` and
+    ``linear.bias``) it gets one, so that logit-based protocols and evaluation can use its
+    predictions. With ``weights`` (a safetensors file of the whole agent, ``lower.*``,
+    ``upper.*`` and ``head.linear.*``, e.g. the model fine-tuned on the task) it is that
+    model instead. Configs name it as ``agora.models.transformer:minilm_teacher``.
     """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if probe and weights:
+        raise ValueError(f"Agent {name!r}: give a probe or fine-tuned weights, not both")
     agent = encoder_agent(
         name,
         load_encoder(path),
         lower_layers,
-        num_labels if probe else None,
+        num_labels if probe or weights else None,
         dropout=0.0,
         frozen=True,
     )
-    if probe:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
+    part, file = (agent.head, probe) if probe else (agent, weights)
+    if file:
         try:
-            agent.head.load_state_dict(load_file(str(probe)))  # type: ignore[union-attr]
+            part.load_state_dict(load_file(str(file)))  # type: ignore[union-attr]
         except (OSError, SafetensorError, RuntimeError) as error:
-            raise ValueError(
-                f"Agent {name!r}: {probe} is not a linear probe for {num_labels} classes over "
-                f"its {agent.upper.config.hidden_size}-d states (keys linear.weight, "
-                f"linear.bias): {error}"
-            ) from None
+            what = (
+                f"a linear probe for {num_labels} classes over its "
+                f"{agent.upper.config.hidden_size}-d states (keys linear.weight, linear.bias)"
+                if probe
+                else f"the weights of all-MiniLM-L6-v2 with a {num_labels}-class head"
+            )
+            raise ValueError(f"Agent {name!r}: {file} is not {what}: {error}") from None
     return agent
 
 

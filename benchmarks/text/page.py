@@ -32,7 +32,8 @@ def _accuracy(values: Sequence[float]) -> str:
 
 def text_page(results: dict[str, Any]) -> str:
     """The results page, computed from ``results`` (what :func:`run` returns)."""
-    r, budget = results, results["budget"]
+    r, budget, tb = results, results["budget"], results["teacher_budget"]
+    tuned, probe = r["finetuned"], r["probe"]
     lines = [
         *header("SST-2: all-MiniLM-L6-v2 teaches a 2-layer student", r),
         "## Protocol",
@@ -44,61 +45,110 @@ def text_page(results: dict[str, Any]) -> str:
         f"on masked mean pooling. Messages are per token, `[B, T, {MESSAGE_DIM}]` (MLP codecs, "
         f"hidden {CODEC_HIDDEN}); padding tokens never enter a loss, a pooling or an attention.",
         "",
-        f"Data (a CPU budget): {r['sizes']['train']} training sentences of SST-2's train.tsv, "
-        f"{r['sizes']['valid']} more as validation (a fixed shuffle, the same for every run), "
-        f"GLUE's dev set ({r['sizes']['test']} sentences) as test; at most {budget['max_length']} "
-        f"tokens (mean {r['mean_tokens']['train']:.1f} in train, {r['mean_tokens']['test']:.1f} "
-        f"in test). Each student trains {budget['epochs']} epochs (batch {budget['batch_size']}, "
-        "AdamW, batches grouped by length) and is scored at its epoch of best validation accuracy.",
+        "Two tracks, each with its own frozen teacher:",
+        "",
+        "- **probe** (the paper's): the pre-trained model as it is. It has no head for SST-2's "
+        "labels; LD and Hybrid learn from the predictions of a linear probe (logistic regression "
+        "on its mean-pooled last layer, trained on the student's training sentences, L2 penalty "
+        f"{probe['decay']:g} chosen on validation from {list(PROBE_DECAYS)}). FD, FitNet and TD "
+        "use only its states.",
+        f"- **fine-tuned** (how most users distil): the model with a classifier, every layer "
+        f"fine-tuned on the first {tuned['train_sentences']} training sentences ({tb['epochs']} "
+        f"epochs, lr {tb['lr']:g}, batch {tb['batch_size']}, the best of {tb['evals_per_epoch']} "
+        f"validation scores an epoch kept; {tuned['seconds'] / 60:.0f} minutes), then frozen.",
+        "",
+        f"Data (a CPU budget): the student trains on {r['sizes']['train']} training sentences of "
+        f"SST-2's train.tsv (the first of the fine-tuned teacher's), {r['sizes']['valid']} more "
+        f"are validation (a fixed shuffle, the same for every run), GLUE's dev set "
+        f"({r['sizes']['test']} sentences) is test; at most {budget['max_length']} tokens (mean "
+        f"{r['mean_tokens']['train']:.1f} in train, {r['mean_tokens']['test']:.1f} in test). "
+        f"Each student trains {budget['epochs']} epochs (batch {budget['batch_size']}, AdamW, "
+        "batches grouped by length) and is scored at its epoch of best validation accuracy.",
         "",
         "The whole train set (about 66k sentences) is a GPU's budget: `python -m benchmarks "
-        f"text --train-size all --epochs 3 --out DIR` runs it. This page ran on: "
-        f"{r.get('device', 'cpu')}.",
-        "",
-        "The pre-trained teacher has no head for SST-2's labels. LD and Hybrid learn from the "
-        "predictions of a **linear probe** (logistic regression on the frozen teacher's "
-        "mean-pooled last layer, trained on the same training sentences, L2 penalty "
-        f"{r['probe']['decay']:g} chosen on validation from {list(PROBE_DECAYS)}); FD, FitNet and "
-        "TD use only its states. The probe is also the reference row.",
+        "text --train-size all --teacher-train-size all --epochs 3 --out DIR` runs it. This "
+        f"page ran on: {r.get('device', 'cpu')}.",
         "",
         f"Tuning (validation, seed 0, before any test number is read): the learning rate with "
-        f"Scratch from {r['grid']['lr']}, then each method's distillation weight from "
-        f"{r['grid']['weight']} (TD's with k = 1; TD gives the weight to all three of its "
-        f"losses). Accuracy on dev is the mean ± standard error (ddof=1) over "
-        f"{len(r['seeds'])} seed(s) {r['seeds']}.",
+        f"Scratch from {r['grid']['lr']}, then on each track each method's distillation weight "
+        f"from {r['grid']['weight']} (TD's with k = 1; TD gives the weight to all three of its "
+        f"losses), and TD's weight with the loss balancer (`FitConfig.balance_losses`: 1 makes "
+        f"each term as large as the task loss) from {r['grid']['balanced']}. A choice on the "
+        f"edge of its grid adds the value beyond it (times or over 3), up to "
+        f"{r['grid']['max_widen']} times. Accuracy on dev is the mean ± standard error (ddof=1) "
+        f"over {len(r['seeds'])} seed(s) {r['seeds']}.",
         "",
-        "## Results (dev accuracy, %)",
+        "## The teachers",
         "",
     ]
-    by_method: dict[str, list[dict]] = {}
+    by_track: dict[str, dict[str, list[dict]]] = {}
     for row in r["rows"]:
-        by_method.setdefault(row["method"], []).append(row)
-    order = [*METHODS[:-1], *(f"TD k={k}" for k in r["grid"]["rounds"])]
-    body = [["Teacher + linear probe (reference)", "-", f"{100 * r['teacher_test_accuracy']:.2f}",
-             "-", "-"]]  # fmt: skip
-    for name in order:
-        rows = by_method.get(name, [])
-        if not rows:
-            continue
-        seconds = [s for row in rows for s in row.get("epoch_seconds", [])]
-        body.append([
-            name, r["chosen"].get(name, "-"), _accuracy([x["test_accuracy"] for x in rows]),
-            _accuracy([x["valid_accuracy"] for x in rows]),
-            f"{sorted(seconds)[len(seconds) // 2]:.0f}" if seconds else "-",
-        ])  # fmt: skip
-    lines += table(["Method", "Setting", "Dev (test)", "Validation", "s / epoch"], body)
-    ordered = {name: by_method[name] for name in order if name in by_method}
-    lines += ["", *_summary(ordered, 100 / r["sizes"]["test"])]
+        by_track.setdefault(row["track"], {}).setdefault(row["method"], []).append(row)
+    scratch = by_track.get("", {}).get("Scratch", [])
+    teachers = r["teachers"]
+    body = [
+        ["pre-trained + linear probe", f"{100 * teachers['probe']['valid']:.2f}",
+         f"{100 * teachers['probe']['test']:.2f}"],
+        ["fine-tuned", f"{100 * teachers['fine-tuned']['valid']:.2f}",
+         f"{100 * teachers['fine-tuned']['test']:.2f}"],
+        ["the student alone (Scratch)", _accuracy([x["valid_accuracy"] for x in scratch]),
+         _accuracy([x["test_accuracy"] for x in scratch])],
+    ]  # fmt: skip
+    lines += table(["Teacher", "Validation", "Dev (test)"], body)
+    sentence = 100 / r["sizes"]["test"]
+    order = [*METHODS[1:-1], *(f"TD k={k}" for k in r["grid"]["rounds"]), "TD balanced"]
+    for track in ("probe", "fine-tuned"):
+        methods = by_track.get(track, {})
+        lines += ["", f"## Results, {track} teacher (dev accuracy, %)", ""]
+        body = []
+        for name in ["Scratch", *order]:
+            rows = scratch if name == "Scratch" else methods.get(name, [])
+            if not rows:
+                continue
+            seconds = [s for row in rows for s in row.get("epoch_seconds", [])]
+            setting = r["chosen"][""]["Scratch"] if name == "Scratch" else r["chosen"][track][name]
+            body.append([
+                name, setting, _accuracy([x["test_accuracy"] for x in rows]),
+                _accuracy([x["valid_accuracy"] for x in rows]),
+                "-" if name == "Scratch" else _difference(rows, scratch),
+                f"{sorted(seconds)[len(seconds) // 2]:.0f}" if seconds else "-",
+            ])  # fmt: skip
+        lines += table(
+            ["Method", "Setting", "Dev (test)", "Validation", "Dev − Scratch, paired", "s / epoch"],
+            body,
+        )
+    lines += [
+        "",
+        f"Differences are in percentage points, paired by seed, mean ± standard error; one dev "
+        f'sentence is {sentence:.2f} points. "(2 SE)" marks a difference larger than twice '
+        "its standard error.",
+        "",
+        "## Tuning",
+        "",
+        "Validation accuracy (%) with seed 0 at each grid value; the chosen one in bold.",
+        "",
+    ]
+    body = []
+    for search in r["searches"]:
+        cells = [
+            f"**{v:g}: {100 * score:.1f}**"
+            if v == search["chosen"]
+            else f"{v:g}: {100 * score:.1f}"
+            for v, score in zip(search["grid"], search["scores"])
+        ]
+        edge = "on the edge" if search["on_edge"] else "inside"
+        body.append([search["track"], search["method"], search["param"], ", ".join(cells), edge])
+    lines += table(["Track", "Method", "Parameter", "Grid", "Choice"], body)
     cache = r["cache"]
     on, off = cache["with_cache"], cache["without_cache"]
     lines += [
         "",
         "## The frozen teacher's state cache",
         "",
-        f"TD (k = 1, w = 0.1, lr = {LRS[0]:g}) on the first {cache.get('examples', '?')} training sentences, "
-        f"seed 0, trained alone with {r['workers'] * r['threads']} "
-        "threads: seconds per epoch (training steps only). "
-        "The first epoch with the cache computes and stores the teacher's round-0 states; later "
+        f"TD (k = 1, w = 0.1, lr = {LRS[0]:g}) on the first {cache.get('examples', '?')} "
+        f"training sentences, probe track, seed 0, trained alone with "
+        f"{r['workers'] * r['threads']} threads: seconds per epoch (training steps only). The "
+        "first epoch with the cache computes and stores the teacher's round-0 states; later "
         "epochs read them back.",
         "",
         *table(
@@ -111,31 +161,13 @@ def text_page(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _summary(by_method: dict[str, list[dict]], sentence: float) -> list[str]:
-    """Each method against Scratch, paired by seed: mean ± standard error of the difference
-    (``sentence``: the points one test sentence is worth)."""
-    scratch = {row["seed"]: row["test_accuracy"] for row in by_method.get("Scratch", [])}
-    if not scratch:
-        return []
-    lines = [
-        "Difference from Scratch in dev accuracy (percentage points), paired by seed, mean ± "
-        f"standard error (one dev sentence is {sentence:.2f} points):",
-        "",
-    ]
-    for name, rows in by_method.items():
-        diffs = [
-            100 * (r["test_accuracy"] - scratch[r["seed"]]) for r in rows if r["seed"] in scratch
-        ]
-        if name == "Scratch" or not diffs:
-            continue
-        mean, se = mean_se(diffs)
-        spread = "" if se is None else f" ± {se:.2f}"
-        verdict = ""
-        if abs(mean) <= sentence + 1e-9:
-            verdict = " (within one dev sentence of Scratch)"
-        elif se is not None:
-            verdict = (" (above Scratch by more than 2 SE)" if mean > 2 * se else
-                       " (below Scratch by more than 2 SE)" if mean < -2 * se else
-                       " (within 2 SE of Scratch)")  # fmt: skip
-        lines.append(f"- {name}: {mean:+.2f}{spread}{verdict}")
-    return lines
+def _difference(rows: list[dict], scratch: list[dict]) -> str:
+    """The method's dev accuracy minus Scratch's, paired by seed: ``+0.52 ± 0.20 (2 SE)``."""
+    alone = {row["seed"]: row["test_accuracy"] for row in scratch}
+    diffs = [100 * (x["test_accuracy"] - alone[x["seed"]]) for x in rows if x["seed"] in alone]
+    if not diffs:
+        return "-"
+    mean, se = mean_se(diffs)
+    if se is None:
+        return f"{mean:+.2f}"
+    return f"{mean:+.2f} ± {se:.2f}" + (" (2 SE)" if abs(mean) > 2 * se else "")

@@ -25,6 +25,13 @@ def test_bench_text_quick_writes_its_page(tmp_path):
     assert main(["text", "--quick", "--workers", "1", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "text-quick.json").read_text())
     page = (tmp_path / "text-quick.md").read_text()
-    assert "Teacher + linear probe" in page and "TD k=1" in page and "cache on" in page
-    assert {row["method"] for row in results["rows"]} >= {"Scratch", "LD", "TD k=0", "TD k=1"}
+    assert "pre-trained + linear probe" in page and "TD k=1" in page and "cache on" in page
+    assert "## Results, fine-tuned teacher" in page and "TD balanced" in page
+    for track in ("probe", "fine-tuned"):
+        methods = {row["method"] for row in results["rows"] if row["track"] == track}
+        assert methods >= {"LD", "TD k=0", "TD k=1", "TD balanced"}, track
+    assert [row["method"] for row in results["rows"] if row["track"] == ""] == ["Scratch"]
     assert all(0 <= row["test_accuracy"] <= 1 for row in results["rows"])
+    assert {s["track"] for s in results["searches"]} == {"both", "probe", "fine-tuned"}
+    assert "| fine-tuned | TD balanced | weight |" in page
+    assert 0 <= results["teachers"]["fine-tuned"]["test"] <= 1

@@ -203,3 +203,23 @@ def test_batches_grouped_by_length_hold_similar_lengths():
     later = EpochSampler(1000, seed=0, lengths=lengths, batch_size=32)
     later.set_epoch(1)
     assert list(later) != order  # each epoch its own batches
+
+
+def test_a_fine_tuned_teacher_is_read_back_whole(tmp_path):
+    from safetensors.torch import save_file
+
+    tuned = encoder_agent("teacher", load_encoder(), 3, num_labels=2, dropout=0.0)
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.01)
+    path = tmp_path / "tuned.safetensors"
+    save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, str(path))
+    teacher = minilm_teacher(weights=path)
+    assert teacher.frozen and teacher.head is not None
+    for key, value in tuned.state_dict().items():
+        assert torch.equal(teacher.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="not both"):
+        minilm_teacher(probe=path, weights=path)
+    save_file({"lower.bogus": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match=r"bad\.safetensors is not the weights of all-MiniLM"):
+        minilm_teacher(weights=tmp_path / "bad.safetensors")
