@@ -36,33 +36,82 @@ def page(results: dict[str, Any]) -> str:
         f"{s['batches']} training batches, mean ± standard error over seeds. At the start "
         "(initialisation) and at the end (the best validation epoch's weights).", "",
     ]  # fmt: skip
+    plain = [r for r in rows if not r.get("balance")]
+    balanced = [r for r in rows if r.get("balance")]
+    lines += _pulls(plain, s["genres"], s["weights"])
+    lines += [
+        "## Best validation RMSE", "",
+        "Mean ± standard error over seeds; *− Scratch* pairs each seed with Scratch's run of "
+        "the same seed (same initial student).", "",
+    ]  # fmt: skip
+    lines += _rmse(plain, rows, s["genres"], s["weights"], "TD, w = ")
+    if balanced:
+        weights = s.get("balanced", [])
+        lines += [
+            "## With the loss balancer", "",
+            "The same runs with `FitConfig(balance_losses=True)`: each TD term is scaled to the "
+            "task loss (running means of both), so that w = 1 makes a term as large as the "
+            "task. The pulls are measured as the balancer weighs the terms at the first step "
+            "(each scaled to the task loss on its batch).", "",
+        ]  # fmt: skip
+        lines += _pulls(balanced, s["genres"], weights)
+        lines += _rmse(balanced, rows, s["genres"], weights, "TD balanced, w = ")
+        lines += _optimum(balanced, s["genres"], weights)
+        lines += [
+            "On SST-2 the text benchmark searches TD's balanced weight on validation on both of "
+            "its tracks ([its page](text.md), *Tuning*).", "",
+        ]  # fmt: skip
+    seconds = sum(r["seconds"] for r in rows)
+    lines += [f"Every run's own time, summed: {seconds:.0f} s over {len(rows)} runs."]
+    return "\n".join(lines) + "\n"
+
+
+def _pulls(rows: list[dict], genres: list[str], weights: list[float]) -> list[str]:
+    """Each term's pull at the start and the end, by genre and weight."""
     body = []
-    for genre in s["genres"]:
-        for weight in s["weights"]:
+    for genre in genres:
+        for weight in weights:
             mine = [r for r in rows if r["genre"] == genre and r["weight"] == weight]
             body.append([genre, f"{weight:g}"] + [
                 cell([r[when][term] for r in mine], ".2e")
                 for when in ("before", "after") for term in TERMS
             ])  # fmt: skip
     head = ["genre", "w", *(f"{t} ({when})" for when in ("start", "end") for t in TERMS)]
-    lines += [*table(head, body), ""]
-    lines += [
-        "## Best validation RMSE", "",
-        "Mean ± standard error over seeds; *− Scratch* pairs each seed with Scratch's run of "
-        "the same seed (same initial student).", "",
-    ]  # fmt: skip
+    return [*table(head, body), ""]
+
+
+def _rmse(
+    rows: list[dict], every: list[dict], genres: list[str], weights: list[float], label: str
+) -> list[str]:
+    """Validation RMSE by genre and weight beside Scratch's, paired by seed."""
     body = []
-    for genre in s["genres"]:
-        scratch = {r["seed"]: r["valid_rmse"] for r in rows
+    for genre in genres:
+        scratch = {r["seed"]: r["valid_rmse"] for r in every
                    if r["genre"] == genre and r["weight"] == 0}  # fmt: skip
         body.append([genre, "Scratch", cell(list(scratch.values())), ""])
-        for weight in s["weights"]:
+        for weight in weights:
             mine = {r["seed"]: r["valid_rmse"] for r in rows
                     if r["genre"] == genre and r["weight"] == weight}  # fmt: skip
             paired = [mine[k] - scratch[k] for k in sorted(mine.keys() & scratch.keys())]
-            body.append([genre, f"TD, w = {weight:g}", cell(list(mine.values())),
-                          cell(paired, "+.4f")])  # fmt: skip
-    lines += [*table(["genre", "method", "validation RMSE", "− Scratch"], body), ""]
-    seconds = sum(r["seconds"] for r in rows)
-    lines += [f"Every run's own time, summed: {seconds:.0f} s over {len(rows)} runs."]
-    return "\n".join(lines) + "\n"
+            body.append([genre, f"{label}{weight:g}", cell(list(mine.values())),
+                         cell(paired, "+.4f")])  # fmt: skip
+    return [*table(["genre", "method", "validation RMSE", "− Scratch"], body), ""]
+
+
+def _optimum(rows: list[dict], genres: list[str], weights: list[float]) -> list[str]:
+    """Where the balanced weight's validation optimum lies, per genre."""
+    lines = []
+    for genre in genres:
+        means = {}
+        for weight in weights:
+            values = [
+                r["valid_rmse"] for r in rows if r["genre"] == genre and r["weight"] == weight
+            ]
+            if values:
+                means[weight] = sum(values) / len(values)
+        if not means:
+            continue
+        best = min(means, key=means.get)
+        where = "on the edge of the grid" if best in (min(means), max(means)) else "inside the grid"
+        lines.append(f"- {genre}: the lowest mean validation RMSE is at w = {best:g} ({where}).")
+    return [*lines, ""] if lines else []

@@ -8,16 +8,18 @@
 - the norm of each TD term's gradient on the student's backbone (``lower``, ``upper``,
   ``head``: :func:`~agora.analysis.gradients.term_gradients`) over the task term's, median over
   :data:`BATCHES` training batches, at initialisation and at the best validation epoch;
-- the best validation RMSE of each weight beside Scratch's, over ``--seeds`` seeds.
+- the best validation RMSE of each weight beside Scratch's, over ``--seeds`` seeds;
+- the same with the loss balancer (``FitConfig.balance_losses``), whose weights mean "this much
+  of the task loss": where its validation optimum lies.
 
 It asks which weights can matter at all: a term whose gradient is a thousandth of the task
 term's leaves the student where Scratch would have put it. Validation RMSE only: the test split
 stays for the tuned benchmarks. Measuring changes nothing in the training: it updates nothing,
 runs in a forked RNG, and ``fit`` seeds every generator when it starts anyway.
 
-Cost: 2 genres x 6 settings x 5 seeds = 60 runs (the results page gives the wall time);
-``--quick``
-(one genre, one seed, one epoch, weights 0.1 and 10) a minute or two, ``--limit 300`` seconds.
+Cost: 2 genres x 11 settings x 5 seeds = 110 runs (the results page gives the wall time);
+``--quick`` (one genre, one seed, one epoch, two weights each) a minute or two, ``--limit 300``
+seconds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from benchmarks.harness import Runner, cache_dir, stamp
 from benchmarks.movielens.task import Budget, DataView, method, pretrain, student_for, teacher_path
 
 WEIGHTS = (0.1, 1.0, 10.0, 30.0, 100.0)
+BALANCED = (0.1, 0.3, 1.0, 3.0, 10.0)  # with the loss balancer: 1 is as large as the task loss
 GENRES = ("Adventure", "War")  # Genres 6 and 8: sparse, where the paper expects TD to help
 TERMS = ("interact", "message_consistency", "state_consistency")
 NAMES = {  # a term's name in Losses, for the student talking to the teacher
@@ -62,33 +65,39 @@ class Setup:
     batches: int = BATCHES
     limit: int | None = None
     notes: list[str] = field(default_factory=list)
+    balanced: list[float] = field(default_factory=lambda: list(BALANCED))
 
 
 def setup(seeds: int, quick: bool, limit: int | None) -> Setup:
-    """The full setup, or with ``quick`` a smoke test: War, one seed and epoch, w 0.1 and 10."""
+    """The full setup, or with ``quick`` a smoke test: War, one seed and epoch, w 0.1 and 10
+    (balanced: 0.3 and 1)."""
     if quick:
         return Setup(
             ["War"], [0.1, 10.0], [0],
             Budget(replace(STUDENT, epochs=1), replace(TEACHER, epochs=1), limit), batches=2,
             limit=limit, notes=["--quick: 1 genre, 1 seed, 1 epoch: a smoke test, not a result"],
+            balanced=[0.3, 1.0],
         )  # fmt: skip
     return Setup(list(GENRES), list(WEIGHTS), list(range(seeds)), Budget(limit=limit), limit=limit)
 
 
-def _ratios(graph: Graph, batches: list[tuple[Any, Any]]) -> dict[str, float]:
-    """Each TD term's gradient norm over the task term's, median over ``batches``."""
+def _ratios(graph: Graph, batches: list[tuple[Any, Any]], balance: bool) -> dict[str, float]:
+    """Each TD term's gradient norm over the task term's, median over ``batches`` (balanced:
+    each term scaled to the task loss on its batch, as the balancer starts)."""
     per_term: dict[str, list[float]] = {term: [] for term in TERMS}
     with torch.random.fork_rng():  # the training draws the same random numbers as without this
         for x, y in batches:
-            ratios = relative(term_gradients(graph, x, y))["student"]
+            ratios = relative(term_gradients(graph, x, y, balance=balance))["student"]
             for term in TERMS:
                 per_term[term].append(ratios[NAMES[term]])
     return {term: statistics.median(values) for term, values in per_term.items()}
 
 
-def train(ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup) -> dict[str, Any]:
-    """One run: the student on ``genre`` (``weight`` 0: Scratch); gradient ratios at the start
-    and at the best epoch, best validation RMSE."""
+def train(
+    ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup, balance: bool = False
+) -> dict[str, Any]:
+    """One run: the student on ``genre`` (``weight`` 0: Scratch), with the loss balancer or
+    not; gradient ratios at the start and at the best epoch, best validation RMSE."""
     started = time.perf_counter()
     splits = DataView(ml, limit=s.limit).splits(genre)
     torch.manual_seed(seed)
@@ -103,20 +112,21 @@ def train(ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup)
         for index in order.split(s.budget.student.batch_size)[: s.batches]
     ]
     graph.build(batches[0][0])
-    before = _ratios(graph, batches) if weight else {}
-    config = s.budget.student.fit_config(seed, metric="student/rmse")
+    before = _ratios(graph, batches, balance) if weight else {}
+    config = s.budget.student.fit_config(seed, metric="student/rmse", balance_losses=balance)
     result = fit(graph, splits["train"], splits["valid"], config)
-    after = _ratios(graph, batches) if weight else {}
+    after = _ratios(graph, batches, balance) if weight else {}
     return {
-        "genre": genre, "weight": weight, "seed": seed, "before": before, "after": after,
+        "genre": genre, "weight": weight, "balance": balance, "seed": seed, "before": before,
+        "after": after,
         "valid_rmse": result.metrics["student/rmse"], "best_step": result.best_step,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip
 
 
-def _train_task(task: tuple[str, float, int, str, Setup]) -> dict[str, Any]:
-    genre, weight, seed, teacher, s = task
-    return train(movielens.task.ML, genre, weight, seed, teacher, s)
+def _train_task(task: tuple[str, float, int, str, Setup, bool]) -> dict[str, Any]:
+    genre, weight, seed, teacher, s, balance = task
+    return train(movielens.task.ML, genre, weight, seed, teacher, s, balance)
 
 
 def _pretrain_task(task: tuple[int, str, Setup]) -> dict[str, Any]:
@@ -140,8 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ) as runner:
         missing = [(seed, p, s) for seed, p in teachers.items() if not Path(p).exists()]
         pretrained = runner.map(_pretrain_task, missing, "teachers")
-        tasks = [(genre, weight, seed, teachers[seed], s) for seed in s.seeds
+        tasks = [(genre, weight, seed, teachers[seed], s, False) for seed in s.seeds
                  for genre in s.genres for weight in (0.0, *s.weights)]  # fmt: skip
+        tasks += [(genre, weight, seed, teachers[seed], s, True) for seed in s.seeds
+                  for genre in s.genres for weight in s.balanced]  # fmt: skip
         rows = runner.map(_train_task, tasks, "runs")
     return {
         **stamp(args), "setup": asdict(s), "rows": rows, "teachers": pretrained,

@@ -17,8 +17,12 @@ def test_quick_bench_on_a_slice_writes_both_tables(tmp_path):
     text = (tmp_path / "gradients-quick.md").read_text()
     assert "## The pull of each term" in text and "## Best validation RMSE" in text
     assert "| War | TD, w = 10 |" in text
-    rows = json.loads((tmp_path / "gradients-quick.json").read_text())["rows"]
+    assert "## With the loss balancer" in text and "| War | TD balanced, w = 0.3 |" in text
+    assert "- War: the lowest mean validation RMSE is at w = " in text
+    every = json.loads((tmp_path / "gradients-quick.json").read_text())["rows"]
+    rows = [r for r in every if not r["balance"]]
     assert {r["weight"] for r in rows} == {0.0, 0.1, 10.0}
+    assert {r["weight"] for r in every if r["balance"]} == {0.3, 1.0}
     low, high = (next(r for r in rows if r["weight"] == w) for w in (0.1, 10.0))
     # same student, same batches, same random numbers at the start: only the weight differs
     assert high["before"]["interact"] == pytest.approx(100 * low["before"]["interact"], rel=1e-4)
