@@ -36,7 +36,9 @@ from agora.checkpoint import CheckpointError
 from agora.config import ConfigError, RunConfig, load_config
 from agora.data.download import DataError
 from agora.errors import GraphError
+from agora.folder import RunFolderError
 from agora.run import option_overrides, run_config, stored_config, stored_split
+from agora.train import NonFiniteLossError
 
 
 class CommandError(ValueError):
@@ -44,7 +46,10 @@ class CommandError(ValueError):
 
 
 # errors that are the user's to fix: printed as one line, exit status 2, no traceback
-USER_ERRORS = (ConfigError, GraphError, CheckpointError, DataError, CommandError)
+USER_ERRORS = (
+    ConfigError, GraphError, CheckpointError, DataError, CommandError, RunFolderError,
+    NonFiniteLossError,
+)  # fmt: skip
 
 
 # -- agora run ---------------------------------------------------------------------------------
@@ -56,6 +61,11 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline", action="store_true", default=None,
         help="also train the students alone (same seed, data, budget) and compare",
+    )  # fmt: skip
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="train afresh in --out, removing the run there; without it, --out resumes only an "
+        "unfinished run of the same config and refuses anything else",
     )  # fmt: skip
     _add_overrides(parser, "of the config, e.g. fit.epochs=5; and --NAME VALUE for an option "
                    "the config offers (paper-movielens: --genre War)")  # fmt: skip
@@ -77,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = "-".join([Path(args.config).stem, *(value for _, value in args.options), stamp])
     out = Path(args.out) if args.out else Path("runs") / name
-    results = run_config(config, out, baseline=args.baseline)
+    results = run_config(config, out, baseline=args.baseline, overwrite=args.overwrite)
     for stage, result in results.items():
         if stage == "alone":
             continue
@@ -336,7 +346,7 @@ def make_parser() -> argparse.ArgumentParser:
 # the commands that take a config's own options (--genre War), with their own flags: True for
 # a flag that takes a value
 OWN_FLAGS = {
-    "run": {"out": True, "help": False, "baseline": False},
+    "run": {"out": True, "help": False, "baseline": False, "overwrite": False},
     "gradients": {"batch-size": True, "help": False, "balance": False, "no-balance": False},
 }
 

@@ -34,7 +34,11 @@ def sample_batch(data: Any, rows: int = 8) -> Any:
 
 
 def run_config(
-    config: RunConfig, out_dir: str | os.PathLike, *, baseline: bool | None = None
+    config: RunConfig,
+    out_dir: str | os.PathLike,
+    *,
+    baseline: bool | None = None,
+    overwrite: bool = False,
 ) -> dict[str, FitResult]:
     """Build the config's data and graph and fit it into ``out_dir``.
 
@@ -46,8 +50,13 @@ def run_config(
     ``out_dir/comparison.json`` compares them (:func:`compare`); its result is under
     ``"alone"``.
 
+    ``out_dir`` follows the run folder's rules (:mod:`agora.folder`): an unfinished run of the
+    same config resumes, anything else is refused unless ``overwrite``.
+
     Raises:
         ConfigError: naming the key and the file, for anything the config gets wrong.
+        RunFolderError: ``out_dir`` holds a finished run or another config's, or another run
+            is writing it.
     """
     from agora.stages import fit_stages
     from agora.train import fit
@@ -71,7 +80,7 @@ def run_config(
     except GraphError as error:
         raise ConfigError(str(error), "stages" if stages else "graph", config.source) from None
     out_dir = Path(out_dir)
-    common = {"run_config": config.to_dict()}
+    common = {"run_config": config.to_dict(), "resume": not overwrite}
     if stages:
         return fit_stages(graph, stages, data["train"], data["valid"], config.fit,
                           out_dir=out_dir, **common)  # fmt: skip

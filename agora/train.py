@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from agora import checkpoint
+from agora import checkpoint, folder
 from agora.agent import Agent
 from agora.cache import CachedOrchestrator, StateCache
 from agora.errors import FieldError, GraphError
@@ -309,8 +309,12 @@ def fit(
 ) -> FitResult:
     """Train every trainable part of ``graph`` on Accelerate; keep the best validation weights.
 
-    With ``out_dir``, the run writes ``metrics.jsonl``, checkpoints (resumed from when
-    ``resume`` and one exists) and the final ``model/``; see :mod:`agora.checkpoint`.
+    With ``out_dir``, the run writes ``metrics.jsonl``, checkpoints and the final ``model/``
+    (see :mod:`agora.checkpoint`), under the folder's rules (:mod:`agora.folder`): a folder
+    holding an unfinished run of the same configuration is resumed; one holding a finished
+    run, or a run of another configuration, is refused (:class:`~agora.folder.RunFolderError`)
+    unless ``resume=False``, which starts afresh and removes what the old run wrote. One run
+    writes a folder at a time (a lock).
 
     ``train_data`` is one dataset that every agent sees, or per-learner data
     ``{learner: dataset}``: each step then holds a batch of every learner's data (an epoch is
@@ -330,8 +334,50 @@ def fit(
         ['student/loss', 'student/rmse', 'teacher/loss', 'teacher/rmse']
     """
     config = config or FitConfig()
-    started = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is None:
+        return _fit(graph, train_data, eval_data, config, None, run_config)
+    state = PartialState(cpu=config.cpu or _launched_without_gpu())
+    configuration = run_configuration(graph, config, run_config)
+    lock = folder.Lock(out_dir) if state.is_main_process else None
+    try:
+        if lock is not None:
+            lock.acquire()
+            folder.claim(out_dir, configuration, overwrite=not resume)
+        state.wait_for_everyone()
+        result = _fit(graph, train_data, eval_data, config, out_dir, run_config)
+        if state.is_main_process:
+            folder.write_record(out_dir, configuration, finished=True)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+# FitConfig fields that change how a run reports, not what it trains
+REPORTING = ("progress", "trackers", "log_every")
+
+
+def run_configuration(
+    graph: Graph, config: FitConfig, run_config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a run folder records as the run's configuration (:mod:`agora.folder`): the
+    graph's spec, the training fields of ``config`` and the rest of ``run_config`` (its data,
+    seed...)."""
+    training = {k: v for k, v in asdict(config).items() if k not in REPORTING}
+    rest = {k: v for k, v in (run_config or {}).items() if k not in ("fit", "graph")}
+    return {"graph": graph.to_dict(), "fit": training, **({"run": rest} if rest else {})}
+
+
+def _fit(
+    graph: Graph,
+    train_data: Data | Mapping[str, Data],
+    eval_data: Data | Mapping[str, Data] | None,
+    config: FitConfig,
+    out_dir: Path | None,
+    run_config: Mapping[str, Any] | None,
+) -> FitResult:
+    started = time.perf_counter()
     # Accelerate keeps its settings in a process-wide singleton; a second fit() in the same
     # process (a benchmark, a notebook) may ask for another precision, so start it afresh.
     # The process group (PartialState) stays, so this is safe under DDP too.
@@ -395,7 +441,7 @@ def fit(
         accelerator.register_for_checkpointing(balancer)
 
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample)
-    if resume and out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
+    if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
         accelerator.load_state(str(latest / "state"))
         log.resumed(state.step)
     if config.trackers:

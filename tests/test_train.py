@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from agora import Graph, checkpoint
+from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
 from agora.train import NonFiniteLossError, fit
 from tests.helpers import assert_same, fit_data, quick_fit, talk_graph
@@ -224,13 +224,14 @@ def test_evals_per_epoch_evaluates_evenly_and_once_at_the_epochs_end(tmp_path):
     assert _eval_steps(tmp_path) == [3, 6, 9, 12, 15, 18, 21, 24]
 
 
-def test_max_steps_stops_within_an_epoch_evaluates_and_resumes_to_nothing(tmp_path):
+def test_max_steps_stops_within_an_epoch_evaluates_and_a_rerun_is_refused(tmp_path):
     train, valid = fit_data()
     config = quick_fit(epochs=5, batch_size=16, max_steps=20)
     result = fit(talk_graph(), train, valid, config, out_dir=tmp_path)
     assert result.steps == 20 and _eval_steps(tmp_path) == [12, 20]
-    again = fit(talk_graph(), train, valid, config, out_dir=tmp_path)  # a finished run
-    assert again.steps == 20 and _eval_steps(tmp_path) == [12, 20]
+    with pytest.raises(RunFolderError, match="holds a finished run"):
+        fit(talk_graph(), train, valid, config, out_dir=tmp_path)
+    assert _eval_steps(tmp_path) == [12, 20]  # untouched
 
 
 def test_the_balancer_is_off_by_default_and_then_never_touches_the_loss(monkeypatch):
@@ -244,7 +245,7 @@ def test_the_balancer_is_off_by_default_and_then_never_touches_the_loss(monkeypa
     fit(talk_graph(), train, valid, quick_fit(epochs=1))  # runs: no balancer was asked for
 
 
-def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path):
+def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path, monkeypatch):
     train, valid = fit_data()
     config = quick_fit(epochs=2, batch_size=32, balance_losses=True, checkpoint_every=4)
     fit(talk_graph(), train, valid, config, out_dir=tmp_path / "whole")
@@ -256,10 +257,21 @@ def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path):
     whole = load_file(
         str(tmp_path / "whole" / "model" / "agents" / "student" / "backbone.safetensors")
     )
-    # the same run stopped after its first epoch (6 steps), then resumed: the balancer's
-    # means come back too
-    fit(talk_graph(), train, valid, replace(config, max_steps=6), out_dir=tmp_path / "split")
-    (tmp_path / "split" / "model").rename(tmp_path / "split" / "partial")
+    # the same run crashing after its first epoch (6 steps, checkpointed), then resumed: the
+    # balancer's means come back too
+    import agora.train
+
+    check = agora.train.check_finite
+
+    def crash_at_step_6(out, step, log):
+        if step == 6:
+            raise KeyboardInterrupt
+        check(out, step, log)
+
+    monkeypatch.setattr(agora.train, "check_finite", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        fit(talk_graph(), train, valid, config, out_dir=tmp_path / "split")
+    monkeypatch.setattr(agora.train, "check_finite", check)
     fit(talk_graph(), train, valid, config, out_dir=tmp_path / "split")
     split = load_file(
         str(tmp_path / "split" / "model" / "agents" / "student" / "backbone.safetensors")

@@ -1,0 +1,198 @@
+"""The run folder's rules: one writer at a time, and one meaning for reusing a folder.
+
+``fit(..., out_dir=D)`` claims ``D`` before it trains:
+
+- **One writer.** ``D/.lock`` holds the owner's host and process id while a run writes; a
+  second run on ``D`` fails, naming the owner. A lock left by a process that died on this host
+  is taken over.
+- **Resume only what this run would have written.** ``D/run.json`` records the run's
+  configuration (the graph's spec, the :class:`~agora.train.FitConfig`, the run config) and
+  whether it finished. A run on a folder that holds an *unfinished* run of the *same*
+  configuration resumes it; a finished run, or a run of another configuration, is refused
+  (:class:`RunFolderError`, naming the keys that differ) unless ``overwrite`` starts afresh.
+  So the config written beside the weights is always the one that trained them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RECORD = "run.json"
+LOCK = ".lock"
+# what a run writes into its folder (overwrite removes these, and nothing else)
+WRITTEN = ("checkpoints", "model", "metrics.jsonl", RECORD, "stages", "alone", "comparison.json")
+
+
+class RunFolderError(ValueError):
+    """A run folder this run may not write: held by another run, finished, or of another
+    configuration. The message says which, and what to do."""
+
+
+def fingerprint(configuration: Mapping[str, Any]) -> str:
+    """A short digest of a run's configuration (plain data)."""
+    text = json.dumps(configuration, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    if isinstance(data, list):
+        out = {}
+        for i, value in enumerate(data):
+            out.update(_flat(value, f"{prefix}{i}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], most: int = 5) -> list[str]:
+    """The dotted keys whose values differ between two configurations, ``key: old -> new``.
+
+    Example:
+        >>> differences({"fit": {"lr": 0.001, "epochs": 2}}, {"fit": {"lr": 0.1, "epochs": 2}})
+        ['fit.lr: 0.001 -> 0.1']
+    """
+    a, b = (
+        _flat(json.loads(json.dumps(old, default=str))),
+        _flat(json.loads(json.dumps(new, default=str))),
+    )
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<none>") != b.get(k, "<none>"))
+    said = [f"{k}: {a.get(k, '<none>')} -> {b.get(k, '<none>')}" for k in keys[:most]]
+    return said + ([f"and {len(keys) - most} more"] if len(keys) > most else [])
+
+
+def claim(out_dir: Path, configuration: Mapping[str, Any], *, overwrite: bool = False) -> bool:
+    """Check that this run may write ``out_dir`` (see the module's rules) and record it there;
+    ``True`` when an unfinished run of the same configuration is there to resume.
+
+    Raises:
+        RunFolderError: ``out_dir`` is a file, holds a finished run, or a run of another
+            configuration (and not ``overwrite``).
+    """
+    _check_folder(out_dir)
+    record_path = out_dir / RECORD
+    ran_here = any((out_dir / name).exists() for name in ("checkpoints", "model", RECORD))
+    digest = fingerprint(configuration)
+    if ran_here and overwrite:
+        for name in WRITTEN:
+            path = out_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        ran_here = False
+    if ran_here:
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        if record.get("fingerprint") != digest:
+            changed = differences(record.get("configuration", {}), configuration)
+            raise RunFolderError(
+                f"{out_dir} holds a run of another configuration ({'; '.join(changed)}); give "
+                "a new folder, or --overwrite (overwrite=True) to train afresh in this one"
+            )
+        if record.get("finished"):
+            raise RunFolderError(
+                f"{out_dir} holds a finished run of this configuration (its model is in "
+                f"{out_dir / 'model'}); give a new folder, or --overwrite (overwrite=True) to "
+                "train it again"
+            )
+        return True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_record(out_dir, configuration, finished=False)
+    return False
+
+
+def _check_folder(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunFolderError(f"{out_dir}: is a file; a run needs a folder (give another --out)")
+
+
+def write_record(out_dir: Path, configuration: Mapping[str, Any], *, finished: bool) -> None:
+    """Write ``run.json``: the configuration, its fingerprint, and whether the run finished."""
+    record = {
+        "fingerprint": fingerprint(configuration),
+        "finished": finished,
+        "configuration": json.loads(json.dumps(configuration, default=str)),
+    }
+    tmp = out_dir / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    os.replace(tmp, out_dir / RECORD)
+
+
+class Lock:
+    """``out_dir/.lock``, held while a run writes the folder (a context manager).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with Lock(folder):
+        ...     try:
+        ...         Lock(folder).acquire()  # a second run on the same folder
+        ...     except RunFolderError as error:
+        ...         print("refused:", "is being written by process" in str(error))
+        refused: True
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = Path(out_dir) / LOCK
+        self.held = False
+
+    def acquire(self) -> None:
+        """Take the lock, or take over one left by a dead process of this host."""
+        _check_folder(self.path.parent)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = json.loads(self.path.read_text() or "{}")
+                except (OSError, json.JSONDecodeError):
+                    owner = {}
+                if owner.get("host") == me["host"] and not _alive(owner.get("pid")):
+                    self.path.unlink(missing_ok=True)  # its owner died: take it over
+                    continue
+                raise RunFolderError(
+                    f"{self.path.parent} is being written by process {owner.get('pid', '?')} on "
+                    f"{owner.get('host', '?')} (its lock: {self.path}); wait for it, or give "
+                    "another folder"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise RunFolderError(f"{self.path}: could not take the lock")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> Lock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,82 @@
+"""The run folder's rules: resume only an unfinished run of the same config, one writer."""
+
+import json
+import os
+
+import pytest
+
+from agora.cli import main
+from agora.folder import Lock, RunFolderError, claim, differences
+from agora.train import fit
+from tests.helpers import fit_data, quick_fit, talk_graph
+
+
+def test_a_changed_config_is_refused_naming_what_changed(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["run", "tiny", "--out", out, "fit.epochs=1", "graph.agents.1.rounds=2"]) == 0
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "tiny", "--out", out, "fit.epochs=1", "graph.agents.1.rounds=0"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "holds a run of another configuration (graph.agents.1.rounds: 2 -> 0)" in err
+    with pytest.raises(SystemExit):  # a new learning rate on a "resume" is a new config too
+        main(["run", "tiny", "--out", out, "fit.epochs=1", "fit.lr=0.1"])
+    assert "fit.lr: 0.003 -> 0.1" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before  # nothing written
+    graph = json.loads((tmp_path / "run" / "model" / "graph.json").read_text())
+    assert graph["graph"]["agents"][1]["rounds"] == 2  # the config that trained the weights
+
+
+def test_a_finished_run_is_refused_and_overwrite_trains_afresh(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["run", "tiny", "--out", out, "fit.epochs=1"]) == 0
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    with pytest.raises(SystemExit):
+        main(["run", "tiny", "--out", out, "fit.epochs=1"])
+    assert "holds a finished run of this configuration" in capsys.readouterr().err
+    assert main(["run", "tiny", "--out", out, "--overwrite", "fit.epochs=1", "seed=3"]) == 0
+    again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(again) == len(lines)  # afresh: no line of the old run is left
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["finished"] and record["configuration"]["run"]["seed"] == 3
+
+
+def test_an_unfinished_run_of_the_same_config_resumes(tmp_path):
+    train, valid = fit_data()
+    config = quick_fit(epochs=1)
+    configuration = {"graph": talk_graph().to_dict(), "fit": {"epochs": 1}}
+    assert claim(tmp_path, configuration) is False  # a fresh folder
+    assert claim(tmp_path, configuration) is True  # unfinished, same configuration: resume
+    with pytest.raises(RunFolderError, match=r"fit\.epochs: 1 -> 2"):
+        claim(tmp_path, {**configuration, "fit": {"epochs": 2}})
+    fit(talk_graph(), train, valid, config, out_dir=tmp_path / "fit")
+    with pytest.raises(RunFolderError, match="finished"):
+        fit(talk_graph(), train, valid, config, out_dir=tmp_path / "fit")
+    fit(talk_graph(), train, valid, config, out_dir=tmp_path / "fit", resume=False)
+
+
+def test_one_writer_at_a_time_and_a_dead_writers_lock_is_taken_over(tmp_path):
+    train, valid = fit_data()
+    held = pytest.raises(RunFolderError, match=f"written by process {os.getpid()}")
+    with Lock(tmp_path), held:
+        fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path)
+    assert not (tmp_path / ".lock").exists()  # released
+    dead = 2**22 + 12345  # no such process
+    (tmp_path / ".lock").write_text(json.dumps({"host": os.uname().nodename, "pid": dead}))
+    fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path)
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_out_naming_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "tiny", "--out", str(tmp_path / "file"), "fit.epochs=1"])
+    assert caught.value.code == 2
+    assert "is a file; a run needs a folder" in capsys.readouterr().err
+
+
+def test_differences_name_at_most_a_few_keys():
+    old = {"a": list(range(8))}
+    said = differences(old, {"a": [x + 1 for x in range(8)]}, most=2)
+    assert said == ["a.0: 0 -> 1", "a.1: 1 -> 2", "and 6 more"]
