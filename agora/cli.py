@@ -35,7 +35,7 @@ from agora.baseline import comparison_lines
 from agora.checkpoint import CheckpointError
 from agora.config import ConfigError, RunConfig, load_config
 from agora.data.download import DataError
-from agora.errors import GraphError
+from agora.errors import FieldError, GraphError
 from agora.folder import RunFolderError
 from agora.run import option_overrides, run_config, stored_config, stored_split
 from agora.train import NonFiniteLossError
@@ -48,7 +48,7 @@ class CommandError(ValueError):
 # errors that are the user's to fix: printed as one line, exit status 2, no traceback
 USER_ERRORS = (
     ConfigError, GraphError, CheckpointError, DataError, CommandError, RunFolderError,
-    NonFiniteLossError,
+    NonFiniteLossError, FieldError,
 )  # fmt: skip
 
 

@@ -255,6 +255,28 @@ def _means(metrics: Mapping[str, float]) -> dict[str, float]:
     return means
 
 
+def metric_names(graph: Graph, learners: list[str] | None = None) -> list[str]:
+    """The metrics :func:`evaluate` reports for ``graph`` (``learners``: per-learner data).
+
+    Example:
+        >>> from agora.models.toy import mlp_agent
+        >>> metric_names(Graph([mlp_agent("student", 4, 8)]))
+        ['student/loss', 'student/rmse']
+    """
+    agents = [
+        a
+        for a in graph.agents.values()
+        if a.task is not None and a.head is not None and (learners is None or a.name in learners)
+    ]
+    names = [f"{a.name}/{'rmse' if a.task == 'regression' else 'accuracy'}" for a in agents]
+    names += [f"{a.name}/loss" for a in agents]
+    if learners is not None:
+        names += [
+            f"mean/{kind}" for kind in ("rmse", "accuracy") if any(n.endswith(kind) for n in names)
+        ]
+    return sorted(names)
+
+
 def default_metric(graph: Graph, learners: list[str] | None = None) -> str | None:
     """The first trainable agent's metric; for per-learner eval data (``learners``), the
     learners' mean (``mean/rmse``), or the single learner's own."""
@@ -400,6 +422,8 @@ def _fit(
             stacklevel=2,
         )
     set_seed(config.seed)
+    check_not_empty(train_data, "train_data")
+    check_not_empty(eval_data, "eval_data")
     if isinstance(train_data, Mapping):
         check_learner_data(graph, train_data, "train_data")
         if config.group_by_length:
@@ -414,6 +438,12 @@ def _fit(
     if not graph.built:
         graph.build(sample)
     learners = check_eval_data(graph, eval_data)
+    names = metric_names(graph, learners)
+    if config.metric is not None and eval_data is not None and config.metric not in names:
+        raise FieldError(
+            f"FitConfig.metric {config.metric!r} is not among this graph's metrics {names}",
+            "metric",
+        )
     metric = config.metric or default_metric(graph, learners)
     if metric is not None and _unchanging(graph, metric):
         metric = None  # nothing it measures can change (a stage training codecs alone): keep the last weights
@@ -505,6 +535,15 @@ def _fit(
     accelerator.end_training()
     seconds = time.perf_counter() - started
     return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds)
+
+
+def check_not_empty(data: Any, name: str) -> None:
+    """A dataset (or each learner's) with no example is an error naming it."""
+    parts = data.items() if isinstance(data, Mapping) else [(None, data)]
+    for key, part in parts:
+        if part is not None and hasattr(part, "__len__") and len(part) == 0:
+            where = f"{name}[{key!r}]" if key is not None else name
+            raise ValueError(f"fit: {where} is empty: there is nothing to train or evaluate on")
 
 
 def check_eval_data(graph: Graph, eval_data: Any) -> list[str] | None:
@@ -641,6 +680,12 @@ class RunLog:
         if metric not in metrics:
             raise KeyError(
                 f"FitConfig.metric {metric!r} is not among the metrics {sorted(metrics)}"
+            )
+        if not math.isfinite(metrics[metric]):
+            raise NonFiniteLossError(
+                f"The validation metric {metric} is {metrics[metric]} at step {state.step}: a "
+                "non-finite prediction, or a NaN or infinite target in the validation data "
+                f"(its metrics: {metrics}); nothing after this evaluation would be kept"
             )
         self.write(
             {

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
-from agora import Graph, checkpoint
+from agora import Graph, GraphError, checkpoint
+from agora.errors import FieldError
 from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
 from agora.train import NonFiniteLossError, fit
@@ -277,3 +278,39 @@ def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path, monkeypatch):
         str(tmp_path / "split" / "model" / "agents" / "student" / "backbone.safetensors")
     )
     assert_same(whole, split)
+
+
+# -- bad data and settings fail before (or as soon as) they would train a wrong answer --------
+
+
+def test_a_metric_typo_fails_before_the_first_step(tmp_path):
+    train, valid = fit_data()
+    with pytest.raises(FieldError, match=r"'student/rmes' is not among this graph's metrics"):
+        fit(talk_graph(), train, valid, quick_fit(metric="student/rmes"), out_dir=tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_a_nan_validation_target_stops_the_run_naming_the_metric():
+    train, valid = fit_data()
+    x, y = valid.tensors
+    y = y.clone()
+    y[3] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"validation metric student/rmse is nan"):
+        fit(talk_graph(), train, TensorDataset(x, y), quick_fit(epochs=1))
+
+
+def test_kl_on_a_one_output_head_is_an_error_not_a_zero_loss():
+    train, valid = fit_data()
+    graph = Graph([mlp_agent("teacher", 8, 16, frozen=True), mlp_agent("student", 8, 8)])
+    graph.add_edge("student", "teacher", "logit", logit_distance="kl")
+    with pytest.raises(GraphError, match=r"logit_distance 'kl' needs class logits"):
+        fit(graph, train, valid, quick_fit(epochs=1))
+
+
+def test_empty_data_is_named():
+    train, valid = fit_data()
+    empty = TensorDataset(torch.zeros(0, 8), torch.zeros(0))
+    with pytest.raises(ValueError, match=r"fit: train_data is empty"):
+        fit(talk_graph(), empty, valid, quick_fit(epochs=1))
+    with pytest.raises(ValueError, match=r"fit: eval_data is empty"):
+        fit(talk_graph(), train, empty, quick_fit(epochs=1))

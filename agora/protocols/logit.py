@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from agora.errors import GraphError
 from agora.losses import logit_distance
 from agora.protocols.base import Link, Protocol
 
@@ -27,4 +28,12 @@ class Logit(Protocol):
         """``d(y_learner, y_tutor)``, the tutor's side detached."""
         edge = link.edge
         kind = edge.logit_distance or ("kl" if link.learner.task == "classification" else "mse")
+        y = link.learner_out.y
+        if kind == "kl" and (y.dim() == 1 or y.shape[-1] == 1):
+            raise GraphError(
+                f"Edge {edge.name}: logit_distance 'kl' needs class logits, but "
+                f"{edge.learner!r} predicts one value per example (a KL over one class is "
+                "always 0); use 'mse' for a regression head",
+                "logit_distance",
+            )
         return logit_distance(link.learner_out.y, link.tutor_out.y.detach(), kind, edge.temperature)
