@@ -202,12 +202,80 @@ def set_pointer(run_dir: str | os.PathLike, name: str, target: str) -> None:
 
 
 def pointer(run_dir: str | os.PathLike, name: str) -> Path | None:
-    """The checkpoint folder ``checkpoints/<name>`` points at, if it is complete."""
+    """The checkpoint folder ``checkpoints/<name>`` points at; ``None`` when there is no
+    pointer.
+
+    Raises:
+        CheckpointError: the pointer names a folder that is missing or incomplete (the
+            message names the last complete checkpoint).
+    """
     path = Path(run_dir) / "checkpoints" / name
     if not path.exists():
         return None
     target = Path(run_dir) / "checkpoints" / path.read_text().strip()
-    return target if (target / "graph.json").exists() else None
+    if (target / "graph.json").exists():
+        return target
+    complete = sorted(p.name for p in path.parent.glob("step-*") if (p / "graph.json").exists())
+    last = (
+        f"the last complete checkpoint is {complete[-1]}"
+        if complete
+        else "no checkpoint is complete"
+    )
+    raise CheckpointError(
+        f"{path} names {target.name}, which is missing or incomplete; {last}. Point {path} at "
+        "a complete one, or start afresh (--overwrite)"
+    )
+
+
+def publish(tmp: Path, directory: Path) -> None:
+    """Rename a fully written checkpoint into place. A folder already there is a leftover no
+    pointer names (a crash between writing it and moving the pointer); it is replaced."""
+    _fsync_dir(tmp)
+    _replace_dir(tmp, directory)
+
+
+STATE_DIGESTS = "state.json"
+
+
+def seal_state(directory: Path) -> None:
+    """Write ``state.json``: the sha256 of every file of the checkpoint's ``state/``."""
+    state = directory / "state"
+    digests = {
+        str(path.relative_to(state)): _sha256(path)
+        for path in sorted(state.rglob("*"))
+        if path.is_file()
+    }
+    _write_text(directory / STATE_DIGESTS, json.dumps(digests, indent=2))
+
+
+def verify_state(directory: Path) -> None:
+    """Check every file of a checkpoint's ``state/`` against ``state.json`` before resuming.
+
+    Raises:
+        CheckpointError: naming the missing, extra or changed file (or a missing list).
+    """
+    listing = directory / STATE_DIGESTS
+    if not listing.is_file():
+        raise CheckpointError(
+            f"{listing}: missing; the state of {directory.name} cannot be verified, so it is not "
+            "resumed (start afresh with --overwrite)"
+        )
+    try:
+        digests = json.loads(listing.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{listing}: unreadable ({error})") from None
+    state = directory / "state"
+    present = {str(p.relative_to(state)) for p in state.rglob("*") if p.is_file()}
+    for name, digest in digests.items():
+        path = state / name
+        if name not in present:
+            raise CheckpointError(f"{path}: missing; {directory.name} cannot resume exactly")
+        if _sha256(path) != digest:
+            raise CheckpointError(
+                f"{path}: checksum mismatch (the file changed since it was written)"
+            )
+    if extra := sorted(present - set(digests)):
+        raise CheckpointError(f"{state}: files that were not written with it: {extra}")
 
 
 def prune(run_dir: str | os.PathLike) -> None:
@@ -222,8 +290,11 @@ def prune(run_dir: str | os.PathLike) -> None:
 def model_dir(path: str | os.PathLike) -> Path:
     """The model folder a path means: itself, its ``model/``, or its best or latest checkpoint."""
     path = Path(path)
-    for candidate in (path, path / "model", pointer(path, "best"), pointer(path, "latest")):
-        if candidate is not None and (candidate / "graph.json").exists():
+    for candidate in (path, path / "model"):
+        if (candidate / "graph.json").exists():
+            return candidate
+    for name in ("best", "latest"):
+        if (candidate := pointer(path, name)) is not None:
             return candidate
     raise CheckpointError(f"{path}: no graph.json here, in model/, or in a checkpoint")
 

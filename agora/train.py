@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -472,6 +473,7 @@ def _fit(
 
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample)
     if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
+        checkpoint.verify_state(latest)
         accelerator.load_state(str(latest / "state"))
         log.resumed(state.step)
     if config.trackers:
@@ -513,7 +515,8 @@ def _fit(
                 mid_epoch and state.batches_in_epoch < len(loader)  # the epoch's end evaluates
             ):
                 stop, evaluated = log.evaluate(state, eval_data, metric) or stop, True
-            if config.checkpoint_every and state.step % config.checkpoint_every == 0:
+            periodic = config.checkpoint_every and state.step % config.checkpoint_every == 0
+            if periodic and state.batches_in_epoch < len(loader):  # else the epoch's end does it
                 log.checkpoint(state)
             done = config.max_steps is not None and state.step >= config.max_steps
             if done and state.batches_in_epoch < len(loader):  # else the epoch's end does it
@@ -750,24 +753,34 @@ class RunLog:
         self.accelerator.wait_for_everyone()
         if self.main:
             name = f"best-{state.step:08d}"
-            self._save_model(self.out_dir / "checkpoints" / name, state)
+            directory = self.out_dir / "checkpoints" / name
+            if not (directory / "graph.json").exists():  # a resumed run's replay: the same weights
+                self._save_model(directory, state)
             checkpoint.set_pointer(self.out_dir, "best", name)
             checkpoint.prune(self.out_dir)
 
     def checkpoint(self, state: TrainState) -> None:
+        """Write ``checkpoints/step-<N>/`` whole (the model, Accelerate's state and the
+        digests of its files) under a temporary name, rename it into place, then move
+        ``latest``: a folder a pointer names is complete and never rewritten."""
         if self.out_dir is None:
             return
         self.accelerator.wait_for_everyone()
         name = f"step-{state.step:08d}"
         directory = self.out_dir / "checkpoints" / name
+        tmp = self.out_dir / "checkpoints" / f".{name}.writing"
         if self.main:
-            self._save_model(directory, state)
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a crash
+            self._save_model(tmp, state)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(directory / "state"))  # optimizer, scheduler, RNG, state
+        self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG, state
         self.accelerator.wait_for_everyone()
         if self.main:
+            checkpoint.seal_state(tmp)
+            checkpoint.publish(tmp, directory)
             checkpoint.set_pointer(self.out_dir, "latest", name)
             checkpoint.prune(self.out_dir)
+        self.accelerator.wait_for_everyone()
         self.last_checkpoint = directory
 
     def finish(self, state: TrainState) -> dict[str, float]:

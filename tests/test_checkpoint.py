@@ -87,3 +87,51 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, m
     fresh = talk_graph().build(torch.randn(2, 8))
     checkpoint.load_weights(tmp_path / "model", fresh)
     assert_same(clone_weights(fresh), before)
+
+
+def _interrupted_run(tmp_path, monkeypatch):
+    """A run stopped (as by a crash) after its first epoch's checkpoint (step 12)."""
+    import agora.train
+
+    check = agora.train.check_finite
+
+    def crash(out, step, log):
+        if step == 12:
+            raise KeyboardInterrupt
+        check(out, step, log)
+
+    monkeypatch.setattr(agora.train, "check_finite", crash)
+    train, valid = fit_data()
+    with pytest.raises(KeyboardInterrupt):
+        fit(talk_graph(), train, valid, quick_fit(epochs=2, batch_size=16), out_dir=tmp_path)
+    monkeypatch.setattr(agora.train, "check_finite", check)
+    return lambda: fit(talk_graph(), train, valid, quick_fit(epochs=2, batch_size=16),
+                       out_dir=tmp_path)  # fmt: skip
+
+
+def test_a_changed_state_file_is_refused_on_resume(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    state = checkpoint.pointer(tmp_path, "latest") / "state"
+    weights = state / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-5] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: checksum mismatch"):
+        resume()
+
+
+def test_a_missing_state_file_is_refused_on_resume(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    state = checkpoint.pointer(tmp_path, "latest") / "state"
+    (state / "random_states_0.pkl").unlink()
+    with pytest.raises(CheckpointError, match=r"random_states_0\.pkl: missing"):
+        resume()
+
+
+def test_a_pointer_to_a_missing_folder_names_the_last_complete_checkpoint(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    (tmp_path / "checkpoints" / "latest").write_text("step-00000099\n")
+    with pytest.raises(
+        CheckpointError, match=r"names step-00000099, .*last complete checkpoint is step-00000012"
+    ):
+        resume()

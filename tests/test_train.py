@@ -314,3 +314,27 @@ def test_empty_data_is_named():
         fit(talk_graph(), empty, valid, quick_fit(epochs=1))
     with pytest.raises(ValueError, match=r"fit: eval_data is empty"):
         fit(talk_graph(), train, empty, quick_fit(epochs=1))
+
+
+@pytest.mark.parametrize("phase", ["model", "state", "sealed", "named", "pointer"])
+def test_killed_at_any_checkpoint_phase_resumes_to_the_same_early_stopped_run(tmp_path, phase):
+    """Early stopping included: patience 1 at lr 0.02 stops the reference after 3 of 8 epochs;
+    the kill comes in the 3rd checkpoint, at the end of the first epoch (evaluated, best)."""
+    args = ("--epochs", "8", "--patience", "1", "--dropout", "0.0", "--lr", "0.02")
+    reference = run_script(tmp_path / "reference", *args)
+    assert reference.wait(timeout=PATIENCE) == 0, reference.stderr.read().decode()
+    killed = run_script(tmp_path / "killed", *args, "--crash", f"{phase}@3")
+    assert killed.wait(timeout=PATIENCE) == 9, killed.stderr.read().decode()
+    assert not (tmp_path / "killed" / "final.safetensors").exists()
+    resumed = run_script(tmp_path / "killed", *args)
+    assert resumed.wait(timeout=PATIENCE) == 0, resumed.stderr.read().decode()
+    assert_same(
+        load_file(str(tmp_path / "reference" / "final.safetensors")),
+        load_file(str(tmp_path / "killed" / "final.safetensors")),
+    )
+    lines = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").open()]
+    reference_lines = [
+        json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").open()
+    ]
+    assert [line["step"] for line in lines] == [line["step"] for line in reference_lines]
+    assert reference_lines[-1]["step"] < 8 * 12  # it stopped early

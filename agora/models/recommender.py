@@ -409,8 +409,42 @@ def teacher_agent(
     teacher = Agent.from_model(name, model, "lower", "upper", "head", task="regression", **agent)
     if path is not None:
         backbone = nn.ModuleDict({"lower": model.lower, "upper": model.upper, "head": model.head})
-        backbone.load_state_dict(load_file(str(path)))
+        backbone.load_state_dict(read_teacher(path))
     return teacher.freeze()
+
+
+def tensors_digest(tensors: dict[str, Tensor]) -> str:
+    """The sha256 of named tensors' names and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensors[name].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def read_teacher(path: str | os.PathLike) -> dict[str, Tensor]:
+    """A pre-trained teacher's backbone, verified against the digest written with it.
+
+    Raises:
+        ValueError: naming the file, when it is unreadable or its tensors changed since
+            :func:`pretrain_teacher` wrote them (delete it: it is trained again).
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            written = json.loads((f.metadata() or {}).get("agora", "{}")).get("sha256")
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable teacher file ({error}); delete it") from None
+    if written != tensors_digest(tensors):
+        what = (
+            "has no digest (an older agora wrote it)"
+            if written is None
+            else "changed since it was written"
+        )
+        raise ValueError(f"{path}: the teacher's weights {what}; delete the file to train it again")
+    return tensors
 
 
 def student_agent(
@@ -463,13 +497,20 @@ def pretrain_teacher(
     metrics = {"seed": seed, "steps": steps, **chosen.metrics}
     backbone = {f"{part}.{k}": v.contiguous() for part in ("lower", "upper", "head")
                 for k, v in getattr(agent, part).state_dict().items()}  # fmt: skip
+    write_teacher(path, backbone, metrics)
+    return metrics
+
+
+def write_teacher(path: str | os.PathLike, backbone: dict[str, Tensor], info: dict) -> None:
+    """Save a teacher's backbone atomically, with ``info`` and the digest of its tensors in
+    the file's metadata (what :func:`read_teacher` verifies)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # one per writer
     os.close(fd)
-    save_file(backbone, tmp, metadata={"agora": json.dumps(metrics)})
+    metadata = {"agora": json.dumps({**info, "sha256": tensors_digest(backbone)})}
+    save_file(backbone, tmp, metadata=metadata)
     os.replace(tmp, path)
-    return metrics
 
 
 def teacher_file(seed: int = 0, cache_dir: str | os.PathLike | None = None, tag: str = "") -> Path:

@@ -182,13 +182,32 @@ def test_the_oov_rows_start_at_zero_and_learn_from_id_dropout():
 
 
 def test_the_vocabulary_is_saved_with_the_weights(tmp_path):
-    from safetensors.torch import save_file
-
-    from agora.models.recommender import teacher_agent
+    from agora.models.recommender import teacher_agent, write_teacher
 
     model = Recommender.teacher(META).set_vocabulary(ratings([4], [8]))
     parts = {f"{p}.{k}": v.contiguous() for p in ("lower", "upper", "head")
              for k, v in getattr(model, p).state_dict().items()}  # fmt: skip
-    save_file(parts, str(tmp_path / "teacher.safetensors"))
+    write_teacher(tmp_path / "teacher.safetensors", parts, {})
     loaded = teacher_agent(META, tmp_path / "teacher.safetensors")
     assert loaded.lower.user_rows[4] == 4 and loaded.lower.user_rows[5] == 0
+
+
+def test_a_cached_teacher_is_verified_against_the_digest_written_with_it(tmp_path):
+    meta = MovieLensMeta(n_users=10, n_movies=12, n_words=30, n_genres=19, title_len=4)
+    teacher = mlp.teacher_agent(meta)
+    backbone = {f"{part}.{k}": v.contiguous() for part in ("lower", "upper", "head")
+                for k, v in getattr(teacher, part).state_dict().items()}  # fmt: skip
+    path = tmp_path / "teacher.safetensors"
+    mlp.write_teacher(path, backbone, {"seed": 0})
+    read = mlp.teacher_agent(meta, path)
+    assert all(torch.equal(a, b) for a, b in zip(read.parameters(), teacher.parameters()))
+    raw = bytearray(path.read_bytes())
+    raw[-64:] = bytes(64)  # a zeroed region of the tensors
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"teacher\.safetensors: the teacher's weights changed"):
+        mlp.teacher_agent(meta, path)
+    from safetensors.torch import save_file
+
+    save_file(backbone, str(path))  # no digest: an older file, or one written by hand
+    with pytest.raises(ValueError, match="has no digest"):
+        mlp.teacher_agent(meta, path)

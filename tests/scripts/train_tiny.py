@@ -1,10 +1,16 @@
 """A small deterministic run, for tests that need a separate process (kill/resume, DDP).
 
 usage: python train_tiny.py OUT_DIR [--batch-size N] [--slow SECONDS] [--epochs N]
+                            [--patience N] [--crash PHASE@K]
 Writes OUT_DIR/final.safetensors with every weight of the graph when training ends.
+``--crash PHASE@K`` dies (``os._exit``, as a kill would) in the K-th checkpoint, at PHASE:
+``model`` (its model written, not its state), ``state`` (state written, not sealed),
+``sealed`` (complete, not yet named), ``named`` (named, ``latest`` not moved) or ``pointer``
+(``latest`` moved, old checkpoints not pruned).
 """
 
 import argparse
+import os
 import time
 
 import torch
@@ -51,6 +57,38 @@ def build_per_learner(dropout: float) -> Graph:
     return graph
 
 
+def crash_in_checkpoint(phase: str, k: str) -> None:
+    """Make the K-th checkpoint die at ``phase`` (see the module's docstring)."""
+    import accelerate
+
+    from agora import checkpoint, train
+
+    calls = {"n": 0}
+    count = train.RunLog.checkpoint
+
+    def counted(self, state):
+        calls["n"] += 1
+        return count(self, state)
+
+    train.RunLog.checkpoint = counted
+    hooks = {  # the phase: the call that starts the step after it
+        "model": (accelerate.Accelerator, "save_state"),
+        "state": (checkpoint, "seal_state"),
+        "sealed": (checkpoint, "publish"),
+        "named": (checkpoint, "set_pointer"),
+        "pointer": (checkpoint, "prune"),
+    }
+    owner, name = hooks[phase]
+    original = getattr(owner, name)
+
+    def die_first(*args, **kwargs):
+        if calls["n"] == int(k) and (name != "set_pointer" or args[1] == "latest"):
+            os._exit(9)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, die_first)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -60,7 +98,12 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--checkpoint-every", type=int, default=None)
     parser.add_argument("--per-learner", action="store_true", help="two students, own data")
+    parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--crash", help="PHASE@K: die in the K-th checkpoint at PHASE")
     args = parser.parse_args()
+    if args.crash:
+        crash_in_checkpoint(*args.crash.split("@"))
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(256, 8, generator=g)
@@ -79,8 +122,9 @@ def main() -> None:
     config = FitConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
-        lr=3e-3,
+        lr=args.lr,
         checkpoint_every=args.checkpoint_every,
+        patience=args.patience,
         progress=False,
         log_every=1,
         seed=7,
