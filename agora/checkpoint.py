@@ -299,14 +299,57 @@ def model_dir(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{path}: no graph.json here, in model/, or in a checkpoint")
 
 
-def load(path: str | os.PathLike, *, agents: Mapping[str, Any] | None = None) -> Graph:
+def code_named(document: Mapping[str, Any], agents: Mapping[str, Any] | None = None) -> list[str]:
+    """The import paths outside agora that rebuilding ``graph.json``'s graph would import and
+    call: agent factories (of agents not given in ``agents``), aggregation modules, codecs, and
+    the run config's data factory.
+
+    Example:
+        >>> code_named({"graph": {"agents": [{"name": "a", "factory": "mypkg.models:net"},
+        ...                                  {"name": "b", "factory": "agora.models.toy:mlp_agent"}]}})
+        ['mypkg.models:net']
+    """
+    graph, given = document.get("graph", {}), set(agents or {})
+    paths = [graph.get("codec")]
+    for spec in graph.get("agents", []):
+        if spec.get("name") not in given:
+            paths.append(spec.get("factory"))
+        paths.append(spec.get("aggregation"))
+    paths.append(((document.get("config") or {}).get("data") or {}).get("factory"))
+    return [
+        p for p in paths
+        if isinstance(p, str) and ":" in p and p.split(":")[0].split(".")[0] != "agora"
+    ]  # fmt: skip
+
+
+def check_trust(document: Mapping[str, Any], source: Path, agents: Any, trust_code: bool) -> None:
+    """Refuse to run code a run folder names from outside agora, unless ``trust_code``."""
+    if trust_code or not (foreign := code_named(document, agents)):
+        return
+    raise CheckpointError(
+        f"{source} names code outside agora that loading would import and run: {foreign}. "
+        "Load it only if you trust where it came from: trust_code=True (agora eval/cka "
+        "--trust-code), or give its agents yourself (load(..., agents={...}))"
+    )
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    agents: Mapping[str, Any] | None = None,
+    trust_code: bool = False,
+) -> Graph:
     """Rebuild a trained graph from a run or model folder.
 
     Agents are built from the specs stored in ``graph.json`` (or taken from ``agents``), the
     graph is built on the sample batch stored with it, and the weights are loaded and verified.
+
+    A run folder is data, but its ``graph.json`` names the functions that make its agents:
+    only agora's own run without ``trust_code=True`` (:func:`code_named` lists the others).
     """
     directory = model_dir(path)
     document = read_document(directory)
+    check_trust({"graph": document["graph"]}, directory / "graph.json", agents, trust_code)
     graph = Graph.from_dict(document["graph"], agents)
     sample_file = directory / "sample.safetensors"
     if not sample_file.exists():

@@ -106,10 +106,30 @@ def run(args: argparse.Namespace) -> int:
 # -- agora eval --------------------------------------------------------------------------------
 
 
+def positive(text: str) -> int:
+    """An argument that must be an integer >= 1 (``--batch-size``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _trust_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-code", action="store_true",
+        help="let the run's graph.json name code outside agora (its agents' factories, its "
+        "data factory): loading imports and runs it, so only for runs you trust",
+    )  # fmt: skip
+
+
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run folder (or one of its model folders)")
     parser.add_argument("--split", default="valid", choices=("train", "valid", "test"))
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=positive, default=1024)
+    _trust_argument(parser)
     _add_overrides(parser, "of the stored run config (e.g. data.kwargs.n=1024)")
 
 
@@ -118,9 +138,9 @@ def evaluate_run(args: argparse.Namespace) -> int:
     from agora.checkpoint import load
     from agora.train import evaluate
 
-    config = stored_config(args.run_dir, args.overrides)
+    config = stored_config(args.run_dir, args.overrides, trust_code=args.trust_code)
     split = stored_split(config, args.split)
-    graph = load(args.run_dir)
+    graph = load(args.run_dir, trust_code=args.trust_code)
     metrics = evaluate(graph, split, batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
@@ -237,7 +257,8 @@ def _cka_arguments(parser: argparse.ArgumentParser) -> None:
         default=20,
         help="leave out groups with fewer examples (default: 20, as the paper)",
     )
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=positive, default=1024)
+    _trust_argument(parser)
     _add_overrides(parser, "of the stored run config (e.g. data.kwargs.n=1024)")
 
 
@@ -246,9 +267,9 @@ def cka(args: argparse.Namespace) -> int:
     from agora.analysis import cka as analysis
     from agora.checkpoint import load
 
-    config = stored_config(args.run_dir, args.overrides)
+    config = stored_config(args.run_dir, args.overrides, trust_code=args.trust_code)
     data = stored_split(config, args.split)
-    graph = load(args.run_dir)
+    graph = load(args.run_dir, trust_code=args.trust_code)
     teacher, student = args.teacher, args.student
     if teacher is None or student is None:
         try:

@@ -123,13 +123,18 @@ def _keys(keys: str | list[str]) -> str:
     return keys if isinstance(keys, str) else ", ".join(keys)
 
 
-def stored_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
-    """The run config a run stored in its ``graph.json`` (under ``"config"``)."""
-    from agora.checkpoint import model_dir, read_document
+def stored_config(
+    run_dir: str | os.PathLike, overrides: Sequence[str] = (), *, trust_code: bool = False
+) -> RunConfig:
+    """The run config a run stored in its ``graph.json`` (under ``"config"``); a data
+    factory from outside agora needs ``trust_code`` (see :func:`agora.checkpoint.load`)."""
+    from agora.checkpoint import check_trust, model_dir, read_document
 
     directory = model_dir(run_dir)
     source = str(directory / "graph.json")
-    data = read_document(directory).get("config")
+    document = read_document(directory)
+    check_trust({"config": document.get("config")}, Path(source), None, trust_code)
+    data = document.get("config")
     if not data:
         raise ConfigError(
             "no run config under 'config'; it was not written by `agora run`, so rebuild its "

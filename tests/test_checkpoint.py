@@ -135,3 +135,14 @@ def test_a_pointer_to_a_missing_folder_names_the_last_complete_checkpoint(tmp_pa
         CheckpointError, match=r"names step-00000099, .*last complete checkpoint is step-00000012"
     ):
         resume()
+
+
+def test_loading_a_run_that_names_code_outside_agora_needs_trust(tmp_path):
+    g = talk_graph().build(torch.randn(2, 8))
+    checkpoint.save_model(tmp_path, g)
+    document = json.loads((tmp_path / "graph.json").read_text())
+    document["graph"]["agents"][0]["factory"] = "subprocess:run"  # what a hostile run could say
+    (tmp_path / "graph.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match=r"names code outside agora .*\['subprocess:run'\]"):
+        checkpoint.load(tmp_path)
+    assert checkpoint.code_named(document, agents={"teacher": None}) == []  # given: not imported

@@ -307,13 +307,16 @@ fit: {epochs: 1, batch_size: 64, progress: false}
     run_dir, out = tmp_path / "run", tmp_path / "genres.png"
     assert main(["run", str(config), "--out", str(run_dir)]) == 0
     capsys.readouterr()
-    assert main(["cka", str(run_dir), "--out", str(out), "--groups", "genre"]) == 0
+    with pytest.raises(SystemExit):  # the run names this test's factories: code outside agora
+        main(["cka", str(run_dir), "--out", str(out), "--groups", "genre"])
+    assert "names code outside agora" in capsys.readouterr().err
+    assert main(["cka", str(run_dir), "--out", str(out), "--groups", "genre", "--trust-code"]) == 0
     printed = capsys.readouterr().out
     assert "Comedy (n=" in printed and "Drama (n=" in printed and "War" not in printed
     assert out.read_bytes()[:8] == PNG
-    assert main(["cka", str(run_dir), "--out", str(out)]) == 0  # per genre by default
+    assert main(["cka", str(run_dir), "--out", str(out), "--trust-code"]) == 0  # per genre
     assert capsys.readouterr().out == printed
-    assert main(["cka", str(run_dir), "--out", str(out), "--groups", "none"]) == 0
+    assert main(["cka", str(run_dir), "--out", str(out), "--groups", "none", "--trust-code"]) == 0
     assert capsys.readouterr().out.startswith("all (n=")
 
 
