@@ -181,9 +181,15 @@ def read_document(directory: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"{path}: missing; {directory} is not an agora model folder")
     try:
-        return json.loads(path.read_text())
+        document = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(document, dict) or not isinstance(document.get("graph"), dict):
+        raise CheckpointError(
+            f"{path}: not an agora graph.json (it holds {type(document).__name__} "
+            f"{str(document)[:60]}; expected an object with a 'graph' section)"
+        )
+    return document
 
 
 def versions() -> dict[str, str]:
@@ -356,7 +362,11 @@ def load(
         raise CheckpointError(
             f"{sample_file}: missing; it records the input shapes the codecs were built for"
         )
-    graph.build(unflatten_sample(load_file(str(sample_file))))
+    try:
+        sample = unflatten_sample(load_file(str(sample_file)))
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"{sample_file}: unreadable ({error})") from None
+    graph.build(sample)
     load_weights(directory, graph)
     return graph
 

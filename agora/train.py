@@ -474,7 +474,14 @@ def _fit(
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample)
     if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
         checkpoint.verify_state(latest)
-        accelerator.load_state(str(latest / "state"))
+        try:
+            accelerator.load_state(str(latest / "state"))
+        except RuntimeError as error:  # the graph's modules changed shape since the save
+            first = str(error).strip().splitlines()[0]
+            raise checkpoint.CheckpointError(
+                f"{latest}: its state does not fit this graph ({first}); the model changed since "
+                "it was saved: start afresh (--overwrite, resume=False) or restore the model"
+            ) from None
         log.resumed(state.step)
     if config.trackers:
         accelerator.init_trackers("agora", config=_flat(asdict(config)))
@@ -623,6 +630,15 @@ def _fixed(agent: Agent) -> bool:
     return not any(p.requires_grad for p in agent.backbone_parameters())
 
 
+def _logged_by(line: str, step: int) -> bool:
+    """Whether a ``metrics.jsonl`` line was written at or before ``step`` (a partial line, cut by
+    a kill while it was written, was not)."""
+    try:
+        return json.loads(line)["step"] <= step
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+
+
 class RunLog:
     """Everything a run writes: metrics, evaluations, checkpoints and the final model."""
 
@@ -652,9 +668,7 @@ class RunLog:
         """Drop lines the killed run wrote after its last checkpoint, so none appear twice."""
         path = self.out_dir / "metrics.jsonl"
         if self.main and path.exists():
-            lines = [
-                line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step
-            ]
+            lines = [line for line in path.read_text().splitlines() if _logged_by(line, step)]
             checkpoint._write_text(path, "".join(line + "\n" for line in lines))
         self.last_checkpoint = checkpoint.pointer(self.out_dir, "latest")
 

@@ -146,3 +146,30 @@ def test_loading_a_run_that_names_code_outside_agora_needs_trust(tmp_path):
     with pytest.raises(CheckpointError, match=r"names code outside agora .*\['subprocess:run'\]"):
         checkpoint.load(tmp_path)
     assert checkpoint.code_named(document, agents={"teacher": None}) == []  # given: not imported
+
+
+def test_a_broken_graph_json_or_sample_is_named(tmp_path):
+    g = talk_graph().build(torch.randn(2, 8))
+    checkpoint.save_model(tmp_path, g)
+    checkpoint.save_sample(tmp_path, torch.randn(2, 8))
+    agents = {name: agent for name, agent in talk_graph().agents.items()}
+    sample = tmp_path / "sample.safetensors"
+    sample.write_bytes(sample.read_bytes()[:20])
+    with pytest.raises(CheckpointError, match=r"sample\.safetensors: unreadable"):
+        checkpoint.load(tmp_path, agents=agents)
+    (tmp_path / "graph.json").write_text("[]")
+    with pytest.raises(CheckpointError, match=r"graph\.json: not an agora graph\.json"):
+        checkpoint.load(tmp_path, agents=agents)
+
+
+def test_a_partial_metrics_line_and_a_changed_model_are_named_on_resume(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 13, "lo')  # cut by the kill
+    train, valid = fit_data()
+    wider = talk_graph(width=16)  # same spec (a graph built in Python), other shapes
+    with pytest.raises(CheckpointError, match=r"its state does not fit this graph"):
+        fit(wider, train, valid, quick_fit(epochs=2, batch_size=16), out_dir=tmp_path)
+    resume()  # the partial line is dropped, the run goes on
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(line) for line in lines)
