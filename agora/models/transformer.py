@@ -39,22 +39,25 @@ def _transformers() -> Any:
     return transformers
 
 
-def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The transformer layers of a BERT-style encoder (``model.encoder.layer``).
+def token_layers(model: nn.Module) -> nn.ModuleList:
+    """The blocks of a token encoder, each ``[B, T, H] -> [B, T, H]``: a BERT-style model's
+    ``encoder.layer`` or a ViT's ``layers`` (the one token-backbone helper of text and vision).
 
     Raises:
-        ValueError: for a model without ``embeddings`` and ``encoder.layer``.
+        ValueError: for a model without ``embeddings`` and such blocks.
     """
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList) or not hasattr(model, "embeddings"):
-        raise ValueError(
-            f"{type(model).__name__} is not a BERT-style encoder: agora splits models with "
-            f"`embeddings` and `encoder.layer` (BERT, RoBERTa, ELECTRA, MiniLM...)"
-        )
-    return layers
+    encoder = getattr(model, "encoder", None)
+    for layers in (getattr(encoder, "layer", None), getattr(model, "layers", None)):
+        if isinstance(layers, nn.ModuleList) and hasattr(model, "embeddings"):
+            return layers
+    raise ValueError(
+        f"{type(model).__name__} is not a token encoder: agora splits models with `embeddings` "
+        f"and `encoder.layer` (BERT, RoBERTa, ELECTRA, MiniLM...) or `layers` (ViT)"
+    )
 
 
-def _run_layers(layers: nn.ModuleList, h: Tensor, mask: Tensor | None, config: Any) -> Tensor:
+def run_layers(layers: nn.ModuleList, h: Tensor, mask: Tensor | None, config: Any) -> Tensor:
+    """Run blocks in order on ``h [B, T, H]``, under the attention ``mask [B, T]`` if any."""
     if mask is not None:
         from transformers.masking_utils import create_bidirectional_mask
 
@@ -81,7 +84,7 @@ class EncoderLower(nn.Module):
 
     def forward(self, x: Mapping[str, Tensor]) -> Tensor:
         h = self.embeddings(input_ids=x["input_ids"], token_type_ids=x.get("token_type_ids"))
-        return _run_layers(self.layers, h, x.get("attention_mask"), self.config)
+        return run_layers(self.layers, h, x.get("attention_mask"), self.config)
 
 
 class EncoderUpper(nn.Module):
@@ -92,7 +95,7 @@ class EncoderUpper(nn.Module):
         self.layers, self.config = layers, config
 
     def forward(self, s: Tensor, mask: Tensor | None = None) -> Tensor:
-        return _run_layers(self.layers, s, mask, self.config)
+        return run_layers(self.layers, s, mask, self.config)
 
 
 def masked_mean(e: Tensor, mask: Tensor | None) -> Tensor:
@@ -178,7 +181,7 @@ def encoder_agent(
         >>> tuple(agent(x).s.shape), tuple(agent(x).y.shape)
         ((1, 3, 8), (1, 2))
     """
-    layers = encoder_layers(model)
+    layers = token_layers(model)
     if not 0 <= lower_layers < len(layers):
         raise ValueError(
             f"Agent {name!r}: lower_layers must be in 0..{len(layers) - 1} so that upper keeps "
@@ -195,7 +198,8 @@ def encoder_agent(
 
 def truncated_copy(model: nn.Module, num_layers: int) -> nn.Module:
     """A copy of ``model`` with its first ``num_layers`` layers: same embeddings, same
-    weights in each kept layer (the student's initialisation from its teacher).
+    weights in each kept layer, the rest (a ViT's final norm) as it was: the student's
+    initialisation from its teacher, for text encoders and ViTs alike.
 
     Example:
         >>> from transformers import BertConfig, BertModel
@@ -207,20 +211,16 @@ def truncated_copy(model: nn.Module, num_layers: int) -> nn.Module:
         ...             teacher.encoder.layer[0].output.dense.weight)
         True
     """
-    layers = encoder_layers(model)
+    layers = token_layers(model)
     if not 1 <= num_layers <= len(layers):
         raise ValueError(f"num_layers must be in 1..{len(layers)}, got {num_layers}")
-    config = copy.deepcopy(model.config)
-    config.num_hidden_layers = num_layers
-    student = type(model)(config)
-    kept = {
-        key: value
-        for key, value in model.state_dict().items()
-        if not key.startswith("encoder.layer.") or int(key.split(".")[2]) < num_layers
-    }
-    missing, unexpected = student.load_state_dict(kept, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"truncated_copy: missing {missing}, unexpected {unexpected}")
+    student = copy.deepcopy(model)
+    kept = nn.ModuleList(list(token_layers(student))[:num_layers])
+    if isinstance(getattr(getattr(student, "encoder", None), "layer", None), nn.ModuleList):
+        student.encoder.layer = kept
+    else:
+        student.layers = kept
+    student.config.num_hidden_layers = num_layers
     return student
 
 

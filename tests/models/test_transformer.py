@@ -79,7 +79,7 @@ def test_the_split_works_for_any_bert_style_encoder():
     assert agent(x).y.shape == (2, 3) and agent.task == "classification"
     with pytest.raises(ValueError, match=r"lower_layers must be in 0\.\.2"):
         encoder_agent("a", model, 3)
-    with pytest.raises(ValueError, match="not a BERT-style encoder"):
+    with pytest.raises(ValueError, match="not a token encoder"):
         encoder_agent("a", torch.nn.Linear(2, 2), 1)
 
 

@@ -1,0 +1,247 @@
+"""Vision agents from Hugging Face transformers: a ViT split between its blocks, a ResNet split
+between its stages.
+
+The paper's image experiments (appendix 6.2, 6.5) distil ViT-B/32, pre-trained on ImageNet-21k,
+into a 4-layer ViT initialised from its first 4 layers::
+
+    teacher_model = load_vit("google/vit-base-patch32-224-in21k")   # or a local folder
+    teacher = vit_agent("teacher", teacher_model, lower_layers=6, num_labels=10, frozen=True)
+    student = vit_student(teacher_model, num_layers=4, lower_layers=2, num_labels=10)
+
+A ViT agent's states are tokens, ``[B, 1 + N, D]`` (the CLS token and ``N`` patches), so the
+graph talks per token (``Graph(..., codec="token")``); a ResNet agent's are feature maps
+``[B, C, H, W]`` (pool them, or use a per-position codec). Both parts share the model's
+parameters: ``upper(lower(x))`` is the model's own output, bit for bit.
+
+Needs ``transformers`` (``pip install 'agora-distill[vision]'``); torchvision and timm are not
+needed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import Tensor, nn
+
+from agora.agent import Agent
+from agora.models.transformer import run_layers, token_layers, truncated_copy
+
+VISION_EXTRA = "pip install 'agora-distill[vision]'"
+PAPER_VIT = "google/vit-base-patch32-224-in21k"  # the paper's teacher checkpoint
+VIT_MEAN = VIT_STD = (0.5, 0.5, 0.5)  # the normalisation of the paper's ViT checkpoints
+
+
+# -- ViT ---------------------------------------------------------------------------------------
+
+
+class PatchLower(nn.Module):
+    """The patch embedding and the first blocks: ``pixel_values [B, 3, H, W] -> s [B, 1+N, D]``."""
+
+    def __init__(self, embeddings: nn.Module, layers: nn.ModuleList, config: Any) -> None:
+        super().__init__()
+        self.embeddings, self.layers, self.config = embeddings, layers, config
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        return run_layers(self.layers, self.embeddings(pixel_values), None, self.config)
+
+
+class BlocksUpper(nn.Module):
+    """The remaining blocks and the final norm: ``s [B, 1+N, D] -> e [B, 1+N, D]``."""
+
+    def __init__(self, layers: nn.ModuleList, norm: nn.Module, config: Any) -> None:
+        super().__init__()
+        self.layers, self.norm, self.config = layers, norm, config
+
+    def forward(self, s: Tensor) -> Tensor:
+        return self.norm(run_layers(self.layers, s, None, self.config))
+
+
+class ClsHead(nn.Module):
+    """The classifier on the CLS token: ``e [B, 1+N, D] -> y [B, C]`` (as
+    ``ViTForImageClassification``)."""
+
+    def __init__(self, hidden: int, num_labels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden, num_labels)
+
+    def forward(self, e: Tensor) -> Tensor:
+        return self.linear(e[:, 0])
+
+
+def vit_agent(
+    name: str, model: nn.Module, lower_layers: int, num_labels: int | None = None, **agent: Any
+) -> Agent:
+    """Split a Hugging Face ``ViTModel`` after ``lower_layers`` blocks.
+
+    Args:
+        name (str): the agent's name.
+        model (nn.Module): a ``ViTModel`` (its ``embeddings``, blocks and ``layernorm``).
+        lower_layers (int): blocks in ``lower``; ``upper`` keeps the rest (at least one).
+        num_labels (int, optional): classes of a CLS-token classifier head; ``None``: no head.
+        **agent: :class:`~agora.agent.Agent` keywords (``frozen``, ``rounds``...); ``task`` is
+            ``"classification"`` when a head is given.
+
+    Example:
+        >>> from transformers import ViTConfig, ViTModel
+        >>> config = ViTConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        ...                    intermediate_size=32, image_size=32, patch_size=8)
+        >>> agent = vit_agent("t", ViTModel(config, add_pooling_layer=False), 1, num_labels=10)
+        >>> out = agent(torch.randn(2, 3, 32, 32))
+        >>> tuple(out.s.shape), tuple(out.y.shape)  # 1 CLS token + 16 patches
+        ((2, 17, 16), (2, 10))
+    """
+    layers = token_layers(model)
+    if not 0 <= lower_layers < len(layers):
+        raise ValueError(
+            f"Agent {name!r}: lower_layers must be in 0..{len(layers) - 1} so that upper keeps "
+            f"at least one of the model's {len(layers)} blocks, got {lower_layers}"
+        )
+    config = model.config
+    lower = PatchLower(model.embeddings, layers[:lower_layers], config)
+    upper = BlocksUpper(layers[lower_layers:], model.layernorm, config)
+    head = ClsHead(config.hidden_size, num_labels) if num_labels else None
+    if head is not None:
+        agent.setdefault("task", "classification")
+    return Agent(name, lower, upper, head, **agent)
+
+
+def vit_student(
+    teacher_model: nn.Module,
+    name: str = "student",
+    num_layers: int = 4,
+    lower_layers: int = 2,
+    num_labels: int | None = None,
+    **agent: Any,
+) -> Agent:
+    """The paper's student: a ViT of the teacher's first ``num_layers`` blocks (its patch
+    embedding, blocks and final norm copied, :func:`~agora.models.transformer.truncated_copy`),
+    a fresh classifier, split after ``lower_layers``.
+
+    Example:
+        >>> from transformers import ViTConfig, ViTModel
+        >>> config = ViTConfig(hidden_size=16, num_hidden_layers=6, num_attention_heads=2,
+        ...                    intermediate_size=32, image_size=32, patch_size=8)
+        >>> student = vit_student(ViTModel(config, add_pooling_layer=False), num_labels=10)
+        >>> len(student.lower.layers), len(student.upper.layers)
+        (2, 2)
+    """
+    model = truncated_copy(teacher_model, num_layers)
+    return vit_agent(name, model, lower_layers, num_labels, **agent)
+
+
+def load_vit(name_or_path: str | os.PathLike = PAPER_VIT) -> nn.Module:
+    """A pre-trained ``ViTModel`` from a local folder, or from the Hugging Face Hub when online.
+
+    Raises:
+        OSError: offline without the weights, saying where to put them.
+    """
+    transformers = _transformers()
+    local = os.path.isdir(name_or_path)
+    try:
+        return transformers.ViTModel.from_pretrained(str(name_or_path), add_pooling_layer=False)
+    except OSError as error:
+        where = (
+            f"{name_or_path} is not a folder holding config.json and model.safetensors"
+            if local
+            else f"{name_or_path} could not be downloaded ({str(error).splitlines()[0]})"
+        )
+        raise OSError(
+            f"{where}. Without a network, put the checkpoint's files (config.json, "
+            f"model.safetensors) in a folder and pass its path: on a machine with one, "
+            f"`huggingface-cli download {PAPER_VIT} --local-dir vit-b32` fetches them"
+        ) from None
+
+
+# -- ResNet ------------------------------------------------------------------------------------
+
+
+class StagesLower(nn.Module):
+    """The stem and the first stages: ``pixel_values [B, 3, H, W] -> s [B, C, H', W']``."""
+
+    def __init__(self, embedder: nn.Module, stages: nn.ModuleList) -> None:
+        super().__init__()
+        self.embedder, self.stages = embedder, stages
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        h = self.embedder(pixel_values)
+        for stage in self.stages:
+            h = stage(h)
+        return h
+
+
+class StagesUpper(nn.Module):
+    """The remaining stages: ``s [B, C, H', W'] -> e [B, C', H'', W'']``."""
+
+    def __init__(self, stages: nn.ModuleList) -> None:
+        super().__init__()
+        self.stages = stages
+
+    def forward(self, s: Tensor) -> Tensor:
+        for stage in self.stages:
+            s = stage(s)
+        return s
+
+
+class PooledHead(nn.Module):
+    """Global average pooling and a linear classifier: ``e [B, C, H, W] -> y [B, classes]``."""
+
+    def __init__(self, channels: int, num_labels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(channels, num_labels)
+
+    def forward(self, e: Tensor) -> Tensor:
+        return self.linear(e.mean(dim=(-2, -1)))
+
+
+def resnet_agent(
+    name: str, model: nn.Module, lower_stages: int, num_labels: int | None = None, **agent: Any
+) -> Agent:
+    """Split a Hugging Face ``ResNetModel`` after ``lower_stages`` stages.
+
+    Example:
+        >>> from transformers import ResNetConfig, ResNetModel
+        >>> config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64],
+        ...                       depths=[1, 1, 1, 1])
+        >>> agent = resnet_agent("cnn", ResNetModel(config), 2, num_labels=10)
+        >>> out = agent(torch.randn(2, 3, 64, 64))
+        >>> tuple(out.s.shape), tuple(out.e.shape), tuple(out.y.shape)
+        ((2, 16, 8, 8), (2, 64, 2, 2), (2, 10))
+    """
+    stages = model.encoder.stages
+    if not 0 <= lower_stages < len(stages):
+        raise ValueError(
+            f"Agent {name!r}: lower_stages must be in 0..{len(stages) - 1} so that upper keeps "
+            f"at least one of the model's {len(stages)} stages, got {lower_stages}"
+        )
+    lower = StagesLower(model.embedder, stages[:lower_stages])
+    upper = StagesUpper(stages[lower_stages:])
+    head = PooledHead(model.config.hidden_sizes[-1], num_labels) if num_labels else None
+    if head is not None:
+        agent.setdefault("task", "classification")
+    return Agent(name, lower, upper, head, **agent)
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as error:  # pragma: no cover - exercised only without the extra
+        raise ImportError(f"Vision agents need transformers: {VISION_EXTRA}") from error
+    return transformers
+
+
+__all__ = [
+    "PAPER_VIT",
+    "VIT_MEAN",
+    "VIT_STD",
+    "BlocksUpper",
+    "ClsHead",
+    "PatchLower",
+    "PooledHead",
+    "StagesLower",
+    "StagesUpper",
+    "load_vit",
+    "resnet_agent",
+    "vit_agent",
+    "vit_student",
+]
