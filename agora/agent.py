@@ -46,6 +46,17 @@ def check_name(name: Any) -> None:
         )
 
 
+def check_codec_kind(name: str, kind: str) -> None:
+    """An agent's codec kind: one of :data:`~agora.codec.CODEC_KINDS`."""
+    from agora.codec import CODEC_KINDS
+
+    if kind not in CODEC_KINDS:
+        raise GraphError(
+            f"Agent {name!r}: unknown codec kind {kind!r}; choose one of {list(CODEC_KINDS)}",
+            "codec",
+        )
+
+
 def check_learner_settings(
     name: str,
     task: Any,
@@ -140,8 +151,10 @@ class Agent(nn.Module):
         upper (nn.Module): ``s -> e``.
         head (nn.Module, optional): ``e -> y``; needed for a task loss or the ``logit``
             protocol. (default: ``None``)
-        codec (Codec, optional): the agent's encoder/decoder; built by
-            :meth:`Graph.build <agora.graph.Graph.build>` when omitted. (default: ``None``)
+        codec (Codec or str, optional): the agent's encoder/decoder, or the kind of codec
+            :meth:`Graph.build <agora.graph.Graph.build>` makes for it (``"pooled"`` for a CNN
+            among token models, see :func:`~agora.codec.make_codec`); ``None``: the graph's
+            kind. (default: ``None``)
         frozen (bool): the backbone (lower, upper, head) never changes: no gradients, always in
             eval mode. Its codec still trains. (default: ``False``)
         codec_frozen (bool): freeze the codec too. (default: ``False``)
@@ -177,7 +190,7 @@ class Agent(nn.Module):
         upper: nn.Module,
         head: nn.Module | None = None,
         *,
-        codec: Codec | None = None,
+        codec: Codec | str | None = None,
         frozen: bool = False,
         codec_frozen: bool = False,
         task: Task | None = None,
@@ -195,7 +208,10 @@ class Agent(nn.Module):
         check_learner_settings(name, task, task_weight, rounds, interact_weight, aggregation)
         self.name = name
         self.lower, self.upper, self.head = lower, upper, head
-        self.codec = codec
+        self.codec_kind = codec if isinstance(codec, str) else None
+        if self.codec_kind is not None:
+            check_codec_kind(name, self.codec_kind)
+        self.codec = None if isinstance(codec, str) else codec
         self.task = task
         self.task_weight = float(task_weight)
         self.rounds = rounds

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from einops import pack, unpack
+from einops import pack, rearrange, unpack
 from torch import Tensor, nn
 
 
@@ -86,6 +87,16 @@ class Codec(nn.Module):
     def forward(self, s: Tensor, e: Tensor) -> Tensor:
         return self.encode(s, e)
 
+    @property
+    def state_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The trailing shapes of the states it reads, after :attr:`state_lead` axes."""
+        return self.s_shape, self.e_shape
+
+    @property
+    def state_lead(self) -> int:
+        """The leading axes of the states it reads: ``[B]`` (1) or ``[B, T]`` (2)."""
+        return 2 if self.tokens else 1
+
     def reset_parameters(self) -> None:
         """Re-initialise every submodule that has ``reset_parameters`` (the encoder's and the
         decoder's layers)."""
@@ -162,8 +173,128 @@ class LinearCodec(Codec):
         return nn.Linear(message_dim, state_dim)
 
 
+def _channels(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(channels, channel axis)`` of a state's trailing shape: ``(C, H, W)`` feature maps
+    keep channels first, ``(T, D)`` tokens last, ``(D,)`` vectors are their own channels."""
+    if len(shape) == 3:
+        return shape[0], 0
+    return shape[-1], len(shape) - 1
+
+
+class PooledCodec(MLPCodec):
+    r"""Messages of whole examples from states with positions: each state is averaged over its
+    positions (tokens ``[B, T, D]`` over ``T``, feature maps ``[B, C, H, W]`` over ``H, W``)
+    before the paper's MLP encoder, and the decoded vectors are broadcast back over the
+    positions. So a CNN, a ViT and an MLP can share one ``[B, m_dim]`` message space.
+
+    .. math::
+        m = E(\{\bar s; \bar e\}), \qquad s'_{\cdot p} = D_s(m) \ \forall p
+
+    Every position is averaged alike: for padded token states, prefer the ``token`` codec.
+
+    Example:
+        >>> codec = PooledCodec((16, 8, 8), (17, 32), 24)  # a CNN's s, a ViT's e
+        >>> m = codec.encode(torch.randn(2, 16, 8, 8), torch.randn(2, 17, 32))
+        >>> [tuple(t.shape) for t in (m, *codec.decode(m))]
+        [(2, 24), (2, 16, 8, 8), (2, 17, 32)]
+    """
+
+    def __init__(self, s_shape: Sequence[int], e_shape: Sequence[int], message_dim: int,
+                 **mlp: Any) -> None:  # fmt: skip
+        self.full_shapes = (tuple(s_shape), tuple(e_shape))
+        (c_s, _), (c_e, _) = _channels(self.full_shapes[0]), _channels(self.full_shapes[1])
+        super().__init__((c_s,), (c_e,), message_dim, **mlp)
+
+    def encode(self, s: Tensor, e: Tensor) -> Tensor:
+        """Average each state over its positions, then encode."""
+        pooled = []
+        for state, shape in zip((s, e), self.full_shapes):
+            if tuple(state.shape[1:]) != shape:
+                raise ValueError(
+                    f"Agent {self.owner!r}: pooled codec expects s {['B', *self.full_shapes[0]]} "
+                    f"and e {['B', *self.full_shapes[1]]}, got s {list(s.shape)}, e {list(e.shape)}"
+                )
+            _, axis = _channels(shape)
+            positions = [1 + i for i in range(len(shape)) if i != axis]
+            pooled.append(state.mean(dim=positions) if positions else state)
+        return super().encode(*pooled)
+
+    def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
+        """Decode one vector per state and broadcast it over the state's positions."""
+        vectors = super().decode(m)
+        out = []
+        for vector, shape in zip(vectors, self.full_shapes):
+            channels, axis = _channels(shape)
+            view = [1] * len(shape)
+            view[axis] = channels
+            out.append(vector.reshape(vector.shape[0], *view).expand(vector.shape[0], *shape))
+        return out[0], out[1]
+
+    @property
+    def state_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return self.full_shapes
+
+    @property
+    def state_lead(self) -> int:
+        return 1
+
+    def extra_repr(self) -> str:
+        s_shape, e_shape = self.full_shapes
+        return f"pooled, s={list(s_shape)}, e={list(e_shape)}, m_dim={self.message_dim}"
+
+
+class SpatialCodec(MLPCodec):
+    r"""Per-position messages from feature maps: ``[B, C, H, W]`` states are read as
+    ``[B, H W, C]`` tokens (``einops``: ``b c h w -> b (h w) c``) by the per-token MLP codec,
+    and decoded back to maps. ``s`` and ``e`` must share their grid ``H × W``; messages are
+    ``[B, H W, m_dim]``, so agents that talk need the same grid.
+
+    Example:
+        >>> codec = SpatialCodec((16, 4, 4), (32, 4, 4), 8)
+        >>> m = codec.encode(torch.randn(2, 16, 4, 4), torch.randn(2, 32, 4, 4))
+        >>> [tuple(t.shape) for t in (m, *codec.decode(m))]
+        [(2, 16, 8), (2, 16, 4, 4), (2, 32, 4, 4)]
+    """
+
+    def __init__(self, s_shape: Sequence[int], e_shape: Sequence[int], message_dim: int,
+                 **mlp: Any) -> None:  # fmt: skip
+        s_shape, e_shape = tuple(s_shape), tuple(e_shape)
+        if len(s_shape) != 3 or len(e_shape) != 3 or s_shape[1:] != e_shape[1:]:
+            raise ValueError(
+                f"the spatial codec needs feature maps [B, C, H, W] of one grid for s and e, got "
+                f"s {['B', *s_shape]} and e {['B', *e_shape]}; use the pooled codec instead"
+            )
+        self.grid = s_shape[1:]
+        self.full_shapes = (s_shape, e_shape)
+        super().__init__((s_shape[0],), (e_shape[0],), message_dim, tokens=True, **mlp)
+
+    def encode(self, s: Tensor, e: Tensor) -> Tensor:
+        """Read the maps as tokens, one per position, and encode each."""
+        return super().encode(*(rearrange(t, "b c h w -> b (h w) c") for t in (s, e)))
+
+    def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
+        """Decode each position and put the tokens back on the grid."""
+        h, w = self.grid
+        s, e = super().decode(m)
+        return tuple(rearrange(t, "b (h w) c -> b c h w", h=h, w=w) for t in (s, e))  # type: ignore[return-value]
+
+    @property
+    def state_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return self.full_shapes
+
+    @property
+    def state_lead(self) -> int:
+        return 1
+
+    def extra_repr(self) -> str:
+        s_shape, e_shape = self.full_shapes
+        return f"spatial, s={list(s_shape)}, e={list(e_shape)}, m_dim={self.message_dim}"
+
+
 CodecFactory = Callable[[tuple[int, ...], tuple[int, ...], int], Codec]
-CODEC_KINDS = ("mlp", "linear", "token", "token-linear")
+CODEC_KINDS = ("mlp", "linear", "token", "token-linear", "pooled", "spatial")
+# the kinds whose messages carry a T axis ([B, T, m_dim]): their states lead with [B, T]
+TOKEN_KINDS = ("token", "token-linear")
 
 
 def make_codec(
@@ -176,7 +307,9 @@ def make_codec(
     dropout: float = 0.1,
 ) -> Codec:
     """Build a codec by kind: ``"mlp"`` (the paper's), ``"linear"``, ``"token"`` (per-token
-    MLP), ``"token-linear"``, or a callable ``(s_shape, e_shape, message_dim) -> Codec``.
+    MLP), ``"token-linear"``, ``"pooled"`` (states averaged over their positions:
+    :class:`PooledCodec`), ``"spatial"`` (per position of a feature map:
+    :class:`SpatialCodec`), or a callable ``(s_shape, e_shape, message_dim) -> Codec``.
 
     Example:
         >>> codec = make_codec("mlp", (300,), (256,), 128)
@@ -187,6 +320,9 @@ def make_codec(
     s_shape, e_shape = tuple(s_shape), tuple(e_shape)
     if callable(kind):
         return kind(s_shape, e_shape, message_dim)
+    if kind in ("pooled", "spatial"):
+        cls = PooledCodec if kind == "pooled" else SpatialCodec
+        return cls(s_shape, e_shape, message_dim, hidden=hidden, dropout=dropout)
     tokens = kind.startswith("token")
     if kind in ("mlp", "token"):
         return MLPCodec(

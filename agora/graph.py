@@ -11,9 +11,9 @@ from typing import Any
 import networkx as nx
 from torch import nn
 
-from agora.agent import Agent, check_learner_settings, check_name
+from agora.agent import Agent, check_codec_kind, check_learner_settings, check_name
 from agora.aggregation import AGGREGATIONS, make_aggregation
-from agora.codec import CODEC_KINDS, make_codec
+from agora.codec import CODEC_KINDS, TOKEN_KINDS, make_codec
 from agora.edge import Edge
 from agora.errors import GraphError
 from agora.losses import DISTANCES
@@ -120,6 +120,8 @@ class AgentSpec:
         pretrained (str, optional): a safetensors file of backbone weights (keys ``lower.*``,
             ``upper.*``, ``head.*``, as in a run's ``agents/<name>/backbone.safetensors``).
             (default: ``None``)
+        codec (str, optional): the kind of this agent's codec (``"pooled"``, ``"spatial"``...);
+            ``None``: the graph's. (default: ``None``)
     """
 
     name: str
@@ -133,6 +135,7 @@ class AgentSpec:
     interact_weight: float = 1.0
     aggregation: str = "mean"
     pretrained: str | None = None
+    codec: str | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -146,6 +149,8 @@ class AgentSpec:
             )
         if self.aggregation not in AGGREGATIONS:
             import_object(self.aggregation, "aggregation")
+        if self.codec is not None:
+            check_codec_kind(self.name, self.codec)
 
 
 @dataclass
@@ -339,25 +344,25 @@ class Graph(nn.Module):
 
     def _make_codec(self, agent: Agent, sample: Any) -> nn.Module:
         out = agent.sample_states(sample)
-        lead = 2 if self._token_codec else 1
+        kind = agent.codec_kind or self.codec_kind
+        lead = 2 if isinstance(kind, str) and kind in TOKEN_KINDS else 1
         if out.s.dim() <= lead - 1 or out.e.dim() <= lead - 1:
             raise GraphError(
                 f"Agent {agent.name!r}: states s {list(out.s.shape)} / e {list(out.e.shape)} "
                 f"lack the {'[B, T]' if lead == 2 else '[B]'} leading dimensions the "
-                f"{self.codec_kind!r} codec needs"
+                f"{kind!r} codec needs"
             )
-        return make_codec(
-            self.codec_kind,
-            tuple(out.s.shape[lead:]),
-            tuple(out.e.shape[lead:]),
-            self.message_dim,
-            hidden=self.codec_hidden,
-            dropout=self.codec_dropout,
-        )
-
-    @property
-    def _token_codec(self) -> bool:
-        return isinstance(self.codec_kind, str) and self.codec_kind.startswith("token")
+        try:
+            return make_codec(
+                kind,
+                tuple(out.s.shape[lead:]),
+                tuple(out.e.shape[lead:]),
+                self.message_dim,
+                hidden=self.codec_hidden,
+                dropout=self.codec_dropout,
+            )
+        except ValueError as error:
+            raise GraphError(f"Agent {agent.name!r}: {error}", "codec") from None
 
     def _build_aggregators(self) -> None:
         # sized by every talk edge, active or not, so that a stage switching an edge off
@@ -485,14 +490,11 @@ class Graph(nn.Module):
         for agent in self.agents.values():
             out = agent.sample_states(sample)
             codec = agent.codec
-            lead = 2 if codec.tokens else 1
-            if (
-                tuple(out.s.shape[lead:]) != codec.s_shape
-                or tuple(out.e.shape[lead:]) != codec.e_shape
-            ):
+            lead, (s_shape, e_shape) = codec.state_lead, codec.state_shapes
+            if tuple(out.s.shape[lead:]) != s_shape or tuple(out.e.shape[lead:]) != e_shape:
                 raise GraphError(
-                    f"Agent {agent.name!r}: codec expects s {list(codec.s_shape)} and e "
-                    f"{list(codec.e_shape)} per {'token' if codec.tokens else 'example'}, but the "
+                    f"Agent {agent.name!r}: codec expects s {list(s_shape)} and e "
+                    f"{list(e_shape)} per {'token' if lead == 2 else 'example'}, but the "
                     f"agent produces s {list(out.s.shape)} and e {list(out.e.shape)}"
                 )
             s_decoded, _ = codec.decode(codec.encode(out.s, out.e))
@@ -520,6 +522,7 @@ class Graph(nn.Module):
                 rounds=a.rounds,
                 interact_weight=a.interact_weight,
                 aggregation=a.aggregation,
+                codec=a.codec_kind,
             )
             for a in self.agents.values()
         ]
@@ -629,3 +632,6 @@ def apply_spec(agent: Agent, spec: AgentSpec) -> None:
     if spec.aggregation != agent.aggregation:
         agent.aggregation = spec.aggregation
     agent.freeze(spec.frozen, codec=spec.codec_frozen)
+    if spec.codec is not None:
+        check_codec_kind(spec.name, spec.codec)
+        agent.codec_kind = spec.codec

@@ -198,7 +198,7 @@ def test_build_graph_makes_agents_with_specs_seeded():
         "factory": "agora.models.toy:mlp_agent",
         "kwargs": {"d_in": 8, "width": 8},
     }
-    assert graph.agents["student"].interact_weight == pytest.approx(0.1)
+    assert graph.agents["student"].interact_weight == pytest.approx(0.5)
     again = build_graph(TINY)
     assert torch.equal(teacher.lower[0].weight, again.agents["teacher"].lower[0].weight)
     other = build_graph(load_config("tiny", ["seed=1"]))

@@ -85,3 +85,17 @@ def test_offline_without_the_weights_says_where_to_put_them(tmp_path, monkeypatc
         load_vit(tmp_path)
     tiny_vit().save_pretrained(tmp_path / "vit")
     assert len(load_vit(tmp_path / "vit").layers) == 6
+
+
+def test_a_cnn_student_and_a_vit_teacher_talk_through_pooled_messages():
+    from agora import Orchestrator
+
+    teacher = vit_agent("teacher", tiny_vit(), 3, num_labels=10, frozen=True)
+    student = resnet_agent("student", tiny_resnet(), 2, num_labels=10, codec="pooled", rounds=2)
+    graph = Graph([teacher, student], message_dim=8, codec="pooled", codec_hidden=16)
+    graph.add_edge("student", "teacher", "talk")
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    out = Orchestrator(graph.build(x))(x, y)
+    out.loss.backward()
+    assert graph.agents["student"].codec.decode(torch.randn(4, 8))[0].shape == (4, 16, 4, 4)
+    assert all(p.grad is not None for p in graph.agents["student"].codec.parameters())
