@@ -448,7 +448,7 @@ def _fit(
     metric = config.metric or default_metric(graph, learners)
     if metric is not None and _unchanging(graph, metric):
         metric = None  # nothing it measures can change (a stage training codecs alone): keep the last weights
-    cache = StateCache(examples) if config.cache_frozen else None
+    cache = StateCache(examples) if config.cache_frozen and not _augmented(train_data) else None
     step_fn = CachedOrchestrator(graph, cache)
     params = [p for p in graph.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -545,6 +545,22 @@ def _fit(
     accelerator.end_training()
     seconds = time.perf_counter() - started
     return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds)
+
+
+def _augmented(data: Any) -> bool:
+    """True (with a warning) when the training data draws a random view of each example on
+    every read (``dataset.augmented``): a frozen agent's cached states would be of another
+    view, so the cache is off."""
+    parts = data.values() if isinstance(data, Mapping) else [data]
+    parts = [getattr(p, "dataset", p) for p in parts]  # a DataLoader's dataset
+    if any(getattr(p, "augmented", False) for p in parts):
+        warnings.warn(
+            "The training data is augmented (a random view on every read), so the frozen "
+            "agents' state cache is off: cached states would be of another view",
+            stacklevel=3,
+        )
+        return True
+    return False
 
 
 def check_not_empty(data: Any, name: str) -> None:

@@ -41,12 +41,14 @@ class ChecksumError(DataError):
 
 @dataclass(frozen=True)
 class Archive:
-    """A published zip: where to get it, what it must hash to, and its top folder."""
+    """A published archive (``.zip`` or ``.tar.gz``): where to get it, what it must hash to,
+    and its top folder. Every checksum given is checked; ``None`` where it is not known (CIFAR's
+    publisher gives an md5 only)."""
 
     url: str
-    size: int
-    md5: str | None  # None where the publisher gave none; size and sha256 are always checked
-    sha256: str
+    size: int | None
+    md5: str | None
+    sha256: str | None
     folder: str
 
 
@@ -133,7 +135,7 @@ def read_verified(source: Source, root: Path, name: str, verify: bool = True) ->
         raise DataMissingError(f"{path}: missing. " + source.where_to_put())
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
-    if verify and name in source.files and digest != source.files[name]:
+    if verify and source.files.get(name) and digest != source.files[name]:
         raise ChecksumError(
             f"{path}: checksum mismatch, sha256 {digest} is not the published {source.name} "
             f"{name} ({source.files[name]}); the file is corrupt, truncated or from another "
@@ -172,7 +174,38 @@ def _verify_archive(archive: Archive, size: int, md5: str, sha256: str) -> None:
         )
 
 
+def _extract_tar(tar_path: Path, dest_dir: Path, folder: str) -> Path:
+    """The regular files directly under ``folder/`` of a tar.gz, each renamed into place."""
+    import tarfile
+
+    root = dest_dir / folder
+    with tarfile.open(tar_path, "r:gz") as archive:
+        members = [
+            m for m in archive.getmembers()
+            if m.isfile() and PurePosixPath(m.name).parts[:-1] == (folder,)
+        ]  # fmt: skip
+        if not members:
+            raise DataError(f"{tar_path}: the archive has no folder {folder}/ of files.")
+        root.mkdir(parents=True, exist_ok=True)
+        for member in members:
+            target = root / PurePosixPath(member.name).name
+            fd, part = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=root)
+            try:
+                with os.fdopen(fd, "wb") as out, archive.extractfile(member) as src:  # type: ignore[union-attr]
+                    shutil.copyfileobj(src, out)
+                os.replace(part, target)
+            finally:
+                Path(part).unlink(missing_ok=True)
+    return root
+
+
 def _extract(zip_path: Path, dest_dir: Path, folder: str) -> Path:
+    if zipfile.is_zipfile(zip_path):
+        return _extract_zip(zip_path, dest_dir, folder)
+    return _extract_tar(zip_path, dest_dir, folder)
+
+
+def _extract_zip(zip_path: Path, dest_dir: Path, folder: str) -> Path:
     root = dest_dir / folder
     with zipfile.ZipFile(zip_path) as zipped:
         members = [

@@ -1,0 +1,117 @@
+"""Image data from generated files: CIFAR's binary records, a tar.gz download, class folders."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import warnings
+
+import pytest
+import torch
+
+from agora.data import images
+from agora.data.download import Archive, ChecksumError, DataError, download_archive
+
+
+def cifar_records(n: int, label_bytes: int, seed: int = 0) -> tuple[bytes, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n, label_bytes), generator=g, dtype=torch.uint8)
+    pixels = torch.randint(0, 256, (n, 3 * 32 * 32), generator=g, dtype=torch.uint8)
+    raw = torch.cat([labels, pixels], dim=1).numpy().tobytes()
+    return raw, pixels.reshape(n, 3, 32, 32), labels[:, -1].long()
+
+
+def write_cifar10(folder, n=6):
+    folder.mkdir(parents=True)
+    expected = []
+    for i, name in enumerate([*(f"data_batch_{k}.bin" for k in range(1, 6)), "test_batch.bin"]):
+        raw, pixels, labels = cifar_records(n, 1, seed=i)
+        (folder / name).write_bytes(raw)
+        expected.append((pixels, labels))
+    return expected
+
+
+def test_the_cifar10_reader_reads_every_record_of_every_batch(tmp_path):
+    expected = write_cifar10(tmp_path / "cifar-10-batches-bin")
+    x, y = images.read_cifar("cifar10", "train", tmp_path)
+    assert x.shape == (30, 3, 32, 32) and x.dtype == torch.uint8
+    assert torch.equal(x[:6], expected[0][0]) and torch.equal(y[6:12], expected[1][1])
+    x, y = images.read_cifar("cifar10", "test", tmp_path)
+    assert torch.equal(x, expected[5][0]) and torch.equal(y, expected[5][1])
+
+
+def test_cifar100_reads_the_fine_label_and_a_truncated_file_is_named(tmp_path):
+    folder = tmp_path / "cifar-100-binary"
+    folder.mkdir()
+    raw, pixels, fine = cifar_records(4, 2)
+    (folder / "train.bin").write_bytes(raw)
+    (folder / "test.bin").write_bytes(raw[:-7])
+    x, y = images.read_cifar("cifar100", "train", tmp_path)
+    assert torch.equal(x, pixels) and torch.equal(y, fine)
+    with pytest.raises(DataError, match=r"test\.bin: .* not a whole number of 3074-byte"):
+        images.read_cifar("cifar100", "test", tmp_path)
+
+
+def test_the_cifar_task_splits_preprocesses_and_augments_training_only(tmp_path):
+    write_cifar10(tmp_path / "cifar-10-batches-bin", n=8)
+    task = images.cifar_task("cifar10", image_size=48, valid_size=10, data_dir=str(tmp_path))
+    assert [len(task[k]) for k in ("train", "valid", "test")] == [30, 10, 8]
+    x, y = task["valid"][0]
+    assert x.shape == (3, 48, 48) and x.min() >= -1 and x.max() <= 1 and y.dtype == torch.long
+    assert torch.equal(task["valid"][0][0], task["valid"][0][0])  # no augmentation
+    assert task["train"].augmented and not task["valid"].augmented
+    torch.manual_seed(0)
+    views = {tuple(task["train"][0][0].flatten()[:50].tolist()) for _ in range(6)}
+    assert len(views) > 1  # a random view per read
+
+
+def test_a_tar_gz_download_is_verified_by_md5_before_anything_is_extracted(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (("cifar-10-batches-bin/test_batch.bin", b"x" * 3073),
+                           ("cifar-10-batches-bin/readme.html", b"hi")):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive_path = tmp_path / "cifar.tar.gz"
+    archive_path.write_bytes(buffer.getvalue())
+    md5 = hashlib.md5(buffer.getvalue()).hexdigest()
+    good = Archive(archive_path.as_uri(), None, md5, None, "cifar-10-batches-bin")
+    root = download_archive(good, tmp_path / "cache")
+    assert (root / "test_batch.bin").read_bytes() == b"x" * 3073
+    bad = Archive(archive_path.as_uri(), None, "0" * 32, None, "cifar-10-batches-bin")
+    with pytest.raises(ChecksumError, match="md5"):
+        download_archive(bad, tmp_path / "other")
+    assert not (tmp_path / "other" / "cifar-10-batches-bin").exists()
+
+
+def test_an_image_folder_reads_class_folders(tmp_path):
+    from PIL import Image
+
+    for label, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            Image.new("RGB", (40, 30), color).save(tmp_path / label / f"{i}.png")
+    data = images.image_folder(tmp_path, images.Preprocess(size=16))
+    assert len(data) == 4 and data.labels.tolist() == [0, 0, 1, 1]
+    x, _ = data[3]
+    assert x.shape == (3, 16, 16) and x[2].mean() > 0.9 and x[0].mean() < -0.9  # blue
+    with pytest.raises(DataError, match=r"no \.jpeg, \.jpg or \.png image"):
+        images.image_folder(tmp_path, images.Preprocess(), classes=["bird"])
+
+
+def test_augmented_training_data_switches_the_frozen_state_cache_off():
+    from agora import FitConfig, Graph, fit
+    from agora.models.toy import mlp_agent
+
+    class Augmented(torch.utils.data.TensorDataset):
+        augmented = True
+
+    x, y = torch.randn(32, 4), torch.randn(32)
+    graph = Graph([mlp_agent("teacher", 4, 8, frozen=True), mlp_agent("student", 4, 8)])
+    graph.add_edge("student", "teacher")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(graph, Augmented(x, y), Augmented(x, y), FitConfig(epochs=1, progress=False))
+    assert any("state cache is off" in str(w.message) for w in caught)
