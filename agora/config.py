@@ -479,7 +479,7 @@ def build_graph(config: RunConfig) -> Graph:
             agent = agent_from_spec(spec)
         except GraphError as error:  # the factory returns no Agent
             raise ConfigError(error.message, f"{key}.factory", config.source) from None
-        except (TypeError, ValueError) as error:  # a keyword or value the factory rejects
+        except (TypeError, ValueError, OSError) as error:  # a keyword, value or file it rejects
             raise ConfigError(f"{spec.factory}: {error}", f"{key}.kwargs", config.source) from None
         if spec.pretrained is not None:
             try:

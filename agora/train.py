@@ -43,6 +43,7 @@ from agora.orchestrator import StepOutput, check_learner_data
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "linear", "cosine")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def _count(v: Any) -> bool:
@@ -63,6 +64,8 @@ FIT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "grad_accumulation": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
     "max_grad_norm": (lambda v: v is None or (_number(v) and v > 0), "must be > 0 or null"),
     "scheduler": (lambda v: v in SCHEDULERS, f"must be one of {list(SCHEDULERS)}"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
+    "momentum": (lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
     "warmup_steps": (lambda v: _count(v) and v >= 0, "must be an integer >= 0"),
     "patience": (lambda v: v is None or (_count(v) and v >= 1), "must be an integer >= 1 or null"),
     "seed": (lambda v: _count(v), "must be an integer"),
@@ -81,8 +84,10 @@ class FitConfig:
 
     Args:
         epochs: passes over the training data.
-        lr: AdamW's learning rate.
-        weight_decay: AdamW's decoupled weight decay.
+        lr: the learning rate.
+        weight_decay: decoupled weight decay (AdamW's; SGD's L2 penalty).
+        optimizer: ``"adamw"``, or ``"sgd"`` with ``momentum`` (the ViT paper's fine-tuning).
+        momentum: SGD's momentum.
         batch_size: examples per step and process (for data given as a ``Dataset``).
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"`` (Accelerate's autocast).
         grad_accumulation: batches per optimizer step.
@@ -120,6 +125,8 @@ class FitConfig:
     epochs: int = 10
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    momentum: float = 0.9
     batch_size: int = 256
     mixed_precision: str = "no"
     grad_accumulation: int = 1
@@ -451,7 +458,11 @@ def _fit(
     cache = StateCache(examples) if config.cache_frozen and not _augmented(train_data) else None
     step_fn = CachedOrchestrator(graph, cache)
     params = [p for p in graph.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                    weight_decay=config.weight_decay)  # fmt: skip
+    else:
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total_steps = config.epochs * math.ceil(len(loader) / config.grad_accumulation)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)

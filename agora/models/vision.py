@@ -153,6 +153,29 @@ def load_vit(name_or_path: str | os.PathLike = PAPER_VIT) -> nn.Module:
         ) from None
 
 
+def paper_vit_teacher(
+    name: str = "teacher", path: str = PAPER_VIT, lower_layers: int = 6, **agent: Any
+) -> Agent:
+    """The paper's teacher: ViT-B/32 pre-trained on ImageNet-21k (its 12 blocks), without a
+    head for the downstream labels, split after ``lower_layers`` blocks. ``path``: a local
+    folder of the checkpoint, or its Hub name (online). Configs name it as
+    ``agora.models.vision:paper_vit_teacher``."""
+    return vit_agent(name, load_vit(path), lower_layers, None, **agent)
+
+
+def paper_vit_student(
+    name: str = "student",
+    path: str = PAPER_VIT,
+    num_layers: int = 4,
+    lower_layers: int = 2,
+    num_labels: int = 10,
+    **agent: Any,
+) -> Agent:
+    """The paper's student: the teacher's first ``num_layers`` blocks and a fresh classifier
+    (:func:`vit_student`). Configs name it as ``agora.models.vision:paper_vit_student``."""
+    return vit_student(load_vit(path), name, num_layers, lower_layers, num_labels, **agent)
+
+
 # -- ResNet ------------------------------------------------------------------------------------
 
 
@@ -241,6 +264,8 @@ __all__ = [
     "StagesLower",
     "StagesUpper",
     "load_vit",
+    "paper_vit_student",
+    "paper_vit_teacher",
     "resnet_agent",
     "vit_agent",
     "vit_student",

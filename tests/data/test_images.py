@@ -14,7 +14,9 @@ from agora.data import images
 from agora.data.download import Archive, ChecksumError, DataError, download_archive
 
 
-def cifar_records(n: int, label_bytes: int, seed: int = 0) -> tuple[bytes, torch.Tensor, torch.Tensor]:
+def cifar_records(
+    n: int, label_bytes: int, seed: int = 0
+) -> tuple[bytes, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 10, (n, label_bytes), generator=g, dtype=torch.uint8)
     pixels = torch.randint(0, 256, (n, 3 * 32 * 32), generator=g, dtype=torch.uint8)
