@@ -70,8 +70,13 @@ class Codec(nn.Module):
                 f"Agent {self.owner!r}: codec expects s {_fmt(self.s_shape, self.tokens)} and "
                 f"e {_fmt(self.e_shape, self.tokens)}, got s {list(s.shape)} and e {list(e.shape)}"
             )
-        state, _ = pack([s, e], self.pattern)  # [B, d_s + d_e] or [B, T, d_s + d_e]
-        return self.encoder(state)  # [B, m_dim] or [B, T, m_dim]
+        return self.encoder(self.pack_states(s, e))  # [B, m_dim] or [B, T, m_dim]
+
+    def pack_states(self, s: Tensor, e: Tensor) -> Tensor:
+        """The states as the encoder reads them: ``{s; e}``, ``[B, d_s + d_e]`` (or per token
+        ``[B, T, d_s + d_e]``), of size :attr:`state_dim`."""
+        state, _ = pack([s, e], self.pattern)
+        return state
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """``(s', e') = D(m)``: decode, split and reshape to the agent's state shapes."""
@@ -205,8 +210,8 @@ class PooledCodec(MLPCodec):
         (c_s, _), (c_e, _) = _channels(self.full_shapes[0]), _channels(self.full_shapes[1])
         super().__init__((c_s,), (c_e,), message_dim, **mlp)
 
-    def encode(self, s: Tensor, e: Tensor) -> Tensor:
-        """Average each state over its positions, then encode."""
+    def pack_states(self, s: Tensor, e: Tensor) -> Tensor:
+        """Each state averaged over its positions, concatenated: ``[B, c_s + c_e]``."""
         pooled = []
         for state, shape in zip((s, e), self.full_shapes):
             if tuple(state.shape[1:]) != shape:
@@ -217,7 +222,11 @@ class PooledCodec(MLPCodec):
             _, axis = _channels(shape)
             positions = [1 + i for i in range(len(shape)) if i != axis]
             pooled.append(state.mean(dim=positions) if positions else state)
-        return super().encode(*pooled)
+        return super().pack_states(*pooled)
+
+    def encode(self, s: Tensor, e: Tensor) -> Tensor:
+        """Average each state over its positions, then encode."""
+        return self.encoder(self.pack_states(s, e))
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """Decode one vector per state and broadcast it over the state's positions."""
@@ -268,9 +277,13 @@ class SpatialCodec(MLPCodec):
         self.full_shapes = (s_shape, e_shape)
         super().__init__((s_shape[0],), (e_shape[0],), message_dim, tokens=True, **mlp)
 
+    def pack_states(self, s: Tensor, e: Tensor) -> Tensor:
+        """The maps read as tokens, one per position: ``[B, H W, C_s + C_e]``."""
+        return super().pack_states(*(rearrange(t, "b c h w -> b (h w) c") for t in (s, e)))
+
     def encode(self, s: Tensor, e: Tensor) -> Tensor:
         """Read the maps as tokens, one per position, and encode each."""
-        return super().encode(*(rearrange(t, "b c h w -> b (h w) c") for t in (s, e)))
+        return self.encoder(self.pack_states(s, e))
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """Decode each position and put the tokens back on the grid."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from einops import pack
 from torch import Tensor, nn
 
 from agora.losses import distance
@@ -31,7 +30,6 @@ class FitNet(Protocol):
     def loss(self, link: Link, kind: str) -> Tensor:
         """The learner's states against its decoding of ``P(tutor's states)``."""
         learner, tutor = link.learner_out, link.tutor_out
-        pattern = "b *" if learner.mask is None else "b t *"
-        tutor_state, _ = pack([tutor.s.detach(), tutor.e.detach()], pattern)
+        tutor_state = link.tutor.codec.pack_states(tutor.s.detach(), tutor.e.detach())
         decoded = link.learner.codec.decode(link.module(tutor_state))
         return distance((learner.s, learner.e), decoded, kind, learner.mask)
