@@ -186,7 +186,31 @@ def _channels(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[-1], len(shape) - 1
 
 
-class PooledCodec(MLPCodec):
+class _WholeStates(MLPCodec):
+    """An MLP codec over states it reshapes first: it reads ``[B, *shape]`` states whole
+    (:attr:`full_shapes`), whatever its networks see."""
+
+    kind = ""
+    full_shapes: tuple[tuple[int, ...], tuple[int, ...]]
+
+    def encode(self, s: Tensor, e: Tensor) -> Tensor:
+        """``m = E(pack_states(s, e))``: the states reshaped as the networks read them."""
+        return self.encoder(self.pack_states(s, e))
+
+    @property
+    def state_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return self.full_shapes
+
+    @property
+    def state_lead(self) -> int:
+        return 1
+
+    def extra_repr(self) -> str:
+        s_shape, e_shape = self.full_shapes
+        return f"{self.kind}, s={list(s_shape)}, e={list(e_shape)}, m_dim={self.message_dim}"
+
+
+class PooledCodec(_WholeStates):
     r"""Messages of whole examples from states with positions: each state is averaged over its
     positions (tokens ``[B, T, D]`` over ``T``, feature maps ``[B, C, H, W]`` over ``H, W``)
     before the paper's MLP encoder, and the decoded vectors are broadcast back over the
@@ -203,6 +227,8 @@ class PooledCodec(MLPCodec):
         >>> [tuple(t.shape) for t in (m, *codec.decode(m))]
         [(2, 24), (2, 16, 8, 8), (2, 17, 32)]
     """
+
+    kind = "pooled"
 
     def __init__(self, s_shape: Sequence[int], e_shape: Sequence[int], message_dim: int,
                  **mlp: Any) -> None:  # fmt: skip
@@ -224,10 +250,6 @@ class PooledCodec(MLPCodec):
             pooled.append(state.mean(dim=positions) if positions else state)
         return super().pack_states(*pooled)
 
-    def encode(self, s: Tensor, e: Tensor) -> Tensor:
-        """Average each state over its positions, then encode."""
-        return self.encoder(self.pack_states(s, e))
-
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """Decode one vector per state and broadcast it over the state's positions."""
         vectors = super().decode(m)
@@ -239,20 +261,8 @@ class PooledCodec(MLPCodec):
             out.append(vector.reshape(vector.shape[0], *view).expand(vector.shape[0], *shape))
         return out[0], out[1]
 
-    @property
-    def state_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return self.full_shapes
 
-    @property
-    def state_lead(self) -> int:
-        return 1
-
-    def extra_repr(self) -> str:
-        s_shape, e_shape = self.full_shapes
-        return f"pooled, s={list(s_shape)}, e={list(e_shape)}, m_dim={self.message_dim}"
-
-
-class SpatialCodec(MLPCodec):
+class SpatialCodec(_WholeStates):
     r"""Per-position messages from feature maps: ``[B, C, H, W]`` states are read as
     ``[B, H W, C]`` tokens (``einops``: ``b c h w -> b (h w) c``) by the per-token MLP codec,
     and decoded back to maps. ``s`` and ``e`` must share their grid ``H × W``; messages are
@@ -264,6 +274,8 @@ class SpatialCodec(MLPCodec):
         >>> [tuple(t.shape) for t in (m, *codec.decode(m))]
         [(2, 16, 8), (2, 16, 4, 4), (2, 32, 4, 4)]
     """
+
+    kind = "spatial"
 
     def __init__(self, s_shape: Sequence[int], e_shape: Sequence[int], message_dim: int,
                  **mlp: Any) -> None:  # fmt: skip
@@ -281,27 +293,11 @@ class SpatialCodec(MLPCodec):
         """The maps read as tokens, one per position: ``[B, H W, C_s + C_e]``."""
         return super().pack_states(*(rearrange(t, "b c h w -> b (h w) c") for t in (s, e)))
 
-    def encode(self, s: Tensor, e: Tensor) -> Tensor:
-        """Read the maps as tokens, one per position, and encode each."""
-        return self.encoder(self.pack_states(s, e))
-
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """Decode each position and put the tokens back on the grid."""
         h, w = self.grid
         s, e = super().decode(m)
         return tuple(rearrange(t, "b (h w) c -> b c h w", h=h, w=w) for t in (s, e))  # type: ignore[return-value]
-
-    @property
-    def state_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        return self.full_shapes
-
-    @property
-    def state_lead(self) -> int:
-        return 1
-
-    def extra_repr(self) -> str:
-        s_shape, e_shape = self.full_shapes
-        return f"spatial, s={list(s_shape)}, e={list(e_shape)}, m_dim={self.message_dim}"
 
 
 CodecFactory = Callable[[tuple[int, ...], tuple[int, ...], int], Codec]

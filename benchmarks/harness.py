@@ -405,3 +405,50 @@ def header(title: str, results: dict[str, Any], extra: Sequence[str] = ()) -> li
         "",
     ]
     return lines
+
+
+# -- a linear probe on a frozen model's features ---------------------------------------------
+
+
+def linear_probe(
+    train: tuple[torch.Tensor, torch.Tensor],
+    valid: tuple[torch.Tensor, torch.Tensor],
+    path: Path,
+    decays: Sequence[float],
+    classes: int | None = None,
+    max_iter: int = 500,
+) -> dict[str, float]:
+    """Logistic regression on ``(features, labels)`` (L-BFGS), its L2 penalty chosen among
+    ``decays`` by validation accuracy, saved to ``path`` as ``linear.weight``/``linear.bias``
+    (a head a frozen teacher can load); returns the chosen penalty and its accuracy."""
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+
+    (train_x, train_y), (valid_x, valid_y) = train, valid
+    classes = classes or int(train_y.max()) + 1
+    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
+    for decay in decays:
+        torch.manual_seed(0)
+        linear = torch.nn.Linear(train_x.shape[1], classes)
+        optimizer = torch.optim.LBFGS(
+            linear.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe"
+        )
+
+        def closure(linear=linear, optimizer=optimizer, decay=decay) -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(linear(train_x), train_y) + decay * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            accuracy = (linear(valid_x).argmax(-1) == valid_y).float().mean().item()
+        if best is None or accuracy > best[0]:
+            state = {k: v.detach().clone() for k, v in linear.state_dict().items()}
+            best = (accuracy, decay, state)
+    assert best is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({f"linear.{k}": v.contiguous() for k, v in best[2].items()}, str(tmp))
+    os.replace(tmp, path)
+    return {"valid_accuracy": best[0], "decay": best[1]}

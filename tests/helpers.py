@@ -171,3 +171,23 @@ def dataset(n, seed, d_in=8):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d_in, generator=gen)
     return TensorDataset(x, (x[:, :4].sum(-1) + seed).sin())
+
+
+def crash_at_step(monkeypatch, step, run):
+    """Call ``run()``, made to stop (as a crash would) when training reaches ``step``; every
+    checkpoint written before stays, and the run folder is left unfinished."""
+    import pytest
+
+    import agora.train
+
+    check = agora.train.check_finite
+
+    def crash(out, at, log):
+        if at == step:
+            raise KeyboardInterrupt
+        check(out, at, log)
+
+    monkeypatch.setattr(agora.train, "check_finite", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(agora.train, "check_finite", check)

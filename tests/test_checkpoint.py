@@ -10,7 +10,14 @@ from agora import checkpoint
 from agora.checkpoint import CheckpointError
 from agora.models.toy import mlp_agent
 from agora.train import fit
-from tests.helpers import assert_same, clone_weights, fit_data, quick_fit, talk_graph
+from tests.helpers import (
+    assert_same,
+    clone_weights,
+    crash_at_step,
+    fit_data,
+    quick_fit,
+    talk_graph,
+)
 
 
 def test_run_dir_holds_graph_json_and_one_file_per_agent_and_part(tmp_path):
@@ -90,23 +97,15 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint_loadable(tmp_path, m
 
 
 def _interrupted_run(tmp_path, monkeypatch):
-    """A run stopped (as by a crash) after its first epoch's checkpoint (step 12)."""
-    import agora.train
-
-    check = agora.train.check_finite
-
-    def crash(out, step, log):
-        if step == 12:
-            raise KeyboardInterrupt
-        check(out, step, log)
-
-    monkeypatch.setattr(agora.train, "check_finite", crash)
+    """A run stopped (as by a crash) after its first epoch's checkpoint (step 12); returns the
+    call that resumes it."""
     train, valid = fit_data()
-    with pytest.raises(KeyboardInterrupt):
-        fit(talk_graph(), train, valid, quick_fit(epochs=2, batch_size=16), out_dir=tmp_path)
-    monkeypatch.setattr(agora.train, "check_finite", check)
-    return lambda: fit(talk_graph(), train, valid, quick_fit(epochs=2, batch_size=16),
-                       out_dir=tmp_path)  # fmt: skip
+
+    def run():
+        return fit(talk_graph(), train, valid, quick_fit(epochs=2, batch_size=16), out_dir=tmp_path)
+
+    crash_at_step(monkeypatch, 12, run)
+    return run
 
 
 def test_a_changed_state_file_is_refused_on_resume(tmp_path, monkeypatch):

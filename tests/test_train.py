@@ -18,7 +18,7 @@ from agora.errors import FieldError
 from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
 from agora.train import NonFiniteLossError, fit
-from tests.helpers import assert_same, fit_data, quick_fit, talk_graph
+from tests.helpers import assert_same, crash_at_step, fit_data, quick_fit, talk_graph
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -258,21 +258,13 @@ def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path, monkeypatch):
     whole = load_file(
         str(tmp_path / "whole" / "model" / "agents" / "student" / "backbone.safetensors")
     )
+
     # the same run crashing after its first epoch (6 steps, checkpointed), then resumed: the
     # balancer's means come back too
-    import agora.train
+    def split_run():
+        return fit(talk_graph(), train, valid, config, out_dir=tmp_path / "split")
 
-    check = agora.train.check_finite
-
-    def crash_at_step_6(out, step, log):
-        if step == 6:
-            raise KeyboardInterrupt
-        check(out, step, log)
-
-    monkeypatch.setattr(agora.train, "check_finite", crash_at_step_6)
-    with pytest.raises(KeyboardInterrupt):
-        fit(talk_graph(), train, valid, config, out_dir=tmp_path / "split")
-    monkeypatch.setattr(agora.train, "check_finite", check)
+    crash_at_step(monkeypatch, 6, split_run)
     fit(talk_graph(), train, valid, config, out_dir=tmp_path / "split")
     split = load_file(
         str(tmp_path / "split" / "model" / "agents" / "student" / "backbone.safetensors")

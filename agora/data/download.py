@@ -24,6 +24,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.request import urlopen
 
 
@@ -188,15 +189,21 @@ def _extract_tar(tar_path: Path, dest_dir: Path, folder: str) -> Path:
             raise DataError(f"{tar_path}: the archive has no folder {folder}/ of files.")
         root.mkdir(parents=True, exist_ok=True)
         for member in members:
-            target = root / PurePosixPath(member.name).name
-            fd, part = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=root)
-            try:
-                with os.fdopen(fd, "wb") as out, archive.extractfile(member) as src:  # type: ignore[union-attr]
-                    shutil.copyfileobj(src, out)
-                os.replace(part, target)
-            finally:
-                Path(part).unlink(missing_ok=True)
+            with archive.extractfile(member) as src:  # type: ignore[union-attr]
+                _write_whole(src, root / PurePosixPath(member.name).name)
     return root
+
+
+def _write_whole(src: Any, target: Path) -> None:
+    """Copy a stream to ``target`` under a temporary name, then rename it into place: readers
+    see the old file or the whole new one."""
+    fd, part = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(src, out)
+        os.replace(part, target)
+    finally:
+        Path(part).unlink(missing_ok=True)
 
 
 def _extract(zip_path: Path, dest_dir: Path, folder: str) -> Path:
@@ -217,14 +224,8 @@ def _extract_zip(zip_path: Path, dest_dir: Path, folder: str) -> Path:
             raise DataError(f"{zip_path}: the zip has no folder {folder}/ of files.")
         root.mkdir(parents=True, exist_ok=True)
         for info in members:
-            target = root / PurePosixPath(info.filename).name
-            fd, part = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=root)
-            try:
-                with os.fdopen(fd, "wb") as out, zipped.open(info) as src:
-                    shutil.copyfileobj(src, out)
-                os.replace(part, target)  # readers see the old file or the whole new one
-            finally:
-                Path(part).unlink(missing_ok=True)
+            with zipped.open(info) as src:
+                _write_whole(src, root / PurePosixPath(info.filename).name)
     return root
 
 

@@ -56,6 +56,15 @@ def token_layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
+def check_split(name: str, key: str, lower: int, count: int, parts: str) -> None:
+    """A split point that leaves ``upper`` at least one of the model's ``count`` parts."""
+    if not 0 <= lower < count:
+        raise ValueError(
+            f"Agent {name!r}: {key} must be in 0..{count - 1} so that upper keeps at least one "
+            f"of the model's {count} {parts}, got {lower}"
+        )
+
+
 def run_layers(layers: nn.ModuleList, h: Tensor, mask: Tensor | None, config: Any) -> Tensor:
     """Run blocks in order on ``h [B, T, H]``, under the attention ``mask [B, T]`` if any."""
     if mask is not None:
@@ -182,11 +191,7 @@ def encoder_agent(
         ((1, 3, 8), (1, 2))
     """
     layers = token_layers(model)
-    if not 0 <= lower_layers < len(layers):
-        raise ValueError(
-            f"Agent {name!r}: lower_layers must be in 0..{len(layers) - 1} so that upper keeps "
-            f"at least one of the model's {len(layers)} layers, got {lower_layers}"
-        )
+    check_split(name, "lower_layers", lower_layers, len(layers), "layers")
     config = model.config
     lower = EncoderLower(model.embeddings, layers[:lower_layers], config)
     upper = EncoderUpper(layers[lower_layers:], config)

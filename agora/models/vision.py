@@ -25,7 +25,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from agora.agent import Agent
-from agora.models.transformer import run_layers, token_layers, truncated_copy
+from agora.models.transformer import check_split, run_layers, token_layers, truncated_copy
 
 VISION_EXTRA = "pip install 'agora-distill[vision]'"
 PAPER_VIT = "google/vit-base-patch32-224-in21k"  # the paper's teacher checkpoint
@@ -92,11 +92,7 @@ def vit_agent(
         ((2, 17, 16), (2, 10))
     """
     layers = token_layers(model)
-    if not 0 <= lower_layers < len(layers):
-        raise ValueError(
-            f"Agent {name!r}: lower_layers must be in 0..{len(layers) - 1} so that upper keeps "
-            f"at least one of the model's {len(layers)} blocks, got {lower_layers}"
-        )
+    check_split(name, "lower_layers", lower_layers, len(layers), "blocks")
     config = model.config
     lower = PatchLower(model.embeddings, layers[:lower_layers], config)
     upper = BlocksUpper(layers[lower_layers:], model.layernorm, config)
@@ -232,11 +228,7 @@ def resnet_agent(
         ((2, 16, 8, 8), (2, 64, 2, 2), (2, 10))
     """
     stages = model.encoder.stages
-    if not 0 <= lower_stages < len(stages):
-        raise ValueError(
-            f"Agent {name!r}: lower_stages must be in 0..{len(stages) - 1} so that upper keeps "
-            f"at least one of the model's {len(stages)} stages, got {lower_stages}"
-        )
+    check_split(name, "lower_stages", lower_stages, len(stages), "stages")
     lower = StagesLower(model.embedder, stages[:lower_stages])
     upper = StagesUpper(stages[lower_stages:])
     head = PooledHead(model.config.hidden_sizes[-1], num_labels) if num_labels else None

@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from agora.graph import Graph
 from agora.loaders import eval_loader
 from agora.train import FitConfig, evaluate, fit
-from benchmarks.harness import BenchmarkError, Runner, RunStore, run_all, stamp
+from benchmarks.harness import BenchmarkError, Runner, RunStore, linear_probe, run_all, stamp
 from benchmarks.movielens.task import Method, method
 
 TEACHER_LOWER = 3  # the teacher's split: embeddings + 3 layers | 3 layers
@@ -128,37 +127,9 @@ def train_probe(
     """Fit a logistic-regression probe on the frozen teacher's pooled features (L-BFGS, its
     L2 penalty chosen by validation accuracy) and save it as ``linear.weight``/``linear.bias``.
     """
-    train_x, train_y = pooled_features(teacher, splits["train"])
-    valid_x, valid_y = pooled_features(teacher, splits["valid"])
-    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
-    for decay in decays:
-        torch.manual_seed(0)
-        linear = torch.nn.Linear(train_x.shape[1], int(train_y.max()) + 1)
-        optimizer = torch.optim.LBFGS(
-            linear.parameters(), max_iter=500, line_search_fn="strong_wolfe"
-        )
-
-        def closure(linear=linear, optimizer=optimizer, decay=decay) -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(linear(train_x), train_y) + decay * linear.weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        with torch.no_grad():
-            accuracy = (linear(valid_x).argmax(-1) == valid_y).float().mean().item()
-        if best is None or accuracy > best[0]:
-            best = (
-                accuracy,
-                decay,
-                {k: v.detach().clone() for k, v in linear.state_dict().items()},
-            )
-    assert best is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({f"linear.{k}": v for k, v in best[2].items()}, str(tmp))
-    os.replace(tmp, path)
-    return {"valid_accuracy": best[0], "decay": best[1]}
+    train = pooled_features(teacher, splits["train"])
+    valid = pooled_features(teacher, splits["valid"])
+    return linear_probe(train, valid, path, decays)
 
 
 def finetune_teacher(

@@ -22,13 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from agora.graph import Graph
 from agora.loaders import eval_loader
 from agora.train import FitConfig, evaluate, fit
-from benchmarks.harness import BenchmarkError, Runner, RunStore, cache_dir, run_all, stamp
+from benchmarks.harness import (
+    BenchmarkError,
+    Runner,
+    RunStore,
+    cache_dir,
+    linear_probe,
+    run_all,
+    stamp,
+)
 from benchmarks.movielens.task import Method, method
 
 DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
@@ -95,34 +102,9 @@ def train_probe(teacher: Any, splits: dict[str, Any], path: Path, classes: int,
                 decays: tuple[float, ...] = (1e-4, 1e-3, 1e-2)) -> dict[str, float]:  # fmt: skip
     """Logistic regression on the teacher's CLS features (L-BFGS, its L2 penalty chosen by
     validation accuracy), saved as the teacher head's ``linear.*``."""
-    train_x, train_y = cls_features(teacher, splits["train"])
-    valid_x, valid_y = cls_features(teacher, splits["valid"])
-    best: tuple[float, float, dict] | None = None
-    for decay in decays:
-        torch.manual_seed(0)
-        linear = torch.nn.Linear(train_x.shape[1], classes)
-        optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=300,
-                                      line_search_fn="strong_wolfe")  # fmt: skip
-
-        def closure(linear=linear, optimizer=optimizer, decay=decay) -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(linear(train_x), train_y) + decay * linear.weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        with torch.no_grad():
-            accuracy = (linear(valid_x).argmax(-1) == valid_y).float().mean().item()
-        if best is None or accuracy > best[0]:
-            best = (
-                accuracy,
-                decay,
-                {k: v.detach().clone() for k, v in linear.state_dict().items()},
-            )
-    assert best is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({f"linear.{k}": v.contiguous() for k, v in best[2].items()}, str(path))
-    return {"valid_accuracy": best[0], "decay": best[1]}
+    train = cls_features(teacher, splits["train"])
+    valid = cls_features(teacher, splits["valid"])
+    return linear_probe(train, valid, path, decays, classes, max_iter=300)
 
 
 # -- one run ---------------------------------------------------------------------------------
