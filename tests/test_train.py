@@ -308,25 +308,32 @@ def test_empty_data_is_named():
         fit(talk_graph(), train, empty, quick_fit(epochs=1))
 
 
-@pytest.mark.parametrize("phase", ["model", "state", "sealed", "named", "pointer"])
-def test_killed_at_any_checkpoint_phase_resumes_to_the_same_early_stopped_run(tmp_path, phase):
-    """Early stopping included: patience 1 at lr 0.02 stops the reference after 3 of 8 epochs;
-    the kill comes in the 3rd checkpoint, at the end of the first epoch (evaluated, best)."""
-    args = ("--epochs", "8", "--patience", "1", "--dropout", "0.0", "--lr", "0.02")
-    reference = run_script(tmp_path / "reference", *args)
+# patience 1 at lr 0.02 stops this run after 3 of its 8 epochs
+EARLY_STOPPED = ("--epochs", "8", "--patience", "1", "--dropout", "0.0", "--lr", "0.02")
+
+
+@pytest.fixture(scope="module")
+def early_stopped(tmp_path_factory):
+    """The uninterrupted run every killed one is compared with."""
+    out = tmp_path_factory.mktemp("reference")
+    reference = run_script(out, *EARLY_STOPPED)
     assert reference.wait(timeout=PATIENCE) == 0, reference.stderr.read().decode()
-    killed = run_script(tmp_path / "killed", *args, "--crash", f"{phase}@3")
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    assert lines[-1]["step"] < 8 * 12  # it stopped early
+    return load_file(str(out / "final.safetensors")), [line["step"] for line in lines]
+
+
+@pytest.mark.parametrize("phase", ["model", "state", "sealed", "named", "pointer"])
+def test_killed_at_any_checkpoint_phase_resumes_to_the_same_early_stopped_run(
+    tmp_path, phase, early_stopped
+):
+    """The kill comes in the 3rd checkpoint, at the end of the first epoch (evaluated, best)."""
+    weights, steps = early_stopped
+    killed = run_script(tmp_path / "killed", *EARLY_STOPPED, "--crash", f"{phase}@3")
     assert killed.wait(timeout=PATIENCE) == 9, killed.stderr.read().decode()
     assert not (tmp_path / "killed" / "final.safetensors").exists()
-    resumed = run_script(tmp_path / "killed", *args)
+    resumed = run_script(tmp_path / "killed", *EARLY_STOPPED)
     assert resumed.wait(timeout=PATIENCE) == 0, resumed.stderr.read().decode()
-    assert_same(
-        load_file(str(tmp_path / "reference" / "final.safetensors")),
-        load_file(str(tmp_path / "killed" / "final.safetensors")),
-    )
+    assert_same(weights, load_file(str(tmp_path / "killed" / "final.safetensors")))
     lines = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").open()]
-    reference_lines = [
-        json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").open()
-    ]
-    assert [line["step"] for line in lines] == [line["step"] for line in reference_lines]
-    assert reference_lines[-1]["step"] < 8 * 12  # it stopped early
+    assert [line["step"] for line in lines] == steps
