@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from agora.folder import umask_mode
 from agora.graph import Graph
 
 FORMAT = 1
@@ -98,7 +99,7 @@ def save_model(
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = private_dir(directory)
     try:
         checksums = {}
         for relative, module in components(graph).items():
@@ -139,11 +140,12 @@ def load_weights(
             raise CheckpointError(
                 f"{path}: missing; the checkpoint does not hold {relative!r} of this graph"
             )
-        if (
-            verify
-            and relative + ".safetensors" in expected
-            and _sha256(path) != expected[relative + ".safetensors"]
-        ):
+        if verify and relative + ".safetensors" not in expected:
+            raise CheckpointError(
+                f"{directory / 'graph.json'}: no checksum for {relative}.safetensors, so it "
+                "cannot be verified (pass verify=False to load an unverified file)"
+            )
+        if verify and _sha256(path) != expected[relative + ".safetensors"]:
             raise CheckpointError(
                 f"{path}: checksum mismatch, the file is corrupted or was changed"
             )
@@ -420,6 +422,7 @@ def _slice(x: Any, rows: int) -> Any:
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, umask_mode(0o666))  # mkstemp makes it 0600: the final file follows the umask
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -429,6 +432,14 @@ def _write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def private_dir(directory: Path) -> Path:
+    """A temporary folder beside ``directory`` (to be renamed into its place), with the
+    permissions a plain ``mkdir`` would give it (``mkdtemp`` makes 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    os.chmod(tmp, umask_mode(0o777))
+    return tmp
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -111,6 +111,21 @@ def claim(out_dir: Path, configuration: Mapping[str, Any], *, overwrite: bool = 
     return False
 
 
+def umask_mode(mode: int) -> int:
+    """``mode`` as the process's umask leaves it (what ``open`` or ``mkdir`` would make):
+    files written under a temporary name (``mkstemp``: 0600) get it before they are renamed.
+
+    Example:
+        >>> old = os.umask(0o022)
+        >>> oct(umask_mode(0o666)), oct(umask_mode(0o777))
+        ('0o644', '0o755')
+        >>> _ = os.umask(old)
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def _check_folder(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise RunFolderError(f"{out_dir}: is a file; a run needs a folder (give another --out)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -256,7 +255,7 @@ def _trainees(graph: Graph, data: Any) -> Any:
 
 def _copy_model(source: Path, target: Path) -> None:
     """Copy a model folder into place atomically (a copy, then a rename)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = checkpoint.private_dir(target)
     try:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         checkpoint._replace_dir(tmp, target)

@@ -172,3 +172,21 @@ def test_a_partial_metrics_line_and_a_changed_model_are_named_on_resume(tmp_path
     resume()  # the partial line is dropped, the run goes on
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)
+
+
+def test_a_graph_json_without_checksums_and_file_modes_that_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        g = talk_graph().build(torch.randn(2, 8))
+        checkpoint.save_model(tmp_path / "model", g)
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "model").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "model" / "graph.json").stat().st_mode & 0o777) == "0o644"
+    document = json.loads((tmp_path / "model" / "graph.json").read_text())
+    del document["files"]  # a list removed: nothing can be verified any more
+    (tmp_path / "model" / "graph.json").write_text(json.dumps(document))
+    with pytest.raises(CheckpointError, match=r"no checksum for agents/\w+/\w+\.safetensors"):
+        checkpoint.load_weights(tmp_path / "model", talk_graph().build(torch.randn(2, 8)))

@@ -27,6 +27,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.request import urlopen
 
+from agora.folder import umask_mode
+
 
 class DataError(ValueError):
     """A dataset file is missing, corrupt or unparsable; the message says which and what to do."""
@@ -198,6 +200,7 @@ def _write_whole(src: Any, target: Path) -> None:
     """Copy a stream to ``target`` under a temporary name, then rename it into place: readers
     see the old file or the whole new one."""
     fd, part = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".part", dir=target.parent)
+    os.chmod(part, umask_mode(0o666))
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(src, out)

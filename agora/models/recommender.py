@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from agora.agent import Agent
+from agora.folder import umask_mode
 
 if TYPE_CHECKING:
     from agora.data.movielens import MovieLensMeta
@@ -507,6 +508,7 @@ def write_teacher(path: str | os.PathLike, backbone: dict[str, Tensor], info: di
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # one per writer
+    os.chmod(tmp, umask_mode(0o666))
     os.close(fd)
     metadata = {"agora": json.dumps({**info, "sha256": tensors_digest(backbone)})}
     save_file(backbone, tmp, metadata=metadata)
