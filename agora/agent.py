@@ -89,6 +89,19 @@ def check_learner_settings(
         )
 
 
+def _describe(x: Any) -> str:
+    """A batch's shapes, ``x [8, 6]`` or ``x {user [8], title [8, 15]}``."""
+    if isinstance(x, Tensor):
+        return f"x {list(x.shape)} {str(x.dtype).removeprefix('torch.')}"
+    if isinstance(x, Mapping):
+        parts = ", ".join(
+            f"{k} {list(v.shape)}" if isinstance(v, Tensor) else f"{k} {type(v).__name__}"
+            for k, v in x.items()
+        )
+        return f"x {{{parts}}}"
+    return f"x of type {type(x).__name__}"
+
+
 def _misplaced(name: str, unknown: Mapping[str, Any]) -> str:
     """The message for keywords an Agent does not take, saying where each belongs."""
     homes = {
@@ -398,6 +411,15 @@ class Agent(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self(x)
+            with torch.no_grad():
+                return self(x)
+        except (RuntimeError, ValueError, IndexError) as error:  # the input does not fit
+            if "Agent " in str(error):  # already names its agent
+                raise
+            first = str(error).strip().splitlines()[0]
+            raise GraphError(
+                f"Agent {self.name!r} cannot read this input ({_describe(x)}): {first}. Does the "
+                "data have the width, keys and dtype the agent was built for?"
+            ) from None
         finally:
             self.train(was_training)

@@ -59,3 +59,11 @@ def test_from_model_picks_one_output_of_a_recurrent_part(cell):
     out = agent(x)
     assert torch.equal(out.s, model["rnn"](x)[0]) and torch.equal(out.e, model["mix"](out.s))
     assert {id(p) for p in agent.parameters()} == {id(p) for p in model.parameters()}
+
+
+def test_an_input_of_the_wrong_width_names_the_agent_and_the_shapes():
+    graph = small_graph()
+    with pytest.raises(
+        GraphError, match=r"Agent 'teacher' cannot read this input \(x \[4, 5\] float32\)"
+    ):
+        graph.build(torch.randn(4, 5))
