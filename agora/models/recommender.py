@@ -440,11 +440,11 @@ def read_teacher(path: str | os.PathLike) -> dict[str, Tensor]:
         raise ValueError(f"{path}: not a readable teacher file ({error}); delete it") from None
     if written != tensors_digest(tensors):
         what = (
-            "has no digest (an older agora wrote it)"
+            "carries no digest of its weights (an older agora wrote it)"
             if written is None
-            else "changed since it was written"
+            else "holds weights that changed since it was written"
         )
-        raise ValueError(f"{path}: the teacher's weights {what}; delete the file to train it again")
+        raise ValueError(f"{path}: the teacher file {what}; delete it to train it again")
     return tensors
 
 
