@@ -57,6 +57,9 @@ def check_codec_kind(name: str, kind: str) -> None:
         )
 
 
+MAX_ROUNDS = 64  # k: more talk rounds than any schedule needs, and still a finite step
+
+
 def check_learner_settings(
     name: str,
     task: Any,
@@ -76,9 +79,11 @@ def check_learner_settings(
             raise GraphError(f"Agent {name!r}: {key} must be a number, got {weight!r}", key)
         if not math.isfinite(weight) or weight < 0:
             raise GraphError(f"Agent {name!r}: {key} must be finite and >= 0, got {weight}", key)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= MAX_ROUNDS:
         raise GraphError(
-            f"Agent {name!r}: rounds must be an integer >= 0, got {rounds!r}", "rounds"
+            f"Agent {name!r}: rounds must be an integer in [0, {MAX_ROUNDS}], got {rounds!r} "
+            f"(each round runs the tutors' upper layers again; the paper's k is 1 to 3)",
+            "rounds",
         )
     named = isinstance(aggregation, str) and (aggregation in AGGREGATIONS or ":" in aggregation)
     if not isinstance(aggregation, nn.Module) and not named:

@@ -25,16 +25,21 @@ __all__ = ["AgentSpec", "Edge", "Graph", "GraphError", "GraphSpec"]
 # -- checks shared by the graph and its data form ----------------------------------------------
 
 
+MAX_WIDTH = 1 << 16  # message_dim and codec_hidden: wider than any model's state
+
+
 def check_settings(
     message_dim: Any, codec: Any, codec_hidden: Any, codec_dropout: Any, distance: Any
 ) -> None:
     """The message space's settings; a :class:`GraphError` names the field."""
 
     def count(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_WIDTH
 
     if not count(message_dim):
-        raise GraphError(f"must be an integer > 0, got {message_dim!r}", "message_dim", "Graph")
+        raise GraphError(
+            f"must be an integer in [1, {MAX_WIDTH}], got {message_dim!r}", "message_dim", "Graph"
+        )
     if isinstance(codec, str) and codec not in CODEC_KINDS:
         if ":" not in codec:
             raise GraphError(
@@ -48,7 +53,9 @@ def check_settings(
                 f"{codec!r} is not callable; expected a codec factory", "codec", "Graph"
             )
     if not count(codec_hidden):
-        raise GraphError(f"must be an integer > 0, got {codec_hidden!r}", "codec_hidden", "Graph")
+        raise GraphError(
+            f"must be an integer in [1, {MAX_WIDTH}], got {codec_hidden!r}", "codec_hidden", "Graph"
+        )
     if not isinstance(codec_dropout, (int, float)) or not 0 <= codec_dropout < 1:
         raise GraphError(f"must be in [0, 1), got {codec_dropout!r}", "codec_dropout", "Graph")
     if distance not in DISTANCES:
@@ -363,6 +370,15 @@ class Graph(nn.Module):
             )
         except ValueError as error:
             raise GraphError(f"Agent {agent.name!r}: {error}", "codec") from None
+        except RuntimeError as error:  # an allocation too large for this machine
+            if "alloc" not in str(error):
+                raise
+            raise GraphError(
+                f"Agent {agent.name!r}: its codec ({kind!r}, states {list(out.s.shape[lead:])} / "
+                f"{list(out.e.shape[lead:])}, message_dim {self.message_dim}, codec_hidden "
+                f"{self.codec_hidden}) does not fit in memory: {str(error).splitlines()[0]}",
+                "codec",
+            ) from None
 
     def _build_aggregators(self) -> None:
         # sized by every talk edge, active or not, so that a stage switching an edge off

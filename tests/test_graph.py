@@ -57,7 +57,7 @@ from tests.helpers import mlp_agent, regression_data, small_graph, tutors_graph,
         ),
         (
             lambda g: g.add_agent(mlp_agent("pupil", rounds=-1)),
-            "'pupil': rounds must be an integer >= 0",
+            r"'pupil': rounds must be an integer in \[0, 64\]",
         ),
         (
             lambda g: g.add_agent(mlp_agent("pupil", interact_weight=float("nan"))),
@@ -192,3 +192,14 @@ def test_a_graph_round_trips_through_its_spec():
     again = Graph.from_spec(spec, {"teacher": mlp_agent("teacher", width=32),
                                    "student": mlp_agent("student", width=8)})  # fmt: skip
     assert again.to_dict() == graph.to_dict() and again.agents["teacher"].frozen
+
+
+def test_a_codec_too_large_for_memory_is_a_graph_error_naming_the_agent(monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate"
+        )
+
+    monkeypatch.setattr("agora.graph.make_codec", no_memory)
+    with pytest.raises(GraphError, match=r"Agent 'teacher': its codec \('mlp'.*does not fit"):
+        small_graph().build(torch.randn(2, 6))
