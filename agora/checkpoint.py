@@ -243,6 +243,34 @@ def publish(tmp: Path, directory: Path) -> None:
 
 
 STATE_DIGESTS = "state.json"
+TRAINING_STATE = "agora.json"  # in state/: agora's own resume state, JSON (never a pickle)
+
+
+def write_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
+    """Write agora's own resume state into ``directory/state/agora.json``: each part's
+    ``state_dict()`` (the step counters and early stopping, the loss balancer's means)."""
+    state = {name: part.state_dict() for name, part in parts.items()}
+    _write_text(directory / "state" / TRAINING_STATE, json.dumps(state, indent=2))
+
+
+def read_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
+    """Load :func:`write_training_state`'s file of checkpoint ``directory`` into ``parts``.
+
+    Raises:
+        CheckpointError: naming the file when it is missing (an older agora pickled this
+            state) or lacks a part.
+    """
+    path = directory / "state" / TRAINING_STATE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: missing (an older agora kept this state in a pickle, which is not read); "
+            "start afresh with --overwrite (resume=False)"
+        )
+    state = json.loads(path.read_text())
+    for name, part in parts.items():
+        if name not in state:
+            raise CheckpointError(f"{path}: holds no {name!r} state; it was saved by another run")
+        part.load_state_dict(state[name])
 
 
 def seal_state(directory: Path) -> None:

@@ -310,7 +310,7 @@ def improved(metric: str, value: float, best: float | None) -> bool:
 
 @dataclass
 class TrainState:
-    """Where training stands; saved with every checkpoint (Accelerate's custom state)."""
+    """Where training stands; saved with every checkpoint (``state/agora.json``)."""
 
     epoch: int = 0
     batches_in_epoch: int = 0
@@ -477,12 +477,10 @@ def _fit(
     elif eval_data is not None:
         eval_data = accelerator.prepare(eval_loader(eval_data))
     state = TrainState()
-    accelerator.register_for_checkpointing(state)
     balancer = LossBalancer(config.balance_momentum) if config.balance_losses else None
-    if balancer is not None:
-        accelerator.register_for_checkpointing(balancer)
+    resumable = {"train": state, **({"balancer": balancer} if balancer is not None else {})}
 
-    log = RunLog(out_dir, accelerator, config, graph, run_config, sample)
+    log = RunLog(out_dir, accelerator, config, graph, run_config, sample, resumable)
     if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
         checkpoint.verify_state(latest)
         try:
@@ -493,6 +491,7 @@ def _fit(
                 f"{latest}: its state does not fit this graph ({first}); the model changed since "
                 "it was saved: start afresh (--overwrite, resume=False) or restore the model"
             ) from None
+        checkpoint.read_training_state(latest, resumable)
         log.resumed(state.step)
     if config.trackers:
         accelerator.init_trackers("agora", config=_flat(asdict(config)))
@@ -669,10 +668,11 @@ def _logged_by(line: str, step: int) -> bool:
 class RunLog:
     """Everything a run writes: metrics, evaluations, checkpoints and the final model."""
 
-    def __init__(self, out_dir, accelerator, config, graph, run_config, sample) -> None:
+    def __init__(self, out_dir, accelerator, config, graph, run_config, sample, resumable) -> None:
         self.out_dir, self.accelerator, self.config = out_dir, accelerator, config
         self.graph, self.run_config = graph, dict(run_config or {})
         self.sample = sample
+        self.resumable = resumable  # agora's own resume state, saved as JSON with each checkpoint
         self.last_checkpoint: Path | None = None
         self.best_metrics: dict[str, float] = {}
         self.frozen_metrics: dict[str, float] | None = None  # frozen agents': they never change
@@ -814,9 +814,10 @@ class RunLog:
             shutil.rmtree(tmp, ignore_errors=True)  # left by a crash
             self._save_model(tmp, state)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG, state
+        self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG
         self.accelerator.wait_for_everyone()
         if self.main:
+            checkpoint.write_training_state(tmp, self.resumable)
             checkpoint.seal_state(tmp)
             checkpoint.publish(tmp, directory)
             checkpoint.set_pointer(self.out_dir, "latest", name)

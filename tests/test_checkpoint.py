@@ -127,6 +127,23 @@ def test_a_missing_state_file_is_refused_on_resume(tmp_path, monkeypatch):
         resume()
 
 
+def test_agoras_own_resume_state_is_json_and_a_checkpoint_without_it_is_refused(
+    tmp_path, monkeypatch
+):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    latest = checkpoint.pointer(tmp_path, "latest")
+    state = latest / "state"
+    saved = json.loads((state / "agora.json").read_text())
+    assert saved["train"]["step"] == 12 and saved["train"]["epoch"] == 1
+    assert not list(state.glob("custom_checkpoint_*"))  # nothing of agora's is pickled
+    (state / "agora.json").unlink()
+    digests = json.loads((latest / "state.json").read_text())
+    del digests["agora.json"]  # as an older agora's checkpoint: no JSON state at all
+    (latest / "state.json").write_text(json.dumps(digests))
+    with pytest.raises(CheckpointError, match=r"agora\.json: missing \(an older agora"):
+        resume()
+
+
 def test_a_pointer_to_a_missing_folder_names_the_last_complete_checkpoint(tmp_path, monkeypatch):
     resume = _interrupted_run(tmp_path, monkeypatch)
     (tmp_path / "checkpoints" / "latest").write_text("step-00000099\n")
