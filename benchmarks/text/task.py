@@ -150,7 +150,7 @@ def finetune_teacher(
     config = FitConfig(
         epochs=teacher.epochs, batch_size=teacher.batch_size, lr=teacher.lr,
         evals_per_epoch=teacher.evals_per_epoch, metric="teacher/accuracy",
-        group_by_length=True, progress=False, log_every=10**9,
+        group_by_length=True, progress=True, log_every=10**9,
     )  # fmt: skip
     result = fit(Graph([agent], message_dim=MESSAGE_DIM, codec="token"), splits["train"],
                  splits["valid"], config)  # fmt: skip
