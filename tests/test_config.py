@@ -126,6 +126,7 @@ def test_top_level_seed_seeds_fit_unless_fit_sets_it():
         (["graph.edges.0.tutor=teachr"], "graph.edges.0.tutor", "unknown tutor 'teachr'"),
         (["graph.edges.0.learner=teacher"], "graph.edges.0", "itself"),
         (["graph.distance=l1"], "graph.distance", "'cosine'"),
+        (['stages=[{name: "..", epochs: 1}]'], "stages.0.name", "without '/'"),
         (["data.factory=agora.data.synthetic:nothing"], "data.factory", "Cannot import"),
     ],
 )
