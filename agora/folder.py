@@ -20,7 +20,9 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,34 @@ def umask_mode(mode: int) -> int:
     return mode & ~mask
 
 
+@contextmanager
+def written_in_place(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write, renamed onto ``path`` when the block ends
+    (removed if it raises): readers see the old file or the whole new one, never a part.
+    The name is unique per writer, and the file gets the permissions the umask gives.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "a.txt"
+        >>> with written_in_place(target) as tmp:
+        ...     _ = tmp.write_text("whole")
+        >>> target.read_text()
+        'whole'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    os.chmod(tmp, umask_mode(0o666))  # mkstemp makes it 0600
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _check_folder(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise RunFolderError(f"{out_dir}: is a file; a run needs a folder (give another --out)")
@@ -138,9 +168,8 @@ def write_record(out_dir: Path, configuration: Mapping[str, Any], *, finished: b
         "finished": finished,
         "configuration": json.loads(json.dumps(configuration, default=str)),
     }
-    tmp = out_dir / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    os.replace(tmp, out_dir / RECORD)
+    with written_in_place(out_dir / RECORD) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
 class Lock:

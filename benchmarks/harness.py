@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from agora.folder import written_in_place
+
 
 class BenchmarkError(ValueError):
     """Arguments or inputs a benchmark cannot run with; printed as one line, exit status 2."""
@@ -447,8 +449,6 @@ def linear_probe(
             state = {k: v.detach().clone() for k, v in linear.state_dict().items()}
             best = (accuracy, decay, state)
     assert best is not None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({f"linear.{k}": v.contiguous() for k, v in best[2].items()}, str(tmp))
-    os.replace(tmp, path)
+    with written_in_place(path) as tmp:
+        save_file({f"linear.{k}": v.contiguous() for k, v in best[2].items()}, str(tmp))
     return {"valid_accuracy": best[0], "decay": best[1]}

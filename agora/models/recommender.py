@@ -23,7 +23,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from agora.agent import Agent
-from agora.folder import umask_mode
+from agora.folder import written_in_place
 
 if TYPE_CHECKING:
     from agora.data.movielens import MovieLensMeta
@@ -505,14 +504,9 @@ def pretrain_teacher(
 def write_teacher(path: str | os.PathLike, backbone: dict[str, Tensor], info: dict) -> None:
     """Save a teacher's backbone atomically, with ``info`` and the digest of its tensors in
     the file's metadata (what :func:`read_teacher` verifies)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # one per writer
-    os.chmod(tmp, umask_mode(0o666))
-    os.close(fd)
     metadata = {"agora": json.dumps({**info, "sha256": tensors_digest(backbone)})}
-    save_file(backbone, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with written_in_place(path) as tmp:
+        save_file(backbone, str(tmp), metadata=metadata)
 
 
 def teacher_file(seed: int = 0, cache_dir: str | os.PathLike | None = None, tag: str = "") -> Path:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from agora.folder import written_in_place
 from agora.graph import Graph
 from agora.loaders import eval_loader
 from agora.train import FitConfig, evaluate, fit
@@ -154,11 +154,9 @@ def finetune_teacher(
     )  # fmt: skip
     result = fit(Graph([agent], message_dim=MESSAGE_DIM, codec="token"), splits["train"],
                  splits["valid"], config)  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     weights = {k: v.detach().contiguous() for k, v in agent.state_dict().items()}
-    save_file({k: v for k, v in weights.items() if not k.startswith("codec.")}, str(tmp))
-    os.replace(tmp, path)
+    with written_in_place(path) as tmp:
+        save_file({k: v for k, v in weights.items() if not k.startswith("codec.")}, str(tmp))
     info = {
         "train_sentences": len(splits["train"]),
         "valid_accuracy": result.metrics["teacher/accuracy"],
