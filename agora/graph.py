@@ -438,6 +438,15 @@ class Graph(nn.Module):
         edges = self.active_edges if active else self.edges
         return [e for e in edges if e.learner == learner and e.talks]
 
+    def backbone_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Each trainable agent's trainable backbone parameters (``lower``, ``upper``,
+        ``head``; not its codec), by name: what a loss term's pull on an agent is measured on."""
+        return {
+            name: [p for p in agent.backbone_parameters() if p.requires_grad]
+            for name, agent in self.agents.items()
+            if agent.trainable
+        }
+
     def learners(self) -> list[str]:
         """Names of the agents that learn along an active edge, in edge order."""
         return list(dict.fromkeys(e.learner for e in self.active_edges))

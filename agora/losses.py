@@ -7,9 +7,11 @@ weighted sum and prints itself as ``L = 1.0 * task[student] + 0.1 * interact[stu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from einops import pack
 from torch import Tensor
@@ -140,66 +142,126 @@ def _learner(term: str) -> str:
 
 
 class LossBalancer:
-    r"""Rescales each distillation term to its learner's task loss, so that a weight says how
-    strong the term is relative to the task, whatever the term's natural scale.
+    r"""Rescales each distillation term so that its weight says how hard it pulls on its
+    learner relative to the learner's task term, whatever the term's natural scale.
+
+    A term's pull is the norm of its gradient on its learner's backbone parameters,
+    :math:`G_i = \lVert \nabla_{\theta_{u(i)}} L_i \rVert`, where :math:`u(i)` is the agent
+    term :math:`i` trains. The balanced loss is
 
     .. math::
         L = \sum_u w^{task}_u L^{task}_u
-            + \sum_i w_i \, \frac{\bar L^{task}_{u(i)}}{\bar L_i} \, L_i
+            + \sum_i w_i \, \frac{w^{task}_{u(i)} \, \bar G^{task}_{u(i)}}{\bar G_i} \, L_i
 
-    where :math:`u(i)` is the learner term :math:`i` trains, and :math:`\bar L` are running
-    means of the terms' values (detached: the scales carry no gradient),
-    :math:`\bar L \leftarrow \beta \bar L + (1 - \beta) L`, started at the first value. A
-    term weighted 1 is then as large as its learner's task loss (with ``momentum=0`` the
-    scale is the current batch's ratio, as NVIDIA ModelOpt's dynamic distillation loss scale
-    does). Terms of a learner without a task term keep their raw scale. The scales update in
-    training only; :attr:`scales` holds the last ones (``metrics.jsonl`` logs them as
+    so that a term weighted :math:`w_i` pulls :math:`w_i` times as hard as the task: 1 is "as
+    strong as the task", for any model, state width or data. The :math:`\bar G` are running
+    means, :math:`\bar G \leftarrow \beta \bar G + (1 - \beta) G`, started at the first
+    measurement; the norms are measured every ``every`` training calls (one extra backward
+    pass per term, with its learner's parameters only) and averaged over processes when
+    ``reduce`` is given. The scales carry no gradient. Terms whose learner has no task term,
+    or whose gradient does not reach its learner's backbone (a codec-only term), keep their
+    raw scale. :attr:`scales` holds the current scales (``metrics.jsonl`` logs them as
     ``scale/<term>``).
 
     Args:
-        momentum (float): :math:`\beta`, in ``[0, 1)``. (default: ``0.98``)
+        parameters: each learner's trainable backbone parameters, by agent name
+            (:meth:`Graph.backbone_parameters <agora.graph.Graph.backbone_parameters>`).
+        momentum (float): :math:`\beta`, in ``[0, 1)``. (default: ``0.9``)
+        every (int): measure the gradient norms every this many training calls. (default: ``10``)
+        reduce: averages a tensor over processes (e.g. ``lambda t: accelerator.reduce(t,
+            "mean")``) so that every process scales alike; ``None`` in a single process.
 
     Example:
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
         >>> losses = Losses()
-        >>> losses.add("task[student]", 1.0, torch.tensor(2.0))
-        >>> losses.add("interact[student]", 0.5, torch.tensor(0.01))
-        >>> balancer = LossBalancer()
-        >>> balancer(losses)  # 2.0 + 0.5 * (2.0 / 0.01) * 0.01
-        tensor(3.)
-        >>> round(balancer.scales["interact[student]"], 3)
-        200.0
+        >>> losses.add("task[student]", 1.0, (w**2).sum())  # gradient (2, -4): norm 4.47
+        >>> losses.add("interact[student]", 0.5, 0.01 * w.sum())  # gradient (0.01, 0.01)
+        >>> balancer = LossBalancer({"student": [w]})
+        >>> total = balancer(losses)
+        >>> round(balancer.scales["interact[student]"], 1)  # 4.47 / 0.0141
+        316.2
+        >>> torch.autograd.grad(total, w)[0]  # the talk term now pulls half as hard as the task
+        tensor([ 3.5811, -2.4189])
     """
 
-    def __init__(self, momentum: float = 0.98) -> None:
+    def __init__(
+        self,
+        parameters: Mapping[str, Sequence[Tensor]],
+        momentum: float = 0.9,
+        every: int = 10,
+        reduce: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         if not 0 <= momentum < 1:
             raise ValueError(f"LossBalancer: momentum must be in [0, 1), got {momentum}")
-        self.momentum = momentum
-        self.means: dict[str, float] = {}
+        if every < 1:
+            raise ValueError(f"LossBalancer: every must be >= 1, got {every}")
+        self.parameters = {name: list(ps) for name, ps in parameters.items() if ps}
+        self.momentum, self.every, self.reduce = momentum, every, reduce
+        self.means: dict[str, float] = {}  # running mean of each term's gradient norm
+        self.calls = 0
         self.scales: dict[str, float] = {}
 
     def __call__(self, losses: Losses, *, update: bool = True) -> Tensor:
-        """The balanced total of ``losses``; ``update`` (training) moves the running means."""
+        """The balanced total of ``losses``; ``update`` (training) measures the gradient norms
+        every :attr:`every` calls and moves their running means."""
         if update:
-            for name, (_, value) in losses.terms.items():
-                value = float(value.detach().float())
-                before = self.means.get(name)
-                self.means[name] = value if before is None else (
-                    self.momentum * before + (1 - self.momentum) * value
-                )  # fmt: skip
+            if self.calls % self.every == 0:
+                self._update(self.norms(losses))
+            self.calls += 1
         total = 0
         for name, (weight, value) in losses.terms.items():
-            task = self.means.get(f"task[{_learner(name)}]")
-            if name.startswith("task[") or not task or not self.means.get(name):
+            learner = _learner(name)
+            task_weight = losses.terms.get(f"task[{learner}]", (0.0, None))[0]
+            task, own = self.means.get(f"task[{learner}]"), self.means.get(name)
+            if name.startswith("task[") or not task or not own:
                 total = total + weight * value
                 continue
-            self.scales[name] = task / self.means[name]
+            self.scales[name] = task_weight * task / own
             total = total + weight * self.scales[name] * value
         return total  # type: ignore[return-value]
 
+    def norms(self, losses: Losses) -> dict[str, float]:
+        """The norm of each term's (unweighted) gradient on its learner's parameters; terms of
+        an agent without parameters here are left out, a term that does not reach them is 0."""
+        names = [n for n in losses.terms if _learner(n) in self.parameters]
+        norms = []
+        for name in names:
+            value, params = losses.terms[name][1], self.parameters[_learner(name)]
+            grads = (
+                torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+                if value.requires_grad
+                else ()
+            )
+            squares = [g.float().pow(2).sum() for g in grads if g is not None]
+            zero = value.new_zeros((), dtype=torch.float32)  # reaches none of them
+            norms.append(torch.stack(squares).sum().sqrt() if squares else zero)
+        if not names:
+            return {}
+        stacked = torch.stack(norms).detach()
+        if self.reduce is not None:
+            stacked = self.reduce(stacked)
+        return dict(zip(names, stacked.tolist(), strict=True))
+
+    def _update(self, norms: Mapping[str, float]) -> None:
+        for name, norm in norms.items():
+            if not math.isfinite(norm) or norm <= 0:  # unreached, or an fp16 underflow
+                continue
+            before = self.means.get(name)
+            self.means[name] = norm if before is None else (
+                self.momentum * before + (1 - self.momentum) * norm
+            )  # fmt: skip
+
     def state_dict(self) -> dict[str, Any]:
-        """The running means, saved with a checkpoint so that a resumed run scales as before."""
-        return {"means": dict(self.means)}
+        """The running means and the call count, saved with a checkpoint so that a resumed run
+        scales as before."""
+        return {"means": dict(self.means), "calls": self.calls}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s running means."""
+        """Restore :meth:`state_dict`'s running means and call count."""
+        if "calls" not in state:
+            raise ValueError(
+                "LossBalancer: this state has no call count: it was saved by the earlier balancer, "
+                "whose means are of loss values, not gradient norms; start the run afresh"
+            )
         self.means = dict(state["means"])
+        self.calls = int(state["calls"])

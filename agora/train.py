@@ -75,6 +75,7 @@ FIT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_steps": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
     "log_every": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
     "balance_momentum": (lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
+    "balance_every": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
 }
 
 
@@ -111,10 +112,12 @@ class FitConfig:
         max_steps: stop after this many optimizer steps, even within an epoch (then
             evaluate and checkpoint); ``None``: run every epoch.
         log_every: write the loss terms to ``metrics.jsonl`` every this many steps.
-        balance_losses: rescale each distillation term to its learner's task loss
-            (:class:`~agora.losses.LossBalancer`), so that a weight of 1 is "as strong as the
-            task"; the scales are logged as ``scale/<term>``.
-        balance_momentum: the running means' momentum of the balancer.
+        balance_losses: rescale each distillation term so that its gradient on its learner's
+            backbone is its weight times the task term's (:class:`~agora.losses.LossBalancer`):
+            a weight of 1 is "as strong as the task"; the scales are logged as ``scale/<term>``.
+        balance_momentum: the momentum of the balancer's running gradient norms.
+        balance_every: measure the gradient norms every this many batches (one extra backward
+            pass per loss term each time).
         trackers: Accelerate trackers to log to as well, e.g. ``["tensorboard"]``.
         progress: show a progress bar (main process only).
         cpu: train on the CPU even when an accelerator is present.
@@ -144,7 +147,8 @@ class FitConfig:
     max_steps: int | None = None
     log_every: int = 50
     balance_losses: bool = False
-    balance_momentum: float = 0.98
+    balance_momentum: float = 0.9
+    balance_every: int = 10
     trackers: list[str] = field(default_factory=list)
     progress: bool = True
     cpu: bool = False
@@ -170,6 +174,9 @@ class FitResult:
     """Seconds of each epoch run here, from its first step to its last: the end-of-epoch
     evaluation is not counted, ``eval_every`` evaluations and ``checkpoint_every`` saves inside
     the epoch are; a resumed epoch counts from the resume."""
+    scales: dict[str, float] = field(default_factory=dict)
+    """The loss balancer's last scale of each term it rescales (empty without
+    ``balance_losses``)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -477,7 +484,13 @@ def _fit(
     elif eval_data is not None:
         eval_data = accelerator.prepare(eval_loader(eval_data))
     state = TrainState()
-    balancer = LossBalancer(config.balance_momentum) if config.balance_losses else None
+    balancer = None
+    if config.balance_losses:
+        several = accelerator.num_processes > 1  # then every process scales alike
+        balancer = LossBalancer(
+            graph.backbone_parameters(), config.balance_momentum, config.balance_every,
+            reduce=(lambda t: accelerator.reduce(t, "mean")) if several else None,
+        )  # fmt: skip
     resumable = {"train": state, **({"balancer": balancer} if balancer is not None else {})}
 
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample, resumable)
@@ -554,7 +567,8 @@ def _fit(
     metrics = log.finish(state)
     accelerator.end_training()
     seconds = time.perf_counter() - started
-    return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds)
+    scales = dict(balancer.scales) if balancer is not None else {}
+    return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds, scales)
 
 
 def _augmented(data: Any) -> bool:

@@ -1,5 +1,6 @@
 """Distances against their formulas."""
 
+import pytest
 import torch
 
 from agora import (
@@ -40,37 +41,69 @@ def test_masked_distance_ignores_padding():
 # -- the balancer ------------------------------------------------------------------------------
 
 
-def test_balanced_terms_are_as_large_as_their_learners_task_times_their_weight():
+def _norm(total, params):
+    grads = torch.autograd.grad(total, params, retain_graph=True)
+    return torch.cat([g.flatten() for g in grads]).norm().item()
+
+
+def test_a_balanced_term_pulls_its_learner_weight_times_as_hard_as_the_task():
     from agora import Losses
     from agora.losses import LossBalancer
 
-    losses = Losses()
-    losses.add("task[a]", 1.0, torch.tensor(0.8))
-    losses.add("interact[a]", 2.0, torch.tensor(0.004))
-    losses.add("logit[a->t]", 0.5, torch.tensor(3.0))
-    losses.add("task[b]", 1.0, torch.tensor(2.0))
-    losses.add("feature[b->t]", 1.0, torch.tensor(0.1))
-    losses.add("feature[c->t]", 1.0, torch.tensor(0.1))  # c has no task term: left raw
-    total = LossBalancer(momentum=0.0)(losses)
-    expected = 0.8 + 2 * 0.8 + 0.5 * 0.8 + 2.0 + 1 * 2.0 + 0.1
-    assert torch.isclose(total, torch.tensor(expected))
+    a, b = torch.randn(5, requires_grad=True), torch.randn(3, requires_grad=True)
+    target = torch.randn(5)
+
+    def losses(talk_weight):
+        out = Losses()
+        out.add("task[a]", 2.0, ((a - target) ** 2).mean())
+        out.add("interact[a]", talk_weight, 1e-3 * (a**2).sum())  # tiny by nature
+        out.add("feature[b->t]", 1.0, (b**2).mean())  # b has no task term: left raw
+        return out
+
+    for weight in (0.3, 1.0, 3.0):
+        balancer = LossBalancer({"a": [a], "b": [b]}, momentum=0.0)
+        terms = losses(weight)
+        balanced = balancer(terms)
+        task = _norm(2.0 * terms.terms["task[a]"][1], [a])
+        talk = _norm(balanced - terms.terms["task[a]"][0] * terms.terms["task[a]"][1], [a])
+        assert talk == pytest.approx(weight * task, rel=1e-5)
+        assert "feature[b->t]" not in balancer.scales
+        assert _norm(balanced, [b]) == pytest.approx(_norm(terms.terms["feature[b->t]"][1], [b]))
 
 
-def test_the_scales_are_running_means_and_carry_no_gradient():
+def test_the_norms_are_measured_every_few_calls_as_running_means_and_carry_no_gradient():
     from agora import Losses
     from agora.losses import LossBalancer
 
-    balancer = LossBalancer(momentum=0.5)
     p = torch.tensor(2.0, requires_grad=True)
-    for task, term in ((1.0, 0.1), (3.0, 0.3)):
+    balancer = LossBalancer({"a": [p]}, momentum=0.5, every=2)
+    seen = []
+    for task, term in ((1.0, 0.1), (5.0, 5.0), (3.0, 0.3)):  # the second call is not measured
         losses = Losses()
-        losses.add("task[a]", 1.0, torch.tensor(task))
-        losses.add("interact[a]", 1.0, p * term)
+        losses.add("task[a]", 1.0, task * p)  # gradient norm: task
+        losses.add("interact[a]", 1.0, term * p)  # gradient norm: term
         total = balancer(losses)
-    # means: task 0.5 * 1 + 0.5 * 3 = 2; term 0.5 * 0.2 + 0.5 * 0.6 = 0.4 -> scale 5
-    assert abs(balancer.scales["interact[a]"] - 5.0) < 1e-6
+        seen.append(balancer.scales["interact[a]"])
+    # means after calls 1 and 3: task 0.5 * 1 + 0.5 * 3 = 2; term 0.5 * 0.1 + 0.5 * 0.3 = 0.2
+    assert seen == pytest.approx([10.0, 10.0, 10.0])
+    assert balancer.means == pytest.approx({"task[a]": 2.0, "interact[a]": 0.2})
     (grad,) = torch.autograd.grad(total, p)
-    assert torch.isclose(grad, torch.tensor(5.0 * 0.3))  # d(scale * p * 0.3)/dp, scale constant
+    assert torch.isclose(grad, torch.tensor(3.0 + 10.0 * 0.3))  # the scale is a constant
     frozen = dict(balancer.means)
-    balancer(losses, update=False)  # evaluation: the means stay
-    assert balancer.means == frozen
+    balancer(losses, update=False)  # evaluation: nothing is measured
+    assert balancer.means == frozen and balancer.calls == 3
+    resumed = LossBalancer({"a": [p]}, momentum=0.5, every=2)
+    resumed.load_state_dict(balancer.state_dict())
+    assert resumed.means == balancer.means and resumed.calls == 3
+
+
+def test_a_term_that_does_not_reach_its_learner_keeps_its_raw_weight():
+    from agora import Losses
+    from agora.losses import LossBalancer
+
+    p, codec = torch.tensor(1.0, requires_grad=True), torch.tensor(1.0, requires_grad=True)
+    losses = Losses()
+    losses.add("task[a]", 1.0, 3.0 * p)
+    losses.add("message_consistency[a->t]", 0.5, 2.0 * codec)  # trains a's codec only
+    total = LossBalancer({"a": [p]})(losses)
+    assert total.item() == pytest.approx(3.0 + 0.5 * 2.0)

@@ -129,6 +129,21 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
     assert_ddp_equal(rank0, one)
 
 
+def test_the_balancer_measures_its_gradient_norms_under_ddp(tmp_path):
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(SCRIPT), str(tmp_path / "ddp"), "--batch-size", "8", "--epochs", "1", "--balance",
+    ]  # fmt: skip
+    ddp = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, timeout=PATIENCE)
+    assert ddp.returncode == 0, ddp.stderr.decode()[-3000:]
+    rank0 = load_file(str(tmp_path / "ddp" / "final-rank0.safetensors"))
+    rank1 = load_file(str(tmp_path / "ddp" / "final-rank1.safetensors"))
+    assert_same(rank0, rank1)
+    logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").open()]
+    assert any(line.get("scale/interact[student]", 1.0) != 1.0 for line in logged)
+
+
 def test_two_process_ddp_with_per_learner_data_matches_one_process(tmp_path):
     """Two students, each on its own data, under DDP: each rank takes whole steps (a batch of
     every learner), so two ranks of 8 per learner make one process's step of 16."""
@@ -248,7 +263,9 @@ def test_the_balancer_is_off_by_default_and_then_never_touches_the_loss(monkeypa
 
 def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path, monkeypatch):
     train, valid = fit_data()
-    config = quick_fit(epochs=2, batch_size=32, balance_losses=True, checkpoint_every=4)
+    config = quick_fit(
+        epochs=2, batch_size=32, balance_losses=True, balance_every=4, checkpoint_every=4
+    )
     fit(talk_graph(), train, valid, config, out_dir=tmp_path / "whole")
     logged = [
         json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
@@ -260,7 +277,7 @@ def test_a_balanced_run_logs_its_scales_and_resumes_them(tmp_path, monkeypatch):
     )
 
     # the same run crashing after its first epoch (6 steps, checkpointed), then resumed: the
-    # balancer's means come back too
+    # balancer's means and call count come back too (it measures again at call 8, not 6)
     def split_run():
         return fit(talk_graph(), train, valid, config, out_dir=tmp_path / "split")
 

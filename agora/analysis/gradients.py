@@ -43,8 +43,9 @@ def term_gradients(
     the graph's train/eval mode too.
 
     With ``balance``, each term is weighted as :class:`~agora.losses.LossBalancer` weighs it
-    at the first step of a run with ``FitConfig(balance_losses=True)``: scaled to its
-    learner's task loss on this batch.
+    at the first step of a run with ``FitConfig(balance_losses=True)``: scaled by the task's
+    gradient norm over its own on this batch, so that each term's norm is its weight times
+    the task's.
 
     Returns:
         dict[str, dict[str, float]]: ``{agent: {term: norm}}`` for every trainable agent, terms
@@ -63,11 +64,7 @@ def term_gradients(
     """
     if not graph.built:
         raise GraphError("The graph is not built: call graph.build(sample_batch) first")
-    params = {
-        agent.name: [p for p in agent.backbone_parameters() if p.requires_grad]
-        for agent in graph.agents.values()
-        if agent.trainable
-    }
+    params = graph.backbone_parameters()
     was_training = graph.training
     buffers = {name: b.clone() for name, b in graph.named_buffers()}  # batch-norm statistics
     graph.train()
@@ -75,7 +72,7 @@ def term_gradients(
         out = Orchestrator(graph)(x, y, batches=batches)
         scales: dict[str, float] = {}
         if balance:
-            balancer = LossBalancer()
+            balancer = LossBalancer(params, momentum=0.0, every=1)
             balancer(out.losses)
             scales = balancer.scales
         norms: dict[str, dict[str, float]] = {name: {} for name in params}

@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--per-learner", action="store_true", help="two students, own data")
     parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--balance", action="store_true", help="with the loss balancer")
     parser.add_argument("--crash", help="PHASE@K: die in the K-th checkpoint at PHASE")
     args = parser.parse_args()
     if args.crash:
@@ -128,6 +129,8 @@ def main() -> None:
         progress=False,
         log_every=1,
         seed=7,
+        balance_losses=args.balance,
+        balance_every=2,
     )
     fit(graph, train, valid, config, out_dir=args.out)
     import accelerate
