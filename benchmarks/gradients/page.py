@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.gradients.task import TERMS
-from benchmarks.harness import cell, table
+from benchmarks.harness import cell, mean_se, table
 
 
 def write(results: dict[str, Any], out: Path, stem: str = "gradients") -> None:
@@ -49,14 +49,16 @@ def page(results: dict[str, Any]) -> str:
         weights = s.get("balanced", [])
         lines += [
             "## With the loss balancer", "",
-            "The same runs with `FitConfig(balance_losses=True)`: each TD term is scaled to the "
-            "task loss (running means of both), so that w = 1 makes a term as large as the "
-            "task. The pulls are measured as the balancer weighs the terms at the first step "
-            "(each scaled to the task loss on its batch).", "",
+            "The same runs with `FitConfig(balance_losses=True)`: each TD term is multiplied by "
+            "the task term's gradient norm on the student's backbone over its own (running "
+            "means, measured every 10 steps), so that a term weighted w pulls w times as hard "
+            "as the task. The balancer's last scale of each term (what the raw weight w is "
+            "multiplied by; mean ± standard error over seeds), and the pulls those scales give "
+            "on the measured batches at the best epoch:", "",
         ]  # fmt: skip
-        lines += _pulls(balanced, s["genres"], weights)
+        lines += _scales(balanced, s["genres"], weights)
         lines += _rmse(balanced, rows, s["genres"], weights, "TD balanced, w = ")
-        lines += _optimum(balanced, s["genres"], weights)
+        lines += _optimum(balanced, rows, s["genres"], weights)
         lines += [
             "On SST-2 the text benchmark searches TD's balanced weight on validation on both of "
             "its tracks ([its page](text.md), *Tuning*).", "",
@@ -80,6 +82,20 @@ def _pulls(rows: list[dict], genres: list[str], weights: list[float]) -> list[st
     return [*table(head, body), ""]
 
 
+def _scales(rows: list[dict], genres: list[str], weights: list[float]) -> list[str]:
+    """A balanced run's last scale of each term, and its pull at the end with them."""
+    body = []
+    for genre in genres:
+        for weight in weights:
+            mine = [r for r in rows if r["genre"] == genre and r["weight"] == weight]
+            body.append([genre, f"{weight:g}"] + [
+                cell([r[key][term] for r in mine], ".2e")
+                for key in ("scales", "after") for term in TERMS
+            ])  # fmt: skip
+    head = ["genre", "w", *(f"{t} ({what})" for what in ("scale", "pull") for t in TERMS)]
+    return [*table(head, body), ""]
+
+
 def _rmse(
     rows: list[dict], every: list[dict], genres: list[str], weights: list[float], label: str
 ) -> list[str]:
@@ -98,20 +114,45 @@ def _rmse(
     return [*table(["genre", "method", "validation RMSE", "− Scratch"], body), ""]
 
 
-def _optimum(rows: list[dict], genres: list[str], weights: list[float]) -> list[str]:
-    """Where the balanced weight's validation optimum lies, per genre."""
+def _optimum(
+    rows: list[dict], every: list[dict], genres: list[str], weights: list[float]
+) -> list[str]:
+    """Where the balanced weight's validation optimum lies, per genre: the lowest mean, the
+    weights within two paired standard errors of it, and whether any beats Scratch by more."""
     lines = []
     for genre in genres:
-        means = {}
-        for weight in weights:
-            values = [
-                r["valid_rmse"] for r in rows if r["genre"] == genre and r["weight"] == weight
-            ]
-            if values:
-                means[weight] = sum(values) / len(values)
-        if not means:
+        by_weight: dict[float, dict[int, float]] = {}
+        for r in rows:
+            if r["genre"] == genre and r["weight"] in weights:
+                by_weight.setdefault(r["weight"], {})[r["seed"]] = r["valid_rmse"]
+        if not by_weight:
             continue
+        scratch = {r["seed"]: r["valid_rmse"] for r in every
+                   if r["genre"] == genre and r["weight"] == 0 and not r.get("balance")}  # fmt: skip
+        means = {w: sum(v.values()) / len(v) for w, v in by_weight.items()}
         best = min(means, key=means.get)
         where = "on the edge of the grid" if best in (min(means), max(means)) else "inside the grid"
-        lines.append(f"- {genre}: the lowest mean validation RMSE is at w = {best:g} ({where}).")
+        close = [f"{w:g}" for w in sorted(by_weight) if _within(by_weight[w], by_weight[best])]
+        better = [f"{w:g}" for w in sorted(by_weight) if _beats(by_weight[w], scratch)]
+        lines.append(
+            f"- {genre}: the lowest mean validation RMSE is at w = {best:g} ({where}); within two "
+            f"paired standard errors of it: w = {', '.join(close)}. Better than Scratch by more "
+            f"than two paired standard errors: {'w = ' + ', '.join(better) if better else 'none'}."
+        )
     return [*lines, ""] if lines else []
+
+
+def _differences(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
+
+
+def _within(a: dict[int, float], best: dict[int, float]) -> bool:
+    """``a`` is ``best`` or not worse than it by two paired standard errors."""
+    mean, se = mean_se(_differences(a, best))
+    return a is best or (se is not None and mean <= 2 * se)
+
+
+def _beats(a: dict[int, float], scratch: dict[int, float]) -> bool:
+    """``a`` is lower than Scratch by more than two paired standard errors."""
+    mean, se = mean_se(_differences(a, scratch))
+    return se is not None and mean < -2 * se

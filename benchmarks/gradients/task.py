@@ -9,8 +9,9 @@
   ``head``: :func:`~agora.analysis.gradients.term_gradients`) over the task term's, median over
   :data:`BATCHES` training batches, at initialisation and at the best validation epoch;
 - the best validation RMSE of each weight beside Scratch's, over ``--seeds`` seeds;
-- the same with the loss balancer (``FitConfig.balance_losses``), whose weights mean "this much
-  of the task loss": where its validation optimum lies.
+- the same with the loss balancer (``FitConfig.balance_losses``), whose weights mean "this many
+  times the task term's pull": the balancer's scales at the end, the pulls they give, and where
+  the validation optimum lies.
 
 It asks which weights can matter at all: a term whose gradient is a thousandth of the task
 term's leaves the student where Scratch would have put it. Validation RMSE only: the test split
@@ -42,7 +43,7 @@ from benchmarks.harness import Runner, cache_dir, stamp
 from benchmarks.movielens.task import Budget, DataView, method, pretrain, student_for, teacher_path
 
 WEIGHTS = (0.1, 1.0, 10.0, 30.0, 100.0)
-BALANCED = (0.1, 0.3, 1.0, 3.0, 10.0)  # with the loss balancer: 1 is as large as the task loss
+BALANCED = (0.03, 0.1, 0.3, 1.0, 3.0)  # with the loss balancer: 1 pulls as hard as the task
 GENRES = ("Adventure", "War")  # Genres 6 and 8: sparse, where the paper expects TD to help
 TERMS = ("interact", "message_consistency", "state_consistency")
 NAMES = {  # a term's name in Losses, for the student talking to the teacher
@@ -81,15 +82,18 @@ def setup(seeds: int, quick: bool, limit: int | None) -> Setup:
     return Setup(list(GENRES), list(WEIGHTS), list(range(seeds)), Budget(limit=limit), limit=limit)
 
 
-def _ratios(graph: Graph, batches: list[tuple[Any, Any]], balance: bool) -> dict[str, float]:
-    """Each TD term's gradient norm over the task term's, median over ``batches`` (balanced:
-    each term scaled to the task loss on its batch, as the balancer starts)."""
+def _ratios(
+    graph: Graph, batches: list[tuple[Any, Any]], scales: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Each TD term's gradient norm over the task term's, median over ``batches``, each term
+    multiplied by its balancer scale (``scales``: a run's last ones) where given."""
+    scales = scales or {}
     per_term: dict[str, list[float]] = {term: [] for term in TERMS}
     with torch.random.fork_rng():  # the training draws the same random numbers as without this
         for x, y in batches:
-            ratios = relative(term_gradients(graph, x, y, balance=balance))["student"]
+            ratios = relative(term_gradients(graph, x, y))["student"]
             for term in TERMS:
-                per_term[term].append(ratios[NAMES[term]])
+                per_term[term].append(ratios[NAMES[term]] * scales.get(NAMES[term], 1.0))
     return {term: statistics.median(values) for term, values in per_term.items()}
 
 
@@ -97,7 +101,9 @@ def train(
     ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup, balance: bool = False
 ) -> dict[str, Any]:
     """One run: the student on ``genre`` (``weight`` 0: Scratch), with the loss balancer or
-    not; gradient ratios at the start and at the best epoch, best validation RMSE."""
+    not; gradient ratios at the start (unbalanced runs: a balanced run starts at its weights
+    by construction) and at the best epoch (balanced: with the run's last scales), the
+    balancer's last scales, best validation RMSE."""
     started = time.perf_counter()
     splits = DataView(ml, limit=s.limit).splits(genre)
     torch.manual_seed(seed)
@@ -112,13 +118,14 @@ def train(
         for index in order.split(s.budget.student.batch_size)[: s.batches]
     ]
     graph.build(batches[0][0])
-    before = _ratios(graph, batches, balance) if weight else {}
+    before = _ratios(graph, batches) if weight and not balance else {}
     config = s.budget.student.fit_config(seed, metric="student/rmse", balance_losses=balance)
     result = fit(graph, splits["train"], splits["valid"], config)
-    after = _ratios(graph, batches, balance) if weight else {}
+    after = _ratios(graph, batches, result.scales) if weight else {}
+    scales = {term: result.scales.get(NAMES[term], 1.0) for term in TERMS} if balance else {}
     return {
         "genre": genre, "weight": weight, "balance": balance, "seed": seed, "before": before,
-        "after": after,
+        "after": after, "scales": scales,
         "valid_rmse": result.metrics["student/rmse"], "best_step": result.best_step,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip

@@ -26,6 +26,11 @@ def test_quick_bench_on_a_slice_writes_both_tables(tmp_path):
     low, high = (next(r for r in rows if r["weight"] == w) for w in (0.1, 10.0))
     # same student, same batches, same random numbers at the start: only the weight differs
     assert high["before"]["interact"] == pytest.approx(100 * low["before"]["interact"], rel=1e-4)
+    # the balancer measured once (2 steps), on the same batch and student: its scales do not
+    # depend on the weight, and they lift the tiny raw terms
+    third, one = (next(r for r in every if r["balance"] and r["weight"] == w) for w in (0.3, 1.0))
+    assert third["scales"] == pytest.approx(one["scales"], rel=1e-4)
+    assert all(scale > 1 for scale in one["scales"].values())
     (tmp_path / "gradients-quick.md").unlink()
     assert main(["gradients", "--quick", "--report-only", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "gradients-quick.md").read_text() == text
