@@ -30,12 +30,32 @@ def _accuracy(values: Sequence[float]) -> str:
     return f"{mean:.2f}" if se is None else f"{mean:.2f} ± {se:.2f}"
 
 
+def _reuse_note(r: dict[str, Any]) -> list[str]:
+    """How many runs an earlier invocation finished (read back from the run log): the wall
+    times above are this invocation's only."""
+    unique = {
+        (row["method"], row["setting"], row["seed"], row["track"], row.get("balance", False)): row
+        for row in [*r.get("tuning_rows", []), *r["rows"]]
+    }
+    reused = [row for row in unique.values() if row.get("reused")]
+    if not reused:
+        return []
+    seconds = sum(row["seconds"] for row in unique.values())
+    return [
+        f"{len(reused)} of {len(unique)} runs were finished by an earlier invocation of the same "
+        "command and read back from its run log (`text-runs.jsonl`); the wall times above are "
+        f"this invocation's. Every run's own time, summed: {seconds / 60:.0f} min.",
+        "",
+    ]
+
+
 def text_page(results: dict[str, Any]) -> str:
     """The results page, computed from ``results`` (what :func:`run` returns)."""
     r, budget, tb = results, results["budget"], results["teacher_budget"]
     tuned, probe = r["finetuned"], r["probe"]
     lines = [
         *header("SST-2: all-MiniLM-L6-v2 teaches a 2-layer student", r),
+        *_reuse_note(r),
         "## Protocol",
         "",
         f"Teacher: all-MiniLM-L6-v2 (6 layers, 384-d), frozen, split after layer {TEACHER_LOWER} "
@@ -73,7 +93,8 @@ def text_page(results: dict[str, Any]) -> str:
         f"Scratch from {r['grid']['lr']}, then on each track each method's distillation weight "
         f"from {r['grid']['weight']} (TD's with k = 1; TD gives the weight to all three of its "
         f"losses), and TD's weight with the loss balancer (`FitConfig.balance_losses`: 1 makes "
-        f"each term as large as the task loss) from {r['grid']['balanced']}. A choice on the "
+        f"each term pull on the student as hard as the task) from {r['grid']['balanced']}. A "
+        f"choice on the "
         f"edge of its grid adds the value beyond it (times or over 3), up to "
         f"{r['grid']['max_widen']} times. Accuracy on dev is the mean ± standard error (ddof=1) "
         f"over {len(r['seeds'])} seed(s) {r['seeds']}.",
@@ -123,6 +144,7 @@ def text_page(results: dict[str, Any]) -> str:
         f'sentence is {sentence:.2f} points. "(2 SE)" marks a difference larger than twice '
         "its standard error.",
         "",
+        *_marks(r, by_track, scratch),
         "## Tuning",
         "",
         "Validation accuracy (%) with seed 0 at each grid value; the chosen one in bold.",
@@ -159,6 +181,45 @@ def text_page(results: dict[str, Any]) -> str:
     if len(on) > 1:
         lines += ["", f"Later epochs, on / off: **{on[-1] / off[-1]:.3f}**."]
     return "\n".join(lines) + "\n"
+
+
+def _marks(r: dict[str, Any], by_track: dict[str, dict[str, list[dict]]],
+           scratch: list[dict]) -> list[str]:  # fmt: skip
+    """The benchmark's marks, each with its measured value: the fine-tuned teacher >= 4 points
+    above Scratch, LD or TD above Scratch by > 2 SE on its track, balanced TD's weight in
+    [0.3, 3]."""
+    if not scratch:
+        return []
+    alone = mean_se([100 * row["test_accuracy"] for row in scratch])[0]
+    gap = 100 * r["teachers"]["fine-tuned"]["test"] - alone
+    beating = [
+        name for name, rows in by_track.get("fine-tuned", {}).items()
+        if (name == "LD" or name.startswith("TD")) and _beats(rows, scratch)
+    ]  # fmt: skip
+    weights = {s["track"]: s["chosen"] for s in r["searches"] if s["method"] == "TD balanced"}
+    inside = all(0.3 <= w <= 3 for w in weights.values())
+    chosen = ", ".join(f"{w:g} ({track})" for track, w in weights.items())
+    return [
+        "## Marks",
+        "",
+        f"- The fine-tuned teacher is {gap:+.2f} points from Scratch on dev (mark: at least +4): "
+        f"{'met' if gap >= 4 else 'missed'}.",
+        f"- LD or TD above Scratch by more than 2 SE, paired, fine-tuned track: "
+        f"{', '.join(beating) if beating else 'none'}: {'met' if beating else 'missed'}.",
+        f"- TD's weight with the balancer, chosen on validation: {chosen} (mark: in [0.3, 3] "
+        f"on both tracks): {'met' if weights and inside else 'missed'}.",
+        "",
+    ]
+
+
+def _beats(rows: list[dict], scratch: list[dict]) -> bool:
+    """Higher dev accuracy than Scratch by more than two paired standard errors."""
+    alone = {row["seed"]: row["test_accuracy"] for row in scratch}
+    diffs = [x["test_accuracy"] - alone[x["seed"]] for x in rows if x["seed"] in alone]
+    if len(diffs) < 2:
+        return False
+    mean, se = mean_se(diffs)
+    return se is not None and mean > 2 * se
 
 
 def _difference(rows: list[dict], scratch: list[dict]) -> str:

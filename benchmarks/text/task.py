@@ -53,7 +53,8 @@ PROTOCOLS = {"Scratch": (), "LD": ("logit",), "FD": ("feature",), "FitNet": ("fi
 TRACKS = ("probe", "fine-tuned")
 LRS = (1e-4, 3e-4)  # the student's learning rate, chosen with Scratch
 WEIGHTS = (0.1, 1.0)  # each distillation weight's first grid; TD's with k = 1
-BALANCED = (0.3, 1.0)  # TD's weight with the loss balancer: 1 is "as strong as the task"
+BALANCED = (0.3, 1.0)  # TD's weight with the loss balancer: 1 pulls as hard as the task
+BALANCER = "gradient-norm"  # in a balanced run's key: runs of an earlier balancer do not count
 MAX_WIDEN = 3  # a choice on a grid's edge adds the value beyond it (x or / 3), this many times
 ROUNDS = (0, 1, 2)
 PROBE_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # the probe's L2 penalty, chosen on validation
@@ -265,7 +266,8 @@ def _key(task: Task) -> str:
     """Runs with equal keys train identically: Scratch is the same on both tracks."""
     method, seed, track, _, balance, _ = task
     track = track if method.protocols else "-"
-    return json.dumps([list(method.protocols), method.describe(), seed, track, balance])
+    balanced = BALANCER if balance else False
+    return json.dumps([list(method.protocols), method.describe(), seed, track, balanced])
 
 
 class Tuner:

@@ -35,3 +35,10 @@ def test_bench_text_quick_writes_its_page(tmp_path):
     assert {s["track"] for s in results["searches"]} == {"both", "probe", "fine-tuned"}
     assert "| fine-tuned | TD balanced | weight |" in page
     assert 0 <= results["teachers"]["fine-tuned"]["test"] <= 1
+    assert "read back from its run log" not in page
+
+    # a second invocation trains nothing new: its page says which runs it read back
+    assert main(["text", "--quick", "--workers", "1", "--out", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "text-quick.json").read_text())
+    assert all(row.get("reused") for row in again["rows"])
+    assert "runs were finished by an earlier invocation" in (tmp_path / "text-quick.md").read_text()
