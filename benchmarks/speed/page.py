@@ -47,6 +47,7 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"The ratio {verdict} the target of 1.10.",
     ]
+    lines += _balancer_section(r.get("balancer"))
     lines += _series_section("rounds k (one tutor)", r["rounds"], r["rounds_fit"], "k")
     lines += _series_section(
         "tutors (k = 2, mean aggregation)", r["tutors"], r["tutors_fit"], "tutors"
@@ -71,6 +72,22 @@ def render(r: dict[str, Any]) -> str:
         lines += ["", f"Step peak, agora / hand-written (k = 2): "
                   f"**{by[('agora', 2, 1)] / by[('hand', 2, 1)]:.3f}**."]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _balancer_section(b: dict | None) -> list[str]:
+    if b is None:  # a page written before the balancer was measured
+        return []
+    return [
+        "", "## The loss balancer's cost", "",
+        f"The same TD step with `FitConfig(balance_losses=True)`'s balancer (every {b['every']} "
+        "steps it differentiates each loss term alone, through its learner's backbone, to "
+        "measure the gradient norms), against the step without it; blocks of "
+        "steps as above, so each block holds its share of measurements.", "",
+        "| | ms / step |", "|---|---|",
+        f"| balanced | {b['a_ms']:.2f} |", f"| plain | {b['b_ms']:.2f} |",
+        f"| ratio (median of paired ratios) | **{b['ratio']:.3f}** "
+        f"(range {b['ratio_min']:.3f}-{b['ratio_max']:.3f}) |",
+    ]  # fmt: skip
 
 
 def _series_section(title: str, points: list[dict], fit: dict, name: str) -> list[str]:

@@ -29,8 +29,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from agora.graph import Graph
+from agora.losses import LossBalancer
 from agora.models.recommender import student_agent, teacher_agent
 from agora.orchestrator import Orchestrator
+from agora.train import FitConfig
 from benchmarks.harness import stamp
 
 Step = Callable[[], None]
@@ -81,6 +83,24 @@ def agora_step(graph: Graph, x: Any, y: Tensor) -> Step:
 
     def run() -> None:
         loss = step(x, y).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return run
+
+
+def balanced_step(graph: Graph, x: Any, y: Tensor) -> Step:
+    """:func:`agora_step` with the loss balancer as ``FitConfig(balance_losses=True)`` makes
+    it: the gradient norms measured every ``FitConfig.balance_every`` steps."""
+    step, optimizer = Orchestrator(graph).train(), _optimizer(graph)
+    config = FitConfig()
+    balancer = LossBalancer(
+        graph.backbone_parameters(), config.balance_momentum, config.balance_every
+    )
+
+    def run() -> None:
+        loss = balancer(step(x, y).losses)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -189,7 +209,7 @@ def linear_fit(points: list[dict]) -> dict[str, float]:
 def cache_epochs(data_dir: str | None, repeats: int, genre: str = "Drama") -> dict[str, Any] | None:
     """Seconds per epoch of the two-node TD run on a genre, with and without the state cache."""
     from agora.data.movielens import MovieLens
-    from agora.train import FitConfig, fit
+    from agora.train import fit
 
     try:
         ml = MovieLens(data_dir, download=False)
@@ -382,6 +402,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["td_vs_hand"] = paired(
         agora_step(graph, x, y), hand_written_step(twin, x, y, rounds, 0.1), repeats, steps
     )
+    plain = paper_graph(meta, x, rounds=rounds)
+    results["balancer"] = {
+        **paired(
+            balanced_step(copy.deepcopy(plain), x, y), agora_step(plain, x, y), repeats, steps
+        ),
+        "every": FitConfig().balance_every,
+    }
     rounds_values = [0, 2] if args.quick else [0, 1, 2, 3, 4]
     results["rounds"] = series(
         lambda k: agora_step(paper_graph(meta, x, rounds=k), x, y), rounds_values, repeats, steps

@@ -12,6 +12,7 @@ def test_quick_speed_benchmark_writes_its_page(tmp_path, capsys):
     assert results["command"].startswith("python -m benchmarks speed --quick")
     assert results["td_vs_hand"]["a_ms"] > 0 and results["td_vs_hand"]["b_ms"] > 0
     assert [p["value"] for p in results["rounds"]] == [0, 2]
+    assert results["balancer"]["a_ms"] > 0 and "## The loss balancer's cost" in page
     assert "smoke test" in page and "hand-written" in page and "Threads: 1" in page
     assert {m["kind"] for m in results["memory"]} == {"agora", "hand"}
     assert capsys.readouterr().out.strip().endswith("speed-quick.md")
