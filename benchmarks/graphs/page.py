@@ -52,6 +52,13 @@ def _best_single(rows: list[dict], genre: str) -> str:
     return min(scores, key=scores.get)
 
 
+def _edge(results: dict[str, Any]) -> str:
+    """``; on the grid's edge`` when the chosen weight is its grid's least or greatest."""
+    weights = results["plan"]["grid"]["weight"]
+    on_edge = len(weights) > 1 and results["chosen"]["weight"] in (min(weights), max(weights))
+    return "; on the grid's edge" if on_edge else ""
+
+
 def page(results: dict[str, Any]) -> str:
     """The results page, every number computed from ``results``."""
     rows, plan_ = results["rows"], results["plan"]
@@ -65,8 +72,8 @@ def page(results: dict[str, Any]) -> str:
         f"Chosen on validation (seed 0): Scratch lr {results['chosen']['scratch_lr']:g} (of "
         f"{grid(plan_['grid']['scratch_lr'])}); TD (every talk edge, k = {ROUNDS}) lr "
         f"{results['chosen']['lr']:g} (of {grid(plan_['grid']['lr'])}), weight "
-        f"{results['chosen']['weight']:g} (of {grid(plan_['grid']['weight'])}) on interact, "
-        "message and state consistency.", "",
+        f"{results['chosen']['weight']:g} (of {grid(plan_['grid']['weight'])}{_edge(results)}) "
+        "on interact, message and state consistency.", "",
         "## a. Three teachers, one student", "",
         "Tutors: `teacher` (every genre), "
         + ", ".join(f"`{n}` ({', '.join(g)})" for n, g in results["groups"].items())
