@@ -105,16 +105,21 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path):
     assert steps == sorted(set(steps))  # nothing logged twice across the kill
 
 
+def two_processes(out: Path, *args: str) -> subprocess.CompletedProcess:
+    """The tiny training script under ``accelerate launch`` on two CPU processes (gloo)."""
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(SCRIPT), str(out), *args,
+    ]  # fmt: skip
+    return subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, timeout=PATIENCE)
+
+
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
     common = ["--epochs", "1", "--dropout", "0"]  # dropout masks would differ per process
     single = run_script(tmp_path / "single", "--batch-size", "16", *common)
     assert single.wait(timeout=PATIENCE) == 0, single.stderr.read().decode()
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(SCRIPT), str(tmp_path / "ddp"), "--batch-size", "8", "--checkpoint-every", "5", *common,
-    ]  # fmt: skip
-    ddp = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, timeout=PATIENCE)
+    ddp = two_processes(tmp_path / "ddp", "--batch-size", "8", "--checkpoint-every", "5", *common)
     assert ddp.returncode == 0, ddp.stderr.decode()[-3000:]
     rank0 = load_file(str(tmp_path / "ddp" / "final-rank0.safetensors"))
     rank1 = load_file(str(tmp_path / "ddp" / "final-rank1.safetensors"))
@@ -130,12 +135,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path
 
 
 def test_the_balancer_measures_its_gradient_norms_under_ddp(tmp_path):
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(SCRIPT), str(tmp_path / "ddp"), "--batch-size", "8", "--epochs", "1", "--balance",
-    ]  # fmt: skip
-    ddp = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, timeout=PATIENCE)
+    ddp = two_processes(tmp_path / "ddp", "--batch-size", "8", "--epochs", "1", "--balance")
     assert ddp.returncode == 0, ddp.stderr.decode()[-3000:]
     rank0 = load_file(str(tmp_path / "ddp" / "final-rank0.safetensors"))
     rank1 = load_file(str(tmp_path / "ddp" / "final-rank1.safetensors"))
@@ -150,12 +150,7 @@ def test_two_process_ddp_with_per_learner_data_matches_one_process(tmp_path):
     common = ["--epochs", "1", "--dropout", "0", "--per-learner"]
     single = run_script(tmp_path / "single", "--batch-size", "16", *common)
     assert single.wait(timeout=PATIENCE) == 0, single.stderr.read().decode()
-    cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(SCRIPT), str(tmp_path / "ddp"), "--batch-size", "8", *common,
-    ]  # fmt: skip
-    ddp = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, timeout=PATIENCE)
+    ddp = two_processes(tmp_path / "ddp", "--batch-size", "8", *common)
     assert ddp.returncode == 0, ddp.stderr.decode()[-3000:]
     rank0 = load_file(str(tmp_path / "ddp" / "final-rank0.safetensors"))
     rank1 = load_file(str(tmp_path / "ddp" / "final-rank1.safetensors"))

@@ -38,7 +38,7 @@ def page(results: dict[str, Any]) -> str:
     ]  # fmt: skip
     plain = [r for r in rows if not r.get("balance")]
     balanced = [r for r in rows if r.get("balance")]
-    lines += _pulls(plain, s["genres"], s["weights"])
+    lines += _per_term(plain, s["genres"], s["weights"], {"before": "start", "after": "end"})
     lines += [
         "## Best validation RMSE", "",
         "Mean ± standard error over seeds; *− Scratch* pairs each seed with Scratch's run of "
@@ -56,7 +56,7 @@ def page(results: dict[str, Any]) -> str:
             "multiplied by; mean ± standard error over seeds), and the pulls those scales give "
             "on the measured batches at the best epoch:", "",
         ]  # fmt: skip
-        lines += _scales(balanced, s["genres"], weights)
+        lines += _per_term(balanced, s["genres"], weights, {"scales": "scale", "after": "pull"})
         lines += _rmse(balanced, rows, s["genres"], weights, "TD balanced, w = ")
         lines += _optimum(balanced, rows, s["genres"], weights)
         lines += [
@@ -68,31 +68,20 @@ def page(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pulls(rows: list[dict], genres: list[str], weights: list[float]) -> list[str]:
-    """Each term's pull at the start and the end, by genre and weight."""
+def _per_term(
+    rows: list[dict], genres: list[str], weights: list[float], columns: dict[str, str]
+) -> list[str]:
+    """A value of each term by genre and weight, mean ± SE over seeds: for each row field of
+    ``columns`` (``{"before": "start", "after": "end"}``), one column a term, headed
+    ``term (label)``."""
     body = []
     for genre in genres:
         for weight in weights:
             mine = [r for r in rows if r["genre"] == genre and r["weight"] == weight]
             body.append([genre, f"{weight:g}"] + [
-                cell([r[when][term] for r in mine], ".2e")
-                for when in ("before", "after") for term in TERMS
+                cell([r[key][term] for r in mine], ".2e") for key in columns for term in TERMS
             ])  # fmt: skip
-    head = ["genre", "w", *(f"{t} ({when})" for when in ("start", "end") for t in TERMS)]
-    return [*table(head, body), ""]
-
-
-def _scales(rows: list[dict], genres: list[str], weights: list[float]) -> list[str]:
-    """A balanced run's last scale of each term, and its pull at the end with them."""
-    body = []
-    for genre in genres:
-        for weight in weights:
-            mine = [r for r in rows if r["genre"] == genre and r["weight"] == weight]
-            body.append([genre, f"{weight:g}"] + [
-                cell([r[key][term] for r in mine], ".2e")
-                for key in ("scales", "after") for term in TERMS
-            ])  # fmt: skip
-    head = ["genre", "w", *(f"{t} ({what})" for what in ("scale", "pull") for t in TERMS)]
+    head = ["genre", "w", *(f"{t} ({label})" for label in columns.values() for t in TERMS)]
     return [*table(head, body), ""]
 
 
