@@ -37,7 +37,8 @@ def page(results: dict[str, Any]) -> str:
         "(initialisation) and at the end (the best validation epoch's weights).", "",
     ]  # fmt: skip
     plain = [r for r in rows if not r.get("balance")]
-    balanced = [r for r in rows if r.get("balance")]
+    balanced = [r for r in rows if r.get("balance") and not r.get("solo")]
+    solo = [r for r in rows if r.get("solo")]
     lines += _per_term(plain, s["genres"], s["weights"], {"before": "start", "after": "end"})
     lines += [
         "## Best validation RMSE", "",
@@ -59,6 +60,7 @@ def page(results: dict[str, Any]) -> str:
         lines += _per_term(balanced, s["genres"], weights, {"scales": "scale", "after": "pull"})
         lines += _rmse(balanced, rows, s["genres"], weights, "TD balanced, w = ")
         lines += _optimum(balanced, rows, s["genres"], weights)
+        lines += _solo(solo, rows, s["genres"], s.get("solo", []))
         lines += [
             "On SST-2 the text benchmark searches TD's balanced weight on validation on both of "
             "its tracks ([its page](text.md), *Tuning*).", "",
@@ -85,6 +87,42 @@ def _per_term(
     return [*table(head, body), ""]
 
 
+def _scratch(row: dict) -> bool:
+    """A run without an edge (a one-term-strong run has weight 0 too, but is balanced)."""
+    return row["weight"] == 0 and not row.get("balance")
+
+
+def _solo(rows: list[dict], every: list[dict], genres: list[str], solo: list[float]) -> list[str]:
+    """Balanced, one term strong and the others weak: validation RMSE beside Scratch's and
+    beside the balanced runs with every term weak, and every term strong, paired by seed."""
+    if not rows:
+        return []
+    strong, weak = solo
+
+    def by_seed(genre: str, keep) -> dict[int, float]:
+        return {r["seed"]: r["valid_rmse"] for r in every if r["genre"] == genre and keep(r)}
+
+    def paired(a: dict[int, float], b: dict[int, float]) -> str:
+        return cell([a[k] - b[k] for k in sorted(a.keys() & b.keys())], "+.4f")
+
+    body = []
+    for genre in genres:
+        scratch = by_seed(genre, _scratch)
+        alike = {w: by_seed(genre, lambda r, w=w: r.get("balance") and not r.get("solo")
+                            and r["weight"] == w) for w in (weak, strong)}  # fmt: skip
+        for term in TERMS:
+            mine = by_seed(genre, lambda r, t=term: r.get("solo") == t)
+            body.append([genre, term, cell(list(mine.values())), paired(mine, scratch),
+                         paired(mine, alike[weak]), paired(mine, alike[strong])])  # fmt: skip
+    head = ["genre", f"at w = {strong:g}", "validation RMSE", "− Scratch",
+            f"− all at {weak:g}", f"− all at {strong:g}"]  # fmt: skip
+    return [
+        f"### One term at w = {strong:g}, the other two at {weak:g}", "",
+        "Balanced as above; each difference pairs seeds.", "",
+        *table(head, body), "",
+    ]  # fmt: skip
+
+
 def _rmse(
     rows: list[dict], every: list[dict], genres: list[str], weights: list[float], label: str
 ) -> list[str]:
@@ -92,7 +130,7 @@ def _rmse(
     body = []
     for genre in genres:
         scratch = {r["seed"]: r["valid_rmse"] for r in every
-                   if r["genre"] == genre and r["weight"] == 0}  # fmt: skip
+                   if r["genre"] == genre and _scratch(r)}  # fmt: skip
         body.append([genre, "Scratch", cell(list(scratch.values())), ""])
         for weight in weights:
             mine = {r["seed"]: r["valid_rmse"] for r in rows
@@ -117,7 +155,7 @@ def _optimum(
         if not by_weight:
             continue
         scratch = {r["seed"]: r["valid_rmse"] for r in every
-                   if r["genre"] == genre and r["weight"] == 0 and not r.get("balance")}  # fmt: skip
+                   if r["genre"] == genre and _scratch(r)}  # fmt: skip
         means = {w: sum(v.values()) / len(v) for w, v in by_weight.items()}
         best = min(means, key=means.get)
         where = "on the edge of the grid" if best in (min(means), max(means)) else "inside the grid"

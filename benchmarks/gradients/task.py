@@ -11,14 +11,15 @@
 - the best validation RMSE of each weight beside Scratch's, over ``--seeds`` seeds;
 - the same with the loss balancer (``FitConfig.balance_losses``), whose weights mean "this many
   times the task term's pull": the balancer's scales at the end, the pulls they give, and where
-  the validation optimum lies.
+  the validation optimum lies; then each term alone as strong as the task, the other two weak
+  (:data:`SOLO`): which term a strong pull harms.
 
 It asks which weights can matter at all: a term whose gradient is a thousandth of the task
 term's leaves the student where Scratch would have put it. Validation RMSE only: the test split
 stays for the tuned benchmarks. Measuring changes nothing in the training: it updates nothing,
 runs in a forked RNG, and ``fit`` seeds every generator when it starts anyway.
 
-Cost: 2 genres x 11 settings x 5 seeds = 110 runs (the results page gives the wall time);
+Cost: 2 genres x 14 settings x 5 seeds = 140 runs (the results page gives the wall time);
 ``--quick`` (one genre, one seed, one epoch, two weights each) a minute or two, ``--limit 300``
 seconds.
 """
@@ -44,6 +45,9 @@ from benchmarks.movielens.task import Budget, DataView, method, pretrain, studen
 
 WEIGHTS = (0.1, 1.0, 10.0, 30.0, 100.0)
 BALANCED = (0.03, 0.1, 0.3, 1.0, 3.0)  # with the loss balancer: 1 pulls as hard as the task
+# balanced, one term as strong as the task and the other two at BALANCED's least: which term
+# a strong pull harms (or helps)
+SOLO = (1.0, 0.03)
 GENRES = ("Adventure", "War")  # Genres 6 and 8: sparse, where the paper expects TD to help
 TERMS = ("interact", "message_consistency", "state_consistency")
 NAMES = {  # a term's name in Losses, for the student talking to the teacher
@@ -67,6 +71,7 @@ class Setup:
     limit: int | None = None
     notes: list[str] = field(default_factory=list)
     balanced: list[float] = field(default_factory=lambda: list(BALANCED))
+    solo: list[float] = field(default_factory=lambda: list(SOLO))
 
 
 def setup(seeds: int, quick: bool, limit: int | None) -> Setup:
@@ -98,19 +103,32 @@ def _ratios(
 
 
 def train(
-    ml: Any, genre: str, weight: float, seed: int, teacher: str, s: Setup, balance: bool = False
+    ml: Any,
+    genre: str,
+    weight: float,
+    seed: int,
+    teacher: str,
+    s: Setup,
+    balance: bool = False,
+    solo: str | None = None,
 ) -> dict[str, Any]:
     """One run: the student on ``genre`` (``weight`` 0: Scratch), with the loss balancer or
     not; gradient ratios at the start (unbalanced runs: a balanced run starts at its weights
     by construction) and at the best epoch (balanced: with the run's last scales), the
-    balancer's last scales, best validation RMSE."""
+    balancer's last scales, best validation RMSE. With ``solo`` (a term), that term is
+    weighted ``s.solo[0]`` and the other two ``s.solo[1]``; ``weight`` is then ignored."""
     started = time.perf_counter()
     splits = DataView(ml, limit=s.limit).splits(genre)
     torch.manual_seed(seed)
-    student = student_for(ml, splits["train"], method("TD", weight, rounds=2))
+    weights = dict.fromkeys(TERMS, weight)
+    if solo is not None:
+        strong, weak = s.solo
+        weights = {term: strong if term == solo else weak for term in TERMS}
+    td = method("TD", weights["interact"], rounds=2)
+    student = student_for(ml, splits["train"], td)
     graph = Graph([teacher_agent(ml.meta, teacher), student], message_dim=128, codec_hidden=256)
-    if weight:
-        edge_weights = dict.fromkeys(("message_consistency", "state_consistency"), weight)
+    if weight or solo:
+        edge_weights = {t: weights[t] for t in ("message_consistency", "state_consistency")}
         graph.add_edge("student", "teacher", "talk", weights=edge_weights)
     order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed))
     batches = [
@@ -118,22 +136,24 @@ def train(
         for index in order.split(s.budget.student.batch_size)[: s.batches]
     ]
     graph.build(batches[0][0])
-    before = _ratios(graph, batches) if weight and not balance else {}
+    talks = bool(weight or solo)
+    before = _ratios(graph, batches) if talks and not balance else {}
     config = s.budget.student.fit_config(seed, metric="student/rmse", balance_losses=balance)
     result = fit(graph, splits["train"], splits["valid"], config)
-    after = _ratios(graph, batches, result.scales) if weight else {}
+    after = _ratios(graph, batches, result.scales) if talks else {}
     scales = {term: result.scales.get(NAMES[term], 1.0) for term in TERMS} if balance else {}
     return {
-        "genre": genre, "weight": weight, "balance": balance, "seed": seed, "before": before,
+        "genre": genre, "weight": weight, "balance": balance, "solo": solo, "seed": seed,
+        "before": before,
         "after": after, "scales": scales,
         "valid_rmse": result.metrics["student/rmse"], "best_step": result.best_step,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip
 
 
-def _train_task(task: tuple[str, float, int, str, Setup, bool]) -> dict[str, Any]:
-    genre, weight, seed, teacher, s, balance = task
-    return train(movielens.task.ML, genre, weight, seed, teacher, s, balance)
+def _train_task(task: tuple[str, float, int, str, Setup, bool, str | None]) -> dict[str, Any]:
+    genre, weight, seed, teacher, s, balance, solo = task
+    return train(movielens.task.ML, genre, weight, seed, teacher, s, balance, solo)
 
 
 def _pretrain_task(task: tuple[int, str, Setup]) -> dict[str, Any]:
@@ -157,10 +177,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ) as runner:
         missing = [(seed, p, s) for seed, p in teachers.items() if not Path(p).exists()]
         pretrained = runner.map(_pretrain_task, missing, "teachers")
-        tasks = [(genre, weight, seed, teachers[seed], s, False) for seed in s.seeds
+        tasks = [(genre, weight, seed, teachers[seed], s, False, None) for seed in s.seeds
                  for genre in s.genres for weight in (0.0, *s.weights)]  # fmt: skip
-        tasks += [(genre, weight, seed, teachers[seed], s, True) for seed in s.seeds
+        tasks += [(genre, weight, seed, teachers[seed], s, True, None) for seed in s.seeds
                   for genre in s.genres for weight in s.balanced]  # fmt: skip
+        tasks += [(genre, 0.0, seed, teachers[seed], s, True, term) for seed in s.seeds
+                  for genre in s.genres for term in TERMS]  # fmt: skip
         rows = runner.map(_train_task, tasks, "runs")
     return {
         **stamp(args), "setup": asdict(s), "rows": rows, "teachers": pretrained,

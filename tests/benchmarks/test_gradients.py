@@ -22,7 +22,13 @@ def test_quick_bench_on_a_slice_writes_both_tables(tmp_path):
     every = json.loads((tmp_path / "gradients-quick.json").read_text())["rows"]
     rows = [r for r in every if not r["balance"]]
     assert {r["weight"] for r in rows} == {0.0, 0.1, 10.0}
-    assert {r["weight"] for r in every if r["balance"]} == {0.3, 1.0}
+    assert {r["weight"] for r in every if r["balance"] and not r["solo"]} == {0.3, 1.0}
+    assert {r["solo"] for r in every if r["solo"]} == {
+        "interact",
+        "message_consistency",
+        "state_consistency",
+    }
+    assert "| War | state_consistency |" in text
     low, high = (next(r for r in rows if r["weight"] == w) for w in (0.1, 10.0))
     # same student, same batches, same random numbers at the start: only the weight differs
     assert high["before"]["interact"] == pytest.approx(100 * low["before"]["interact"], rel=1e-4)
