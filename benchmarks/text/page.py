@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks.harness import header, mean_se, table
 from benchmarks.text.task import (
+    BALANCED_TD,
     CODEC_HIDDEN,
     LRS,
     MESSAGE_DIM,
@@ -93,8 +94,9 @@ def text_page(results: dict[str, Any]) -> str:
         f"Scratch from {r['grid']['lr']}, then on each track each method's distillation weight "
         f"from {r['grid']['weight']} (TD's with k = 1; TD gives the weight to all three of its "
         f"losses), and TD's weight with the loss balancer (`FitConfig.balance_losses`: 1 makes "
-        f"each term pull on the student as hard as the task) from {r['grid']['balanced']}. A "
-        f"choice on the "
+        f"each term pull on the student as hard as the task) from {r['grid']['balanced']}, "
+        f"then interact's own balanced weight from the same grid with the consistency terms "
+        f"kept at that choice (*TD balanced, interact*). A choice on the "
         f"edge of its grid adds the value beyond it (times or over 3), up to "
         f"{r['grid']['max_widen']} times. Accuracy on dev is the mean ± standard error (ddof=1) "
         f"over {len(r['seeds'])} seed(s) {r['seeds']}.",
@@ -117,7 +119,7 @@ def text_page(results: dict[str, Any]) -> str:
     ]  # fmt: skip
     lines += table(["Teacher", "Validation", "Dev (test)"], body)
     sentence = 100 / r["sizes"]["test"]
-    order = [*METHODS[1:-1], *(f"TD k={k}" for k in r["grid"]["rounds"]), "TD balanced"]
+    order = [*METHODS[1:-1], *(f"TD k={k}" for k in r["grid"]["rounds"]), *BALANCED_TD]
     for track in ("probe", "fine-tuned"):
         methods = by_track.get(track, {})
         lines += ["", f"## Results, {track} teacher (dev accuracy, %)", ""]
@@ -196,9 +198,17 @@ def _marks(r: dict[str, Any], by_track: dict[str, dict[str, list[dict]]],
         name for name, rows in by_track.get("fine-tuned", {}).items()
         if (name == "LD" or name.startswith("TD")) and _beats(rows, scratch)
     ]  # fmt: skip
-    weights = {s["track"]: s["chosen"] for s in r["searches"] if s["method"] == "TD balanced"}
+    weights = {s["track"]: s["chosen"] for s in r["searches"]
+               if s["method"] == "TD balanced" and s["param"] == "weight"}  # fmt: skip
+    interact = {s["track"]: s["chosen"] for s in r["searches"]
+                if s["method"] == "TD balanced, interact"}  # fmt: skip
     inside = all(0.3 <= w <= 3 for w in weights.values())
     chosen = ", ".join(f"{w:g} ({track})" for track, w in weights.items())
+    interact_line = [
+        "- Interact's own balanced weight, the consistency terms kept there: "
+        + ", ".join(f"{w:g} ({track})" for track, w in interact.items())
+        + " (not a mark: where its optimum lies when the three terms do not add up)."
+    ] if interact else []  # fmt: skip
     return [
         "## Marks",
         "",
@@ -208,6 +218,7 @@ def _marks(r: dict[str, Any], by_track: dict[str, dict[str, list[dict]]],
         f"{', '.join(beating) if beating else 'none'}: {'met' if beating else 'missed'}.",
         f"- TD's weight with the balancer, chosen on validation: {chosen} (mark: in [0.3, 3] "
         f"on both tracks): {'met' if weights and inside else 'missed'}.",
+        *interact_line,
         "",
     ]
 

@@ -13,7 +13,8 @@ Two teachers, each frozen while it teaches:
   as many as the budget allows (:func:`finetune_teacher`), its head included.
 
 Methods: Scratch (the student alone), LD, FD, FitNet, Hybrid and TD with 0, 1 and 2 rounds,
-and TD with the loss balancer (``FitConfig.balance_losses``). The student's learning rate is
+and TD with the loss balancer (``FitConfig.balance_losses``): one weight on its three terms,
+then interact's own weight with the consistency terms kept at that choice. The student's learning rate is
 chosen with Scratch, then each method's distillation weight on each track (TD's with k = 1),
 all on validation with seed 0 before any test number is read; a choice on the edge of its grid
 widens the grid (:func:`search`).
@@ -54,6 +55,7 @@ TRACKS = ("probe", "fine-tuned")
 LRS = (1e-4, 3e-4)  # the student's learning rate, chosen with Scratch
 WEIGHTS = (0.1, 1.0)  # each distillation weight's first grid; TD's with k = 1
 BALANCED = (0.3, 1.0)  # TD's weight with the loss balancer: 1 pulls as hard as the task
+BALANCED_TD = ("TD balanced", "TD balanced, interact")  # with the balancer: all, interact
 BALANCER = "gradient-norm"  # in a balanced run's key: runs of an earlier balancer do not count
 MAX_WIDEN = 3  # a choice on a grid's edge adds the value beyond it (x or / 3), this many times
 ROUNDS = (0, 1, 2)
@@ -375,9 +377,14 @@ def tune(tuner: Tuner, plan: Plan) -> dict[str, dict[str, Method]]:
                 lambda v, n=name, k=rounds: method(n, v, lr=lr, rounds=k), plan.weights,
                 "weight", track, f"{track} {name}",
             )  # fmt: skip
-        chosen[track]["TD balanced"] = tuner.search(
+        balanced = chosen[track]["TD balanced"] = tuner.search(
             lambda v: method("TD", v, lr=lr, rounds=1), plan.balanced, "weight", track,
             f"{track} TD balanced", balance=True,
+        )  # fmt: skip
+        # then interact alone: its own weight, the consistency terms kept at that choice
+        chosen[track]["TD balanced, interact"] = tuner.search(
+            lambda v, m=balanced: m.set("interact", v), plan.balanced, "interact", track,
+            f"{track} TD balanced, interact", balance=True,
         )  # fmt: skip
     return chosen
 
@@ -437,14 +444,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = [{**row, "track": ""} for row in rows]
         for track in TRACKS:
             td = chosen[track].pop("TD")
-            balanced = chosen[track].pop("TD balanced")
+            balanced = [replace(chosen[track].pop(name), name=name) for name in BALANCED_TD]
             methods = [*chosen[track].values()]
             methods += [replace(td, name=f"TD k={k}", rounds=k) for k in plan.rounds]
             rows += tuner.runs(methods, plan.seeds, track, f"{track} methods")
-            rows += tuner.runs([replace(balanced, name="TD balanced")], plan.seeds, track,
-                               f"{track} TD balanced", balance=True)  # fmt: skip
-            chosen[track].update({m.name: m for m in methods})
-            chosen[track]["TD balanced"] = balanced
+            rows += tuner.runs(balanced, plan.seeds, track, f"{track} TD balanced", balance=True)
+            chosen[track].update({m.name: m for m in [*methods, *balanced]})
         timings["methods"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     return {
