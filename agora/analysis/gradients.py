@@ -8,6 +8,7 @@ step's terms, each differentiated alone, tell how much of the update each one ma
 
     norms = term_gradients(graph, x, y)        # {agent: {term: ||∇ w·L_term||}}
     relative(norms)["student"]                 # each term over the agent's task term
+    term_alignment(graph, x, y)["student"]     # each term's cosine with the task's gradient
 
 Only a trainable agent's backbone counts (``lower``, ``upper``, ``head``): its codec is trained
 by the consistency terms alone, so their pull on it says nothing about the student.
@@ -15,7 +16,7 @@ by the consistency terms alone, so their pull on it says nothing about the stude
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -62,9 +63,66 @@ def term_gradients(
         >>> sorted(norms["student"])
         ['logit[student->teacher]', 'task[student]']
     """
+    return _each_term(graph, x, y, batches, balance, lambda g, task: _dot(g, g).sqrt().item())
+
+
+def term_alignment(
+    graph: Graph,
+    x: Any = None,
+    y: Tensor | Mapping[str, Tensor] | None = None,
+    *,
+    batches: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, float]]:
+    """The cosine between each loss term's gradient and the agent's task term's gradient, on
+    each trainable agent's backbone: does the term pull the way the task does (near 1),
+    across it (near 0) or against it (below 0)?
+
+    Runs one training step as :func:`term_gradients` does, changing nothing. A term that does
+    not reach the agent has cosine 0; agents without a task term are left out.
+
+    Returns:
+        dict[str, dict[str, float]]: ``{agent: {term: cosine}}``; the task term's own is 1.
+
+    Example:
+        >>> from agora.models.toy import mlp_agent
+        >>> graph = Graph([mlp_agent("teacher", 4, 8, frozen=True), mlp_agent("student", 4, 8)],
+        ...               message_dim=8)
+        >>> _ = graph.add_edge("student", "teacher", "logit", weights={"logit": 0.5})
+        >>> x, y = torch.randn(16, 4), torch.randn(16)
+        >>> cosines = term_alignment(graph.build(x), x, y)["student"]
+        >>> round(cosines["task[student]"], 4), -1 <= cosines["logit[student->teacher]"] <= 1
+        (1.0, True)
+    """
+
+    def cosine(grads: list[Tensor], task: list[Tensor] | None) -> float:
+        if task is None:
+            return float("nan")
+        size = (_dot(grads, grads) * _dot(task, task)).sqrt()
+        return (_dot(grads, task) / size).item() if size > 0 else 0.0
+
+    cosines = _each_term(graph, x, y, batches, False, cosine)
+    return {agent: terms for agent, terms in cosines.items() if f"task[{agent}]" in terms}
+
+
+def _dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
+    """The dot product of two gradients given as lists of tensors (float32)."""
+    return sum((u.float() * v.float()).sum() for u, v in zip(a, b, strict=True))  # type: ignore[return-value]
+
+
+def _each_term(
+    graph: Graph,
+    x: Any,
+    y: Any,
+    batches: Mapping[str, Any] | None,
+    balance: bool,
+    measure: Callable[[list[Tensor], list[Tensor] | None], float],
+) -> dict[str, dict[str, float]]:
+    """One training step on ``x, y`` (or ``batches``), then ``measure(grads, task_grads)`` of
+    each weighted term's gradient on each trainable agent's backbone (``task_grads``: the
+    agent's task term's, ``None`` without one); nothing updated, buffers and mode restored."""
     if not graph.built:
         raise GraphError("The graph is not built: call graph.build(sample_batch) first")
-    params = graph.backbone_parameters()
+    params = {name: tensors for name, tensors in graph.backbone_parameters().items() if tensors}
     was_training = graph.training
     buffers = {name: b.clone() for name, b in graph.named_buffers()}  # batch-norm statistics
     graph.train()
@@ -75,25 +133,26 @@ def term_gradients(
             balancer = LossBalancer(params, momentum=0.0, every=1)
             balancer(out.losses)
             scales = balancer.scales
-        norms: dict[str, dict[str, float]] = {name: {} for name in params}
-        for term, (weight, value) in out.losses.terms.items():
-            weight = weight * scales.get(term, 1.0)
+        terms = out.losses.terms
+
+        def gradient(term: str, tensors: list[Tensor]) -> list[Tensor]:
+            weight, value = terms[term]
             if not value.requires_grad:
-                for name in params:
-                    norms[name][term] = 0.0
-                continue
-            for name, tensors in params.items():
-                grads = torch.autograd.grad(
-                    weight * value, tensors, retain_graph=True, allow_unused=True
-                )
-                squares = [g.float().pow(2).sum() for g in grads if g is not None]
-                norms[name][term] = torch.stack(squares).sum().sqrt().item() if squares else 0.0
+                return [torch.zeros_like(t) for t in tensors]
+            weighted = weight * scales.get(term, 1.0) * value
+            grads = torch.autograd.grad(weighted, tensors, retain_graph=True, allow_unused=True)
+            return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, tensors)]
+
+        measured: dict[str, dict[str, float]] = {}
+        for name, tensors in params.items():
+            task = gradient(f"task[{name}]", tensors) if f"task[{name}]" in terms else None
+            measured[name] = {term: measure(gradient(term, tensors), task) for term in terms}
     finally:
         graph.train(was_training)
         with torch.no_grad():
             for name, b in graph.named_buffers():
                 b.copy_(buffers[name])
-    return norms
+    return measured
 
 
 def relative(norms: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agora import Agent, Graph, GraphError
-from agora.analysis.gradients import relative, term_gradients
+from agora.analysis.gradients import relative, term_alignment, term_gradients
 from agora.models.toy import mlp_agent
 from agora.orchestrator import Orchestrator
 
@@ -102,3 +102,28 @@ def test_balance_weighs_each_term_as_the_balancer_does_at_the_first_step():
     assert balanced["student"]["interact[student]"] != pytest.approx(
         raw["student"]["interact[student]"]
     )
+
+
+def test_alignment_is_each_terms_cosine_with_the_task_gradient():
+    g, (x, y) = graph(0.1), batch()
+    cosines = term_alignment(g.eval(), x, y)
+    assert set(cosines) == {"student"}
+    student = g.agents["student"]
+    backbone = [
+        p for part in (student.lower, student.upper, student.head) for p in part.parameters()
+    ]
+    out = Orchestrator(g)(x, y)  # no dropout, no noise: the same step again
+
+    def flat(term):
+        weight, value = out.losses.terms[term]
+        grads = torch.autograd.grad(weight * value, backbone, retain_graph=True, allow_unused=True)
+        return torch.cat([
+            (torch.zeros_like(p) if d is None else d).flatten() for d, p in zip(grads, backbone)
+        ])  # fmt: skip
+
+    task = flat("task[student]")
+    for term in out.losses.terms:
+        expected = torch.nn.functional.cosine_similarity(flat(term), task, dim=0).item()
+        assert cosines["student"][term] == pytest.approx(expected, abs=1e-5), term
+    assert cosines["student"]["task[student]"] == pytest.approx(1.0)
+    assert all(p.grad is None for p in g.parameters())
