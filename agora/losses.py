@@ -141,6 +141,22 @@ def _learner(term: str) -> str:
     return term[term.index("[") + 1 : -1].split("->")[0]
 
 
+def gradient(value: Tensor, params: Sequence[Tensor]) -> list[Tensor | None]:
+    """The gradient of the scalar ``value`` on each of ``params`` (``None`` where it does not
+    reach), keeping the autograd graph for the next term and leaving ``.grad`` alone."""
+    if not value.requires_grad:
+        return [None] * len(params)
+    return list(torch.autograd.grad(value, params, retain_graph=True, allow_unused=True))
+
+
+def gradient_dot(a: Sequence[Tensor | None], b: Sequence[Tensor | None]) -> Tensor:
+    """The dot product of two gradients on the same parameters, in float32 (a ``None`` part
+    counts as zeros): ``gradient_dot(g, g).sqrt()`` is the norm of ``g``."""
+    parts = [(u.float() * v.float()).sum() for u, v in zip(a, b, strict=True)
+             if u is not None and v is not None]  # fmt: skip
+    return torch.stack(parts).sum() if parts else torch.zeros(())
+
+
 class LossBalancer:
     r"""Rescales each distillation term so that its weight says how hard it pulls on its
     learner relative to the learner's task term, whatever the term's natural scale.
@@ -224,19 +240,13 @@ class LossBalancer:
         """The norm of each term's (unweighted) gradient on its learner's parameters; terms of
         an agent without parameters here are left out, a term that does not reach them is 0."""
         names = [n for n in losses.terms if _learner(n) in self.parameters]
-        norms = []
-        for name in names:
-            value, params = losses.terms[name][1], self.parameters[_learner(name)]
-            grads = (
-                torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-                if value.requires_grad
-                else ()
-            )
-            squares = [g.float().pow(2).sum() for g in grads if g is not None]
-            zero = value.new_zeros((), dtype=torch.float32)  # reaches none of them
-            norms.append(torch.stack(squares).sum().sqrt() if squares else zero)
         if not names:
             return {}
+        norms = []
+        for name in names:
+            value = losses.terms[name][1]
+            grads = gradient(value, self.parameters[_learner(name)])
+            norms.append(gradient_dot(grads, grads).sqrt().to(value.device))
         stacked = torch.stack(norms).detach()
         if self.reduce is not None:
             stacked = self.reduce(stacked)

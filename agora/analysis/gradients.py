@@ -23,8 +23,10 @@ import torch
 from torch import Tensor
 
 from agora.graph import Graph, GraphError
-from agora.losses import LossBalancer
+from agora.losses import LossBalancer, gradient, gradient_dot
 from agora.orchestrator import Orchestrator
+
+Gradient = list[Tensor | None]  # one part per parameter; None where the term does not reach
 
 
 def term_gradients(
@@ -63,7 +65,9 @@ def term_gradients(
         >>> sorted(norms["student"])
         ['logit[student->teacher]', 'task[student]']
     """
-    return _each_term(graph, x, y, batches, balance, lambda g, task: _dot(g, g).sqrt().item())
+    return _each_term(
+        graph, x, y, batches, balance, lambda g, task: gradient_dot(g, g).sqrt().item()
+    )
 
 
 def term_alignment(
@@ -94,19 +98,14 @@ def term_alignment(
         (1.0, True)
     """
 
-    def cosine(grads: list[Tensor], task: list[Tensor] | None) -> float:
+    def cosine(grads: Gradient, task: Gradient | None) -> float:
         if task is None:
             return float("nan")
-        size = (_dot(grads, grads) * _dot(task, task)).sqrt()
-        return (_dot(grads, task) / size).item() if size > 0 else 0.0
+        size = (gradient_dot(grads, grads) * gradient_dot(task, task)).sqrt()
+        return (gradient_dot(grads, task) / size).item() if size > 0 else 0.0
 
     cosines = _each_term(graph, x, y, batches, False, cosine)
     return {agent: terms for agent, terms in cosines.items() if f"task[{agent}]" in terms}
-
-
-def _dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
-    """The dot product of two gradients given as lists of tensors (float32)."""
-    return sum((u.float() * v.float()).sum() for u, v in zip(a, b, strict=True))  # type: ignore[return-value]
 
 
 def _each_term(
@@ -115,7 +114,7 @@ def _each_term(
     y: Any,
     batches: Mapping[str, Any] | None,
     balance: bool,
-    measure: Callable[[list[Tensor], list[Tensor] | None], float],
+    measure: Callable[[Gradient, Gradient | None], float],
 ) -> dict[str, dict[str, float]]:
     """One training step on ``x, y`` (or ``batches``), then ``measure(grads, task_grads)`` of
     each weighted term's gradient on each trainable agent's backbone (``task_grads``: the
@@ -135,18 +134,14 @@ def _each_term(
             scales = balancer.scales
         terms = out.losses.terms
 
-        def gradient(term: str, tensors: list[Tensor]) -> list[Tensor]:
+        def weighted(term: str, tensors: list[Tensor]) -> Gradient:
             weight, value = terms[term]
-            if not value.requires_grad:
-                return [torch.zeros_like(t) for t in tensors]
-            weighted = weight * scales.get(term, 1.0) * value
-            grads = torch.autograd.grad(weighted, tensors, retain_graph=True, allow_unused=True)
-            return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, tensors)]
+            return gradient(weight * scales.get(term, 1.0) * value, tensors)
 
         measured: dict[str, dict[str, float]] = {}
         for name, tensors in params.items():
-            task = gradient(f"task[{name}]", tensors) if f"task[{name}]" in terms else None
-            measured[name] = {term: measure(gradient(term, tensors), task) for term in terms}
+            task = weighted(f"task[{name}]", tensors) if f"task[{name}]" in terms else None
+            measured[name] = {term: measure(weighted(term, tensors), task) for term in terms}
     finally:
         graph.train(was_training)
         with torch.no_grad():
