@@ -103,7 +103,7 @@ def _solo(rows: list[dict], every: list[dict], genres: list[str], solo: list[flo
         return {r["seed"]: r["valid_rmse"] for r in every if r["genre"] == genre and keep(r)}
 
     def paired(a: dict[int, float], b: dict[int, float]) -> str:
-        return cell([a[k] - b[k] for k in sorted(a.keys() & b.keys())], "+.4f")
+        return cell(_differences(a, b), "+.4f")
 
     body = []
     for genre in genres:
@@ -135,7 +135,7 @@ def _rmse(
         for weight in weights:
             mine = {r["seed"]: r["valid_rmse"] for r in rows
                     if r["genre"] == genre and r["weight"] == weight}  # fmt: skip
-            paired = [mine[k] - scratch[k] for k in sorted(mine.keys() & scratch.keys())]
+            paired = _differences(mine, scratch)
             body.append([genre, f"{label}{weight:g}", cell(list(mine.values())),
                          cell(paired, "+.4f")])  # fmt: skip
     return [*table(["genre", "method", "validation RMSE", "− Scratch"], body), ""]
@@ -170,6 +170,7 @@ def _optimum(
 
 
 def _differences(a: dict[int, float], b: dict[int, float]) -> list[float]:
+    """``a - b`` seed by seed, over the seeds both have."""
     return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
 
 

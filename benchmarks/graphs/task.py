@@ -15,8 +15,9 @@ c. **peers**: two students on related genres (:data:`PEERS`) talking both ways, 
 
 The learning rate and the TD weight are chosen on validation only (seed 0, :data:`GRID`; a
 weight on the grid's edge widens it): Scratch's learning rate for every student without a
-tutor, the single-teacher TD setting for every talk edge. A joint run (b, c) keeps the epoch of its students' best *mean* validation
-RMSE, where separate runs each keep their own: the page says so beside the numbers.
+tutor, the single-teacher TD setting for every talk edge. A joint run (b, c) keeps the epoch of
+its students' best *mean* validation RMSE, where separate runs each keep their own: the page
+says so beside the numbers.
 
 Cost: ``--quick`` (one genre, one seed, one epoch) takes a minute or two; ``--quick --limit
 300`` seconds. The full run is about 3.5 CPU-hours, 1.5-2 hours on the default 2 workers of a

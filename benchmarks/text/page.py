@@ -223,10 +223,15 @@ def _marks(r: dict[str, Any], by_track: dict[str, dict[str, list[dict]]],
     ]
 
 
+def _paired(rows: list[dict], scratch: list[dict]) -> list[float]:
+    """The method's dev accuracy minus Scratch's, in points, seed by seed."""
+    alone = {row["seed"]: row["test_accuracy"] for row in scratch}
+    return [100 * (x["test_accuracy"] - alone[x["seed"]]) for x in rows if x["seed"] in alone]
+
+
 def _beats(rows: list[dict], scratch: list[dict]) -> bool:
     """Higher dev accuracy than Scratch by more than two paired standard errors."""
-    alone = {row["seed"]: row["test_accuracy"] for row in scratch}
-    diffs = [x["test_accuracy"] - alone[x["seed"]] for x in rows if x["seed"] in alone]
+    diffs = _paired(rows, scratch)
     if len(diffs) < 2:
         return False
     mean, se = mean_se(diffs)
@@ -235,8 +240,7 @@ def _beats(rows: list[dict], scratch: list[dict]) -> bool:
 
 def _difference(rows: list[dict], scratch: list[dict]) -> str:
     """The method's dev accuracy minus Scratch's, paired by seed: ``+0.52 ± 0.20 (2 SE)``."""
-    alone = {row["seed"]: row["test_accuracy"] for row in scratch}
-    diffs = [100 * (x["test_accuracy"] - alone[x["seed"]]) for x in rows if x["seed"] in alone]
+    diffs = _paired(rows, scratch)
     if not diffs:
         return "-"
     mean, se = mean_se(diffs)

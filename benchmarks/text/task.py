@@ -14,10 +14,10 @@ Two teachers, each frozen while it teaches:
 
 Methods: Scratch (the student alone), LD, FD, FitNet, Hybrid and TD with 0, 1 and 2 rounds,
 and TD with the loss balancer (``FitConfig.balance_losses``): one weight on its three terms,
-then interact's own weight with the consistency terms kept at that choice. The student's learning rate is
-chosen with Scratch, then each method's distillation weight on each track (TD's with k = 1),
-all on validation with seed 0 before any test number is read; a choice on the edge of its grid
-widens the grid (:func:`search`).
+then interact's own weight with the consistency terms kept at that choice. The student's
+learning rate is chosen with Scratch, then each method's distillation weight on each track
+(TD's with k = 1), all on validation with seed 0 before any test number is read; a choice on
+the edge of its grid widens the grid (:func:`search`).
 
 ``python -m benchmarks text [--quick]`` writes ``text.md``, ``text.json`` and
 ``text-runs.jsonl`` (finished runs, so a stopped benchmark resumes) into ``--out`` (default
