@@ -329,6 +329,40 @@ def _reused(row: Any) -> Any:
 # -- page helpers ------------------------------------------------------------------------------
 
 
+def widening_search(
+    values: Sequence[float],
+    score: Callable[[list[float]], Sequence[float]],
+    beyond: Callable[[float, bool], float | None],
+    max_widen: int,
+    best_of: Callable[..., float] = min,
+) -> tuple[list[float], dict[float, float], float, bool]:
+    """Score a grid, and while its best value lies on an edge add the value beyond that edge
+    and score it too, at most ``max_widen`` times.
+
+    ``score(todo)`` gives one score per value (only values not scored yet are asked for);
+    ``beyond(best, up)`` the next value past the upper (``up``) or lower edge, ``None`` where
+    the grid cannot go further; ``best_of`` is ``min`` (lower is better) or ``max``, and among
+    equal scores the smallest value wins. Returns the grid as searched, every score, the best
+    value and whether it still lies on the grid's edge.
+
+    >>> grid, _, best, edge = widening_search(
+    ...     [1, 3], lambda todo: [-v for v in todo], lambda v, up: v * 3 if up else v / 3, 2)
+    >>> grid, best, edge
+    ([1, 3, 9, 27], 27, True)
+    """
+    values, scores = sorted(values), {}
+    for attempt in range(max_widen + 1):
+        todo = [v for v in values if v not in scores]
+        scores.update(zip(todo, score(todo), strict=True))
+        best = best_of(values, key=scores.__getitem__)
+        edge = len(values) > 1 and best in (values[0], values[-1])
+        further = beyond(best, best == values[-1]) if edge and attempt < max_widen else None
+        if further is None or further in values:
+            break
+        values = sorted([*values, further])
+    return values, scores, best, bool(edge)
+
+
 def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and standard error (sample std, ddof=1, over sqrt(n)); ``None`` for one value.
 

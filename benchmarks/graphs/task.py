@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 import time
 import zlib
 from collections.abc import Sequence
@@ -47,7 +48,7 @@ from agora.models.recommender import STUDENT, TEACHER, teacher_agent
 from agora.orchestrator import Orchestrator
 from agora.train import evaluate, fit
 from benchmarks import movielens
-from benchmarks.harness import Runner, RunStore, cache_dir, run_all, stamp
+from benchmarks.harness import Runner, RunStore, cache_dir, run_all, stamp, widening_search
 from benchmarks.movielens.task import (
     MAX_WIDEN,
     Budget,
@@ -227,17 +228,21 @@ def _tune(runner: Runner, plan: Plan, teachers, store: RunStore) -> tuple[dict[s
         choice = min(scores, key=lambda k: sum(scores[k]) / len(scores[k]))
         return dict(zip(fields, choice))
 
-    weights: list[float] = sorted(plan.grid["weight"])
-    for attempt in range(MAX_WIDEN + 1):
-        done = {row["weight"] for row in rows if row["method"] == "TD"}
+    def score(weights: list[float]) -> list[float]:
+        """Each weight's mean validation RMSE over the genres, at its best learning rate."""
         td = [Run("tuning", "TD", (g,), ("teacher",), lr=lr, weight=w)
-              for lr, w in itertools.product(plan.grid["lr"], weights) if w not in done
-              for g in genres]  # fmt: skip
-        rows += _run_all(runner, td, teachers, plan, store, "tuning")
-        chosen = best("TD", ("lr", "weight"))["weight"]
-        if attempt == MAX_WIDEN or len(weights) < 2 or chosen not in (weights[0], weights[-1]):
-            break
-        weights = sorted([*weights, widen("weight", chosen, up=chosen == weights[-1])])
+              for lr, w in itertools.product(plan.grid["lr"], weights) for g in genres]  # fmt: skip
+        rows.extend(_run_all(runner, td, teachers, plan, store, "tuning"))
+        return [
+            min(statistics.fmean(r["valid_rmse"] for r in rows
+                                 if r["method"] == "TD" and r["weight"] == w and r["lr"] == lr)
+                for lr in plan.grid["lr"])
+            for w in weights
+        ]  # fmt: skip
+
+    weights, *_ = widening_search(
+        plan.grid["weight"], score, lambda w, up: widen("weight", w, up), MAX_WIDEN
+    )
     plan.grid = {**plan.grid, "weight": tuple(weights)}
     chosen = {"scratch_lr": best("Scratch", ("lr",))["lr"], **best("TD", ("lr", "weight"))}
     return chosen, rows

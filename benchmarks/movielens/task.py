@@ -46,7 +46,15 @@ from agora.models.recommender import (
 from agora.protocols import expand, get_protocol
 from agora.stages import Stage, fit_stages
 from agora.train import evaluate, fit
-from benchmarks.harness import BenchmarkError, Runner, RunStore, cache_dir, run_all, stamp
+from benchmarks.harness import (
+    BenchmarkError,
+    Runner,
+    RunStore,
+    cache_dir,
+    run_all,
+    stamp,
+    widening_search,
+)
 
 # -- methods ---------------------------------------------------------------------------------
 
@@ -377,22 +385,16 @@ class Tuner:
         label: str,
     ) -> Method:  # fmt: skip
         """The best of ``make(v)`` over ``values``, widened past an edge choice."""
-        values, scores = sorted(values), {}
-        for _ in range(self.plan.max_widen + 1):
-            todo = [v for v in values if v not in scores]
-            scored = self.score([make(v) for v in todo], f"{label}: {param}")
-            scores.update({v: s for v, s in zip(todo, scored.values())})
-            best = min(values, key=lambda v: scores[v])
-            edge = len(values) > 1 and best in (values[0], values[-1])
-            beyond = widen(param, best, up=best == values[-1]) if edge else None
-            if beyond is None or beyond in values:
-                break
-            values = sorted([*values, beyond])
-        else:
-            edge = len(values) > 1 and best in (values[0], values[-1])
+
+        def score(todo: list[float]) -> list[float]:
+            return list(self.score([make(v) for v in todo], f"{label}: {param}").values())
+
+        values, scores, best, edge = widening_search(
+            values, score, lambda v, up: widen(param, v, up), self.plan.max_widen
+        )
         self.searches.append({
             "method": base.name, "param": param, "grid": values, "chosen": best,
-            "scores": [scores[v] for v in values], "on_edge": bool(edge),
+            "scores": [scores[v] for v in values], "on_edge": edge,
             "setting": make(best).describe(),
         })  # fmt: skip
         return make(best)

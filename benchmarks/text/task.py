@@ -41,7 +41,15 @@ from agora.folder import written_in_place
 from agora.graph import Graph
 from agora.loaders import eval_loader
 from agora.train import FitConfig, evaluate, fit
-from benchmarks.harness import BenchmarkError, Runner, RunStore, linear_probe, run_all, stamp
+from benchmarks.harness import (
+    BenchmarkError,
+    Runner,
+    RunStore,
+    linear_probe,
+    run_all,
+    stamp,
+    widening_search,
+)
 from benchmarks.movielens.task import Method, method
 
 TEACHER_LOWER = 3  # the teacher's split: embeddings + 3 layers | 3 layers
@@ -297,22 +305,20 @@ class Tuner:
                track: str, label: str, balance: bool = False) -> Method:  # fmt: skip
         """The best of ``make(v)`` by validation accuracy (seed 0), the grid widened by 3
         past an edge choice (:data:`MAX_WIDEN` times at most)."""
-        values, scores = sorted(values), {}
-        for attempt in range(self.max_widen + 1):
-            todo = [v for v in values if v not in scores]
+
+        def score(todo: list[float]) -> list[float]:
             rows = self.runs([make(v) for v in todo], [0], track, f"{label}: {param}", balance)
             self.rows += rows
-            scores.update({v: row["valid_accuracy"] for v, row in zip(todo, rows)})
-            best = max(values, key=lambda v: scores[v])  # the smallest of equals
-            edge = len(values) > 1 and best in (values[0], values[-1])
-            if not edge or attempt == self.max_widen:
-                break
-            values = sorted([*values, best * 3 if best == values[-1] else best / 3])
+            return [row["valid_accuracy"] for row in rows]
+
+        values, scores, best, edge = widening_search(
+            values, score, lambda v, up: v * 3 if up else v / 3, self.max_widen, max
+        )
         self.searches.append({
             "method": label.removeprefix(f"{track} "),
             "track": track if make(best).protocols else "both",
             "param": param, "grid": values,
-            "scores": [scores[v] for v in values], "chosen": best, "on_edge": bool(edge),
+            "scores": [scores[v] for v in values], "chosen": best, "on_edge": edge,
             "setting": make(best).describe(),
         })  # fmt: skip
         return make(best)
