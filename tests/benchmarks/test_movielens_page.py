@@ -186,3 +186,16 @@ def test_a_missing_ablation_is_marked_not_run(tmp_path):
     assert table_row(markdown, "Table 8", "Add noise") == ["not run"] * 3
     assert table_row(markdown, "Table 5", "3 rounds (k=3)") == ["not run"] * 3
     assert "Adding noise: not run." in markdown
+
+
+def test_the_wall_time_mark_is_not_judged_on_runs_read_back(tmp_path):
+    results = make_results()
+    results["rows"] = [dict(row, reused=True) for row in results["rows"]]
+    results["timings"]["total"] = 2.4  # the runs cost an earlier invocation, not this one
+    write_movielens(results, tmp_path)
+    markdown = (tmp_path / "movielens.md").read_text()
+    assert "(mark ≤ 60 min): not judged." in markdown and "(mark ≤ 60 min): met" not in markdown
+
+
+def test_the_wall_time_mark_is_judged_on_a_whole_run(page):
+    assert "(mark ≤ 60 min): missed." in page[1]  # 4007 s of its own
