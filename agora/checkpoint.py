@@ -258,7 +258,7 @@ def read_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
 
     Raises:
         CheckpointError: naming the file when it is missing (an older agora pickled this
-            state) or lacks a part.
+            state), lacks a part, or holds a part its reader refuses.
     """
     path = directory / "state" / TRAINING_STATE
     if not path.is_file():
@@ -270,7 +270,10 @@ def read_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
     for name, part in parts.items():
         if name not in state:
             raise CheckpointError(f"{path}: holds no {name!r} state; it was saved by another run")
-        part.load_state_dict(state[name])
+        try:
+            part.load_state_dict(state[name])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: its {name!r} state does not load: {error}") from None
 
 
 def seal_state(directory: Path) -> None:

@@ -207,3 +207,13 @@ def test_a_graph_json_without_checksums_and_file_modes_that_follow_the_umask(tmp
     (tmp_path / "model" / "graph.json").write_text(json.dumps(document))
     with pytest.raises(CheckpointError, match=r"no checksum for agents/\w+/\w+\.safetensors"):
         checkpoint.load_weights(tmp_path / "model", talk_graph().build(torch.randn(2, 8)))
+
+
+def test_a_resume_state_its_part_refuses_is_an_error_naming_the_file(tmp_path):
+    from agora.losses import LossBalancer
+
+    (tmp_path / "state").mkdir()
+    # the loss-value balancer of an earlier agora saved means without a call count
+    (tmp_path / "state" / "agora.json").write_text(json.dumps({"balancer": {"means": {}}}))
+    with pytest.raises(CheckpointError, match=r"agora\.json: its 'balancer' state does not load"):
+        checkpoint.read_training_state(tmp_path, {"balancer": LossBalancer({})})
