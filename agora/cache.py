@@ -2,7 +2,9 @@
 
 ``FitConfig(cache_frozen=True)`` trains with a :class:`CachedOrchestrator` over a
 :class:`StateCache`: the outputs of a frozen agent in eval mode depend only on its input, so
-every epoch after the first reads them instead of running the agent again.
+every epoch after the first reads them instead of running the agent again. With
+``FitConfig(teacher_store=True)`` they come from a :class:`~agora.store.TeacherStore` on disk
+instead, filled once for every run (the teacher never runs during training).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import Tensor
 from agora.agent import Agent, AgentOutput
 from agora.graph import Graph
 from agora.orchestrator import Orchestrator, StepOutput
+from agora.store import TeacherStore
 
 
 class StateCache:
@@ -108,40 +111,102 @@ def _tokens(states: Tensor, length: int | None) -> Tensor:
 
 class CachedOrchestrator(Orchestrator):
     """An :class:`~agora.orchestrator.Orchestrator` that reads frozen agents' round 0 from a
-    :class:`StateCache` when the batch carries example indices (per learner, for per-learner
-    batches)."""
+    :class:`~agora.store.TeacherStore` or a :class:`StateCache` when the batch carries example
+    indices: ``index`` is a tensor of rows of the shared data, or rows by dataset (a learner's
+    name, ``None`` for shared data, :data:`~agora.loaders.TRANSFER` for the transfer set).
 
-    def __init__(self, graph: Graph, cache: StateCache | None = None) -> None:
+    Args:
+        graph (Graph): the graph.
+        cache (StateCache, optional): frozen agents' outputs kept in memory.
+        stores (Mapping, optional): ``{(agent, dataset): TeacherStore}``; a store serves its
+            agent on its dataset in place of the cache.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        cache: StateCache | None = None,
+        stores: Mapping[tuple[str, str | None], TeacherStore] | None = None,
+    ) -> None:
         super().__init__(graph)
         self.cache = cache
-        self._index: Tensor | Mapping[str, Tensor] | None = None
+        self.stores = dict(stores or {})
+        self._index: Tensor | Mapping[str | None, Tensor] | None = None
         self._dataset: str | None = None
 
     def forward(
         self,
         x: Any = None,
         y: Any = None,
-        index: Tensor | Mapping[str, Tensor] | None = None,
+        index: Tensor | Mapping[str | None, Tensor] | None = None,
         *,
         batches: Mapping[str, Any] | None = None,
+        transfer: Any = None,
     ) -> StepOutput:
         self._index = index if self.training else None
         try:
-            return super().forward(x, y, batches=batches)
+            return super().forward(x, y, batches=batches, transfer=transfer)
         finally:
             self._index, self._dataset = None, None
 
-    def round_zero(self, x: Any, learner: str | None = None) -> dict[str, AgentOutput]:
-        self._dataset = learner  # per-learner batches: the rows are rows of its dataset
-        return super().round_zero(x, learner)
+    def round_zero(
+        self, x: Any, learner: str | None = None, transfer: bool = False
+    ) -> dict[str, AgentOutput]:
+        from agora.loaders import TRANSFER
+
+        # the rows are rows of the transfer set, of the learner's own data, or of shared data
+        self._dataset = TRANSFER if transfer else learner
+        return super().round_zero(x, learner, transfer)
 
     def observe(self, agent: Agent, x: Any, message: bool = True) -> AgentOutput:
         index = self._index
         if isinstance(index, Mapping):
             index = index[self._dataset]
-        if self.cache is None or index is None or not agent.frozen:
+        store = self.stores.get((agent.name, self._dataset))
+        if index is None or not agent.frozen or (self.cache is None and store is None):
             return super().observe(agent, x, message)
-        out = self.cache.lookup(agent, x, index, self._dataset)
+        if store is not None:
+            out = store.lookup(index, agent.attention_mask(x))
+        else:
+            out = self.cache.lookup(agent, x, index, self._dataset)
         if message:
             out.m = agent.codec.encode(out.s, out.e)
         return out
+
+
+def observers(graph: Graph, dataset: str | None) -> list[str]:
+    """The frozen agents whose round 0 on ``dataset`` a step can read back: every agent on an
+    edge for shared data or the transfer set, a learner's own group (itself and its tutors)
+    for its per-learner data; frozen with no trainable parameter in its backbone (one shared
+    with a trainable agent would change its outputs)."""
+    edges = [e for e in graph.edges if dataset not in graph.agents or e.learner == dataset]
+    names = dict.fromkeys(name for e in edges for name in (e.learner, e.tutor))
+    return [
+        name
+        for name in names
+        if graph.agents[name].frozen
+        and not any(p.requires_grad for p in graph.agents[name].backbone_parameters())
+    ]
+
+
+def open_stores(
+    graph: Graph,
+    datasets: Mapping[str | None, Any],
+    root: Any = None,
+    dtype: str = "fp32",
+    *,
+    device: Any = None,
+    progress: bool = True,
+) -> dict[tuple[str, str | None], TeacherStore]:
+    """Every frozen agent's store for each dataset it observes (:func:`observers`), filled
+    where missing (:func:`agora.store.fill`); ``datasets`` by the key their rows carry (a
+    learner's name, ``None`` for shared data, :data:`~agora.loaders.TRANSFER`)."""
+    from agora.store import fill
+
+    return {
+        (name, key): fill(
+            graph.agents[name], data, root, dtype=dtype, device=device, progress=progress
+        )
+        for key, data in datasets.items()
+        for name in observers(graph, key)
+    }

@@ -5,6 +5,7 @@
     agora run tiny --out runs/tiny                  # a packaged config, or a YAML file
     agora run my.yaml fit.epochs=5 graph.agents.1.rounds=3
     agora run paper-movielens --genre War           # an option the config offers
+    agora cache tiny-transfer                       # fill the frozen teacher's store on disk
     agora eval runs/tiny --split valid
     agora graph tiny --out graph.png
     agora gradients paper-movielens --genre War     # each loss term's pull on the student
@@ -38,6 +39,7 @@ from agora.data.download import DataError
 from agora.errors import FieldError, GraphError
 from agora.folder import RunFolderError
 from agora.run import option_overrides, run_config, stored_config, stored_split
+from agora.store import StoreError
 from agora.train import NonFiniteLossError
 
 
@@ -48,7 +50,7 @@ class CommandError(ValueError):
 # errors that are the user's to fix: printed as one line, exit status 2, no traceback
 USER_ERRORS = (
     ConfigError, GraphError, CheckpointError, DataError, CommandError, RunFolderError,
-    NonFiniteLossError, FieldError,
+    NonFiniteLossError, FieldError, StoreError,
 )  # fmt: skip
 
 
@@ -143,6 +145,43 @@ def evaluate_run(args: argparse.Namespace) -> int:
     graph = load(args.run_dir, trust_code=args.trust_code)
     metrics = evaluate(graph, split, batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+# -- agora cache -------------------------------------------------------------------------------
+
+
+def _cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a YAML file, or a packaged config's name (e.g. tiny)")
+    parser.add_argument(
+        "--dtype", choices=("fp32", "bf16", "fp16"),
+        help="what the store holds (default: the config's fit.store_dtype)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--store-dir",
+        help="the stores' folder (default: fit.store_dir, else $AGORA_CACHE_DIR/store)",
+    )
+    _add_overrides(parser)
+
+
+def cache(args: argparse.Namespace) -> int:
+    """Fill the teacher stores a run of the config reads: frozen agents' outputs, on disk."""
+    from agora.run import fill_stores
+
+    config = _load(args)
+    started = time.perf_counter()
+    stores = fill_stores(config, dtype=args.dtype, root=args.store_dir)
+    if not stores:
+        print("no store to fill: the config has no frozen agent on an edge")
+        return 0
+    for (agent, dataset), store in stores.items():
+        size = store.bytes / 2**20
+        print(
+            f"{agent} on {dataset}: {store.examples} examples, {size:.1f} MiB "
+            f"({store.bytes / store.examples:,.0f} bytes an example, {store.manifest['dtype']}), "
+            f"filled in {store.manifest['seconds']:.1f} s: {store.path}"
+        )
+    print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -328,6 +367,7 @@ Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.Argument
 COMMANDS: dict[str, Command] = {
     "run": (run, _run_arguments),
     "eval": (evaluate_run, _eval_arguments),
+    "cache": (cache, _cache_arguments),
     "graph": (draw, _graph_arguments),
     "gradients": (gradients, _gradients_arguments),
     "cka": (cka, _cka_arguments),
@@ -369,6 +409,7 @@ def make_parser() -> argparse.ArgumentParser:
 OWN_FLAGS = {
     "run": {"out": True, "help": False, "baseline": False, "overwrite": False},
     "gradients": {"batch-size": True, "help": False, "balance": False, "no-balance": False},
+    "cache": {"dtype": True, "store-dir": True, "help": False},
 }
 
 

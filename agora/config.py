@@ -75,8 +75,9 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class DataConfig:
-    """The data: ``factory(**kwargs)`` returns ``{"train": ..., "valid": ..., ["test": ...]}``.
+class TransferConfig:
+    """A transfer set: ``factory(**kwargs)`` returns a dataset whose labels, if any, are not
+    read (:func:`agora.train.fit`'s ``transfer``).
 
     Args:
         factory (str): ``"module:function"``.
@@ -91,6 +92,26 @@ class DataConfig:
             raise GraphError(
                 f"{self.factory!r} is not callable; expected a data factory", "factory"
             )
+
+
+@dataclass
+class DataConfig(TransferConfig):
+    """The data: ``factory(**kwargs)`` returns ``{"train": ..., "valid": ..., ["test": ...]}``,
+    and optionally a transfer set of unlabelled examples::
+
+        data:
+          factory: agora.data.synthetic:regression
+          kwargs: {n: 640}
+          transfer: {factory: agora.data.synthetic:unlabelled, kwargs: {n: 2048}}
+
+    Args:
+        factory (str): ``"module:function"``.
+        kwargs (dict): its keyword arguments. (default: ``{}``)
+        transfer (TransferConfig, optional): the transfer set's factory and keyword
+            arguments. (default: ``None``)
+    """
+
+    transfer: TransferConfig | None = None
 
 
 @dataclass
@@ -494,21 +515,29 @@ def build_graph(config: RunConfig) -> Graph:
         raise ConfigError(str(error), "graph", config.source) from None
 
 
+def _call_factory(config: RunConfig, data: TransferConfig, key: str) -> Any:
+    """``data.factory(**data.kwargs)``, its errors naming ``key`` and the config file."""
+    factory = import_object(data.factory, f"{key}.factory")
+    try:
+        return factory(**data.kwargs)
+    except TypeError as error:  # most often a keyword the factory does not take
+        raise ConfigError(f"{data.factory}: {error}", f"{key}.kwargs", config.source) from None
+    except ValueError as error:  # e.g. a bad value, or data that is not where it should be
+        raise ConfigError(f"{data.factory}: {error}", key, config.source) from None
+
+
 def build_data(config: RunConfig) -> dict[str, Dataset]:
-    """The config's data splits: ``{"train": ..., "valid": ..., ["test": ...]}``.
+    """The config's data splits: ``{"train": ..., "valid": ..., ["test": ...]}``, and
+    ``"transfer"`` when the config has a transfer set (``data.transfer``).
 
     Example:
         >>> splits = build_data(load_config("tiny"))
         >>> sorted(splits), len(splits["train"]) > len(splits["valid"])
         (['test', 'train', 'valid'], True)
+        >>> len(build_data(load_config("tiny-transfer"))["transfer"])
+        2048
     """
-    factory = import_object(config.data.factory, "data.factory")
-    try:
-        splits = factory(**config.data.kwargs)
-    except TypeError as error:  # most often a keyword the factory does not take
-        raise ConfigError(f"{config.data.factory}: {error}", "data.kwargs", config.source) from None
-    except ValueError as error:  # e.g. a bad value, or data that is not where it should be
-        raise ConfigError(f"{config.data.factory}: {error}", "data", config.source) from None
+    splits = _call_factory(config, config.data, "data")
     if not isinstance(splits, Mapping) or not {"train", "valid"} <= set(splits):
         got = sorted(splits) if isinstance(splits, Mapping) else type(splits).__name__
         raise ConfigError(
@@ -517,4 +546,15 @@ def build_data(config: RunConfig) -> dict[str, Dataset]:
             "data.factory",
             config.source,
         )
-    return dict(splits)
+    splits = dict(splits)
+    if config.data.transfer is not None:
+        transfer = _call_factory(config, config.data.transfer, "data.transfer")
+        if not hasattr(transfer, "__getitem__") or not hasattr(transfer, "__len__"):
+            raise ConfigError(
+                f"{config.data.transfer.factory} returned {type(transfer).__name__}; expected a "
+                "dataset (the transfer set)",
+                "data.transfer.factory",
+                config.source,
+            )
+        splits["transfer"] = transfer
+    return splits

@@ -1,9 +1,10 @@
 """Batches for :func:`~agora.train.fit` and :func:`~agora.train.evaluate`.
 
-Training batches carry each example's index (for the frozen-state cache) and are shuffled by
-seed and epoch alone, so a resumed run sees the same batches (:class:`EpochSampler`); with
-per-learner data each step holds one batch of every learner (:class:`LearnerBatchSampler`).
-Evaluation goes in order, batching examples of similar length together (:class:`LengthBatches`).
+Training batches carry each example's index (for the frozen-state cache and the teacher
+store) and are shuffled by seed and epoch alone, so a resumed run sees the same batches
+(:class:`EpochSampler`); with per-learner data, or a transfer set, each step holds one batch of
+every part (:class:`LearnerBatchSampler`). Evaluation goes in order, batching examples of
+similar length together (:class:`LengthBatches`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import torch
 from accelerate import skip_first_batches
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+
+TRANSFER = "transfer set"
+"""The key of the transfer set's part of a step (no agent can be named so: it holds a space)."""
 
 
 class Indexed(Dataset):
@@ -129,14 +133,7 @@ def make_loader(
     dataset, collate function and batch size. ``group_by_length`` batches examples of similar
     ``data.lengths`` together (see :class:`EpochSampler`)."""
     data, collate, batch_size = _unwrap(data, batch_size)
-    lengths = None
-    if group_by_length:
-        lengths = getattr(data, "lengths", None)
-        if lengths is None:
-            raise ValueError(
-                f"group_by_length needs a dataset with a `lengths` attribute (one length per "
-                f"example); {type(data).__name__} has none"
-            )
+    lengths = _lengths(data) if group_by_length else None
     sampler = EpochSampler(len(data), seed, shuffle, lengths, batch_size)  # type: ignore[arg-type]
     loader = DataLoader(
         Indexed(data),
@@ -147,37 +144,54 @@ def make_loader(
     return loader, sampler
 
 
-class LearnerBatchSampler(Sampler[dict[str, list[int]]]):
-    """One batch of each learner's data per step, for per-learner training data.
+class LearnerBatchSampler(Sampler[dict[Any, list[int]]]):
+    """One batch of each part's data per step: per-learner data, a transfer set, or both.
 
-    An epoch is one pass over the data of the learner with the most batches. A learner with
-    fewer starts another pass, reshuffled, whenever its data runs out, so it sees its data
-    more than once per epoch and its last pass in an epoch may stop part-way (the next epoch
-    starts a fresh pass). Pass ``p`` of a learner is shuffled as :class:`EpochSampler` shuffles
-    epoch ``p``; a learner with as many batches as the longest makes pass ``p = epoch``, exactly
-    the batches it would get training alone. The order depends only on the seed and the epoch,
-    so a resumed run sees the same batches.
+    An epoch is one pass over the data of ``lead`` (the transfer set, when there is one), or
+    else of the part with the most batches. A part with fewer starts another pass, reshuffled,
+    whenever its data runs out, so it sees its data more than once per epoch and its last pass
+    in an epoch may stop part-way (the next epoch starts a fresh pass). Pass ``p`` of a part is
+    shuffled as :class:`EpochSampler` shuffles epoch ``p``; a part with as many batches as the
+    lead makes pass ``p = epoch``, exactly the batches it would get training alone. The order
+    depends only on the seed and the epoch, so a resumed run sees the same batches.
 
     Args:
-        sizes (Mapping[str, int]): examples in each learner's dataset.
-        batch_sizes (Mapping[str, int]): each learner's batch size.
-        seed (int): seeds every learner's shuffle.
+        sizes (Mapping[str, int]): examples in each part's dataset (a learner's name, ``None``
+            for data every agent sees, :data:`TRANSFER` for the transfer set).
+        batch_sizes (Mapping[str, int]): each part's batch size.
+        seed (int): seeds every part's shuffle.
+        lead (str, optional): the part one epoch passes over once. (default: the longest)
+        lengths (Mapping[str, Sequence[int]], optional): a part's example lengths: its batches
+            then hold examples of similar length (see :class:`EpochSampler`).
 
     Example:
         >>> sampler = LearnerBatchSampler({"a": 4, "b": 2}, {"a": 2, "b": 2}, seed=0)
         >>> [sorted(step) for step in sampler], len(sampler)
         ([['a', 'b'], ['a', 'b']], 2)
+        >>> len(LearnerBatchSampler({"a": 4, "b": 2}, {"a": 2, "b": 2}, seed=0, lead="b"))
+        1
     """
 
     batch_size = None  # Accelerate's sharding (DDP) then hands out each step's batches whole
 
-    def __init__(self, sizes: Mapping[str, int], batch_sizes: Mapping[str, int], seed: int):
-        self.samplers = {name: EpochSampler(size, seed) for name, size in sizes.items()}
+    def __init__(
+        self,
+        sizes: Mapping[Any, int],
+        batch_sizes: Mapping[Any, int],
+        seed: int,
+        lead: Any = None,
+        lengths: Mapping[Any, Sequence[int]] | None = None,
+    ) -> None:
+        lengths = lengths or {}
         self.batch_sizes = dict(batch_sizes)
+        self.samplers = {
+            name: EpochSampler(size, seed, lengths=lengths.get(name), batch_size=batch_sizes[name])
+            for name, size in sizes.items()
+        }
         self.batches = {
             name: max(1, math.ceil(size / self.batch_sizes[name])) for name, size in sizes.items()
         }
-        self.length = max(self.batches.values())
+        self.length = self.batches[lead] if lead is not None else max(self.batches.values())
         self.epoch = 0
 
     @property
@@ -190,13 +204,13 @@ class LearnerBatchSampler(Sampler[dict[str, list[int]]]):
     def __len__(self) -> int:
         return self.length
 
-    def __iter__(self) -> Iterator[dict[str, list[int]]]:
-        orders: dict[str, list[int]] = {}
+    def __iter__(self) -> Iterator[dict[Any, list[int]]]:
+        orders: dict[Any, list[int]] = {}
         for step in range(self.length):
             batch = {}
             for name, sampler in self.samplers.items():
                 n, size = self.batches[name], self.batch_sizes[name]
-                if step % n == 0:  # a new pass over this learner's data
+                if step % n == 0:  # a new pass over this part's data
                     sampler.set_epoch(self.epoch * math.ceil(self.length / n) + step // n)
                     orders[name] = list(sampler)
                 batch[name] = orders[name][(step % n) * size : (step % n + 1) * size]
@@ -231,24 +245,77 @@ def _collated(batch: Any) -> Any:
 
 
 def make_learner_loader(
-    data: Mapping[str, Dataset | DataLoader], batch_size: int, seed: int
+    data: Mapping[str, Dataset | DataLoader],
+    batch_size: int,
+    seed: int,
+    group_by_length: bool = False,
 ) -> tuple[DataLoader, dict[str, int]]:
     """One loader over per-learner data (see :class:`LearnerBatchSampler`), and the size of
     each learner's dataset. A learner given as a DataLoader lends its collate and batch size."""
     if not data:
         raise ValueError("Per-learner training data is empty: give each learner its data")
-    parts = {name: _unwrap(part, batch_size) for name, part in data.items()}
+    return make_parts_loader(dict(data), batch_size, seed, group_by_length=group_by_length)
+
+
+def make_transfer_loader(
+    train_data: Dataset | DataLoader | Mapping[str, Dataset | DataLoader],
+    transfer: Dataset | DataLoader,
+    batch_size: int,
+    transfer_batch_size: int,
+    seed: int,
+    group_by_length: bool = False,
+) -> tuple[DataLoader, dict[Any, int]]:
+    """One loader whose every step holds a labelled batch (of each learner, for per-learner
+    data) and a batch of the transfer set; an epoch is one pass over the transfer set (see
+    :class:`LearnerBatchSampler`). Returns it and the size of each part, keyed by learner
+    (``None`` for shared data) and :data:`TRANSFER`."""
+    parts: dict[Any, Any] = (
+        dict(train_data) if isinstance(train_data, Mapping) else {None: train_data}
+    )
+    parts[TRANSFER] = transfer
+    sizes = {TRANSFER: transfer_batch_size}
+    return make_parts_loader(parts, batch_size, seed, sizes, TRANSFER, group_by_length)
+
+
+def make_parts_loader(
+    data: Mapping[Any, Dataset | DataLoader],
+    batch_size: int,
+    seed: int,
+    batch_sizes: Mapping[Any, int] | None = None,
+    lead: Any = None,
+    group_by_length: bool = False,
+) -> tuple[DataLoader, dict[Any, int]]:
+    """The loader of :func:`make_learner_loader` and :func:`make_transfer_loader`: a batch of
+    every part per step; ``batch_sizes`` overrides ``batch_size`` for some parts."""
+    parts = {
+        name: _unwrap(part, (batch_sizes or {}).get(name, batch_size))
+        for name, part in data.items()
+    }
     sizes = {name: len(part[0]) for name, part in parts.items()}  # type: ignore[arg-type]
     empty = [name for name, size in sizes.items() if size == 0]
     if empty:
-        raise ValueError(f"Learner {empty[0]!r} has no data: its training dataset is empty")
+        what = "The transfer set" if empty[0] == TRANSFER else f"Learner {empty[0]!r}"
+        raise ValueError(f"{what} has no data: its dataset is empty")
+    lengths = {name: _lengths(part[0]) for name, part in parts.items()} if group_by_length else None
     loader = DataLoader(
         LearnerData({n: p[0] for n, p in parts.items()}, {n: p[1] for n, p in parts.items()}),
-        batch_sampler=LearnerBatchSampler(sizes, {n: p[2] for n, p in parts.items()}, seed),
+        batch_sampler=LearnerBatchSampler(
+            sizes, {n: p[2] for n, p in parts.items()}, seed, lead, lengths
+        ),
         collate_fn=_collated,
         generator=torch.Generator(),
     )
     return loader, sizes
+
+
+def _lengths(data: Dataset) -> Sequence[int]:
+    lengths = getattr(data, "lengths", None)
+    if lengths is None:
+        raise ValueError(
+            f"group_by_length needs a dataset with a `lengths` attribute (one length per "
+            f"example); {type(data).__name__} has none"
+        )
+    return lengths
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:
@@ -259,17 +326,35 @@ def split_batch(batch: Any) -> tuple[Any, Any]:
     return x, y
 
 
+def transfer_inputs(batch: Any) -> Any:
+    """The inputs of a transfer batch: ``x`` of a pair ``(x, y)`` or of a one-tensor tuple, of
+    a mapping with ``"x"``, or the batch itself (a tensor, or a mapping of token tensors); any
+    label is dropped."""
+    if isinstance(batch, Mapping):
+        return batch["x"] if "x" in batch else batch
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
 def step_inputs(item: Any) -> dict[str, Any]:
     """The orchestrator's arguments for one item of a training loader: ``x, y, index`` for
-    shared data, ``batches, index`` (by learner) for per-learner data."""
-    if isinstance(item, Mapping):  # LearnerData: {learner: (batch, index)}
-        return {
-            "batches": {name: split_batch(batch) for name, (batch, _) in item.items()},
-            "index": {name: index for name, (_, index) in item.items()},
-        }
-    batch, index = item
-    x, y = split_batch(batch)
-    return {"x": x, "y": y, "index": index}
+    shared data, ``batches, index`` (by learner) for per-learner data, and ``transfer`` (with
+    its rows under ``index[TRANSFER]``) when a transfer set is mixed in."""
+    if not isinstance(item, Mapping):
+        batch, index = item
+        x, y = split_batch(batch)
+        return {"x": x, "y": y, "index": index}
+    # LearnerData: {learner or None: (batch, index), [TRANSFER: (batch, index)]}
+    parts = dict(item)
+    inputs: dict[str, Any] = {"index": {name: index for name, (_, index) in parts.items()}}
+    if TRANSFER in parts:
+        inputs["transfer"] = transfer_inputs(parts.pop(TRANSFER)[0])
+    if None in parts:  # shared labelled data
+        inputs["x"], inputs["y"] = split_batch(parts[None][0])
+    else:
+        inputs["batches"] = {name: split_batch(batch) for name, (batch, _) in parts.items()}
+    return inputs
 
 
 def epoch_batches(loader: DataLoader, shuffle: Any, epoch: int, skip: int = 0) -> DataLoader:

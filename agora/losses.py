@@ -119,6 +119,12 @@ class Losses:
             value = previous + value
         self.terms[name] = (weight, value)
 
+    def extend(self, other: Losses, scale: float = 1.0) -> None:
+        """Add every term of ``other``, its value times ``scale``, under the same name and
+        weight (the labelled and the transfer part of a step, each by its share)."""
+        for name, (weight, value) in other.terms.items():
+            self.add(name, weight, scale * value)
+
     @property
     def total(self) -> Tensor:
         """The weighted sum of every term: the loss to backpropagate."""

@@ -53,6 +53,12 @@ class Orchestrator(nn.Module):
     all of them. Every learner of an active edge, and every trainable agent with a task, needs
     a batch.
 
+    With ``transfer`` (inputs without labels, beside ``x`` or ``batches``, or alone), the
+    agents on active edges also observe the transfer batch; the task loss counts the labelled
+    examples only, and each distillation term is its mean over both,
+    ``(n_l * L_l + n_t * L_t) / (n_l + n_t)`` (``n``: the learner's labelled and transfer
+    examples in the step).
+
     Args:
         graph (Graph): a built graph (:meth:`Graph.build <agora.graph.Graph.build>`).
 
@@ -60,6 +66,7 @@ class Orchestrator(nn.Module):
         - **x**: any input every agent's ``lower`` accepts (shared by all agents)
         - **y**: targets ``[B]`` / ``[B, ...]``, or a mapping agent name -> targets
         - **batches**: learner name -> ``(x, y)``, batch sizes free per learner
+        - **transfer**: inputs as ``x``, any batch size; no targets
         - **output**: :class:`StepOutput`
 
     Example:
@@ -87,32 +94,48 @@ class Orchestrator(nn.Module):
         y: Tensor | Mapping[str, Tensor] | None = None,
         *,
         batches: Mapping[str, Batch] | None = None,
+        transfer: Any = None,
     ) -> StepOutput:
         graph = self.graph
         if not graph.built:
             raise GraphError("The graph is not built: call graph.build(sample_batch) first")
-        groups = None
-        if batches is None:
-            outputs = self.round_zero(x)
-            seen_by = dict.fromkeys(graph.learners(), outputs)  # one x: one round 0 for all
-        else:
+        groups, outputs, seen_by = None, {}, {}
+        if batches is not None:
             check_learner_data(graph, batches, "batches")
             groups = {name: self.round_zero(xy[0], learner=name) for name, xy in batches.items()}
             outputs = {name: group[name] for name, group in groups.items()}
             seen_by = groups
             y = {name: xy[1] for name, xy in batches.items() if xy[1] is not None} or None
+        elif x is not None:
+            outputs = self.round_zero(x)
+            seen_by = dict.fromkeys(graph.learners(), outputs)  # one x: one round 0 for all
         losses = Losses()
         if y is not None:
             self.task_losses(outputs, y, losses)
+        heard = self.round_zero(transfer, transfer=True) if transfer is not None else None
         for learner in graph.learners():
-            for protocol, links in self.links(learner, seen_by[learner]).items():
-                protocol.add_losses(losses, links, graph)
+            labelled = seen_by.get(learner)
+            if heard is None:
+                self.edge_losses(learner, labelled, losses)
+                continue
+            # each term is its mean over the labelled and the transfer examples together
+            sizes = [_examples(part[learner]) if part else 0 for part in (labelled, heard)]
+            for part, size in zip((labelled, heard), sizes):
+                if size:
+                    own = Losses()
+                    self.edge_losses(learner, part, own)
+                    losses.extend(own, size / sum(sizes))
         if not losses.terms:
             raise GraphError(
                 "Nothing to learn in this step: no trainable agent has a task and targets, and "
                 f"no edge is active (edges: {[e.name for e in graph.edges]})"
             )
         return StepOutput(loss=losses.total, losses=losses, outputs=outputs, groups=groups)
+
+    def edge_losses(self, learner: str, outputs: Mapping[str, AgentOutput], losses: Losses) -> None:
+        """Add the terms of the learner's active edges, each protocol's in turn."""
+        for protocol, links in self.links(learner, outputs).items():
+            protocol.add_losses(losses, links, self.graph)
 
     def links(self, learner: str, outputs: Mapping[str, AgentOutput]) -> dict[Protocol, list[Link]]:
         """The learner's active edges, each a :class:`~agora.protocols.Link`, grouped by
@@ -132,9 +155,12 @@ class Orchestrator(nn.Module):
 
     # -- round 0 -----------------------------------------------------------------------------
 
-    def round_zero(self, x: Any, learner: str | None = None) -> dict[str, AgentOutput]:
+    def round_zero(
+        self, x: Any, learner: str | None = None, transfer: bool = False
+    ) -> dict[str, AgentOutput]:
         """Every agent that trains or sits on an active edge sees ``x``; with ``learner``,
-        only that learner's group: the learner and the tutors of its active edges."""
+        only that learner's group: the learner and the tutors of its active edges; for a
+        ``transfer`` batch (no labels: no task to train), only the agents on active edges."""
         graph = self.graph
         edges = [e for e in graph.active_edges if learner is None or e.learner == learner]
         speaking = {
@@ -147,7 +173,8 @@ class Orchestrator(nn.Module):
         return {
             name: self.observe(agent, x, message=name in speaking)
             for name, agent in graph.agents.items()
-            if (agent.trainable if learner is None else name == learner) or name in present
+            if name in present
+            or (name == learner if learner is not None else agent.trainable and not transfer)
         }
 
     def observe(self, agent: Agent, x: Any, message: bool = True) -> AgentOutput:
@@ -175,6 +202,11 @@ class Orchestrator(nn.Module):
                     )
                 target = y[name] if isinstance(y, Mapping) else y
                 losses.add(f"task[{name}]", agent.task_weight, agent.task_loss(out.y, target))
+
+
+def _examples(out: AgentOutput) -> int:
+    """The examples an agent's round 0 was about (its states' batch size)."""
+    return out.s.shape[0]
 
 
 def check_learner_data(graph: Graph, data: Mapping[str, Any], what: str = "data") -> None:

@@ -80,7 +80,9 @@ def run_config(
     except GraphError as error:
         raise ConfigError(str(error), "stages" if stages else "graph", config.source) from None
     out_dir = Path(out_dir)
-    common = {"run_config": config.to_dict(), "resume": not overwrite}
+    common = {
+        "run_config": config.to_dict(), "resume": not overwrite, "transfer": data.get("transfer")
+    }  # fmt: skip
     if stages:
         return fit_stages(graph, stages, data["train"], data["valid"], config.fit,
                           out_dir=out_dir, **common)  # fmt: skip
@@ -93,6 +95,36 @@ def run_config(
         comparison = compare(graph, solo, data["valid"], test)
         (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2))
     return results
+
+
+def fill_stores(
+    config: RunConfig, *, dtype: str | None = None, root: str | None = None, progress: bool = True
+) -> dict[tuple[str, str], Any]:
+    """Fill the teacher stores a run of ``config`` reads (:mod:`agora.store`): every frozen
+    agent's round 0 on the training data and on the transfer set, where missing.
+
+    Returns ``{(agent, dataset): store}`` with dataset ``"train"``, a learner's name (its own
+    training data) or ``"transfer"``.
+    """
+    from agora.cache import open_stores
+    from agora.loaders import TRANSFER
+
+    data = build_data(config)
+    graph = build_graph(config)
+    try:
+        graph.build(sample_batch(data["train"]))
+    except GraphError as error:
+        raise ConfigError(str(error), "graph", config.source) from None
+    train = data["train"]
+    datasets: dict[str | None, Any] = dict(train) if isinstance(train, Mapping) else {None: train}
+    if "transfer" in data:
+        datasets[TRANSFER] = data["transfer"]
+    stores = open_stores(
+        graph, datasets, root or config.fit.store_dir, dtype or config.fit.store_dtype,
+        progress=progress,
+    )  # fmt: skip
+    names = {None: "train", TRANSFER: "transfer"}
+    return {(agent, names.get(key, key)): store for (agent, key), store in stores.items()}
 
 
 def option_overrides(config: RunConfig, options: Sequence[tuple[str, str]]) -> list[str]:

@@ -181,6 +181,7 @@ def fit_stages(
     eval_data: Data | Mapping[str, Data] | None = None,
     config: FitConfig | None = None,
     *,
+    transfer: Data | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = True,
     run_config: Mapping[str, Any] | None = None,
@@ -190,7 +191,7 @@ def fit_stages(
     Each stage trains with ``config`` (its own ``epochs`` and ``metric`` when it sets them),
     a fresh optimizer, and ends with its best validation weights, which the next stage starts
     from. Per-learner ``train_data`` (``{learner: data}``) is handed to each stage for the
-    agents that train in it. With ``out_dir``, stage ``s`` runs in
+    agents that train in it, and a ``transfer`` set to every stage. With ``out_dir``, stage ``s`` runs in
     ``<out_dir>/stages/<s>/`` and the final graph is copied to ``<out_dir>/model/`` (what
     :func:`agora.load` reads); calling again resumes: finished stages are loaded, not rerun.
 
@@ -237,7 +238,7 @@ def fit_stages(
             metric=stage.metric,
         )
         results[stage.name] = fit(
-            graph, _trainees(graph, train_data), eval_data, stage_config,
+            graph, _trainees(graph, train_data), eval_data, stage_config, transfer=transfer,
             out_dir=stage_dir, resume=resume, run_config=run_config,
         )  # fmt: skip
     if out_dir is not None:

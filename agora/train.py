@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from agora import checkpoint, folder
 from agora.agent import Agent
-from agora.cache import CachedOrchestrator, StateCache
+from agora.cache import CachedOrchestrator, StateCache, open_stores
 from agora.errors import FieldError, GraphError
 from agora.graph import Graph
 from agora.loaders import (
@@ -34,6 +34,7 @@ from agora.loaders import (
     first_x,
     make_learner_loader,
     make_loader,
+    make_transfer_loader,
     split_batch,
     step_inputs,
     to_device,
@@ -44,6 +45,7 @@ from agora.orchestrator import StepOutput, check_learner_data
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "linear", "cosine")
 OPTIMIZERS = ("adamw", "sgd")
+STORE_DTYPES = ("fp32", "bf16", "fp16")
 
 
 def _count(v: Any) -> bool:
@@ -76,6 +78,8 @@ FIT_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "log_every": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
     "balance_momentum": (lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
     "balance_every": (lambda v: _count(v) and v >= 1, "must be an integer >= 1"),
+    "transfer_batch_size": (lambda v: v is None or (_count(v) and v >= 1), "must be >= 1 or null"),
+    "store_dtype": (lambda v: v in STORE_DTYPES, f"must be one of {list(STORE_DTYPES)}"),
 }
 
 
@@ -90,6 +94,8 @@ class FitConfig:
         optimizer: ``"adamw"``, or ``"sgd"`` with ``momentum`` (the ViT paper's fine-tuning).
         momentum: SGD's momentum.
         batch_size: examples per step and process (for data given as a ``Dataset``).
+        transfer_batch_size: transfer-set examples per step and process, beside the labelled
+            batch (``None``: ``batch_size``).
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"`` (Accelerate's autocast).
         grad_accumulation: batches per optimizer step.
         max_grad_norm: clip the global gradient norm to this; ``None`` does not clip.
@@ -101,6 +107,13 @@ class FitConfig:
         seed: seeds weights, data order, dropout and noise.
         cache_frozen: reuse frozen agents' round-0 outputs across epochs. Only valid when a
             frozen agent sees identical examples each epoch (no augmentation).
+        teacher_store: read frozen agents' round-0 outputs from a
+            :class:`~agora.store.TeacherStore` on disk, filled at the start when missing and
+            shared by every later run on the same teacher and data (in place of
+            ``cache_frozen``'s memory); not for augmented data.
+        store_dtype: what the store holds: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` for half
+            the disk.
+        store_dir: the stores' folder (``None``: ``$AGORA_CACHE_DIR/store``).
         group_by_length: batch training examples of similar length (a dataset with a
             ``lengths`` attribute, such as text): less padding, the same examples per epoch.
         checkpoint_every: also checkpoint every this many optimizer steps (``None``: at the end
@@ -140,6 +153,10 @@ class FitConfig:
     metric: str | None = None
     seed: int = 0
     cache_frozen: bool = True
+    teacher_store: bool = False
+    store_dtype: str = "fp32"
+    store_dir: str | None = None
+    transfer_batch_size: int | None = None
     group_by_length: bool = False
     checkpoint_every: int | None = None
     eval_every: int | None = None
@@ -340,6 +357,7 @@ def fit(
     eval_data: Data | Mapping[str, Data] | None = None,
     config: FitConfig | None = None,
     *,
+    transfer: Data | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = True,
     run_config: Mapping[str, Any] | None = None,
@@ -360,6 +378,14 @@ def fit(
     ``eval_data`` may be given per learner likewise; the default metric is then the
     learners' mean, ``mean/rmse``.
 
+    ``transfer`` is a transfer set: examples whose labels, if any, are not read. Each step
+    then holds a labelled batch and a batch of ``transfer_batch_size`` transfer examples, and
+    an epoch is one pass over the transfer set (the labelled data is reshuffled and passed
+    again as often as it runs out). The task loss counts the labelled examples only; every
+    distillation term is its mean over both, ``(n_l * L_l + n_t * L_t) / (n_l + n_t)``. With
+    per-learner data, every learner's group hears its tutors on the same transfer batch. A
+    labelled set may serve as its own transfer set.
+
     Example:
         >>> from agora.models.toy import mlp_agent
         >>> graph = Graph([mlp_agent("teacher", 4, 16, frozen=True),
@@ -373,16 +399,16 @@ def fit(
     config = config or FitConfig()
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is None:
-        return _fit(graph, train_data, eval_data, config, None, run_config)
+        return _fit(graph, train_data, eval_data, config, None, run_config, transfer)
     state = PartialState(cpu=config.cpu or _launched_without_gpu())
-    configuration = run_configuration(graph, config, run_config)
+    configuration = run_configuration(graph, config, run_config, transfer)
     lock = folder.Lock(out_dir) if state.is_main_process else None
     try:
         if lock is not None:
             lock.acquire()
             folder.claim(out_dir, configuration, overwrite=not resume)
         state.wait_for_everyone()
-        result = _fit(graph, train_data, eval_data, config, out_dir, run_config)
+        result = _fit(graph, train_data, eval_data, config, out_dir, run_config, transfer)
         if state.is_main_process:
             folder.write_record(out_dir, configuration, finished=True)
         return result
@@ -391,19 +417,28 @@ def fit(
             lock.release()
 
 
-# FitConfig fields that change how a run reports, not what it trains
-REPORTING = ("progress", "trackers", "log_every")
+# FitConfig fields that change how a run reports, or where it reads from, not what it trains
+REPORTING = ("progress", "trackers", "log_every", "store_dir")
 
 
 def run_configuration(
-    graph: Graph, config: FitConfig, run_config: Mapping[str, Any] | None = None
+    graph: Graph,
+    config: FitConfig,
+    run_config: Mapping[str, Any] | None = None,
+    transfer: Data | None = None,
 ) -> dict[str, Any]:
     """What a run folder records as the run's configuration (:mod:`agora.folder`): the
-    graph's spec, the training fields of ``config`` and the rest of ``run_config`` (its data,
-    seed...)."""
+    graph's spec, the training fields of ``config``, the rest of ``run_config`` (its data,
+    seed...) and the transfer set's size and digest (another transfer set: another run)."""
+    from agora.store import dataset_digest
+
     training = {k: v for k, v in asdict(config).items() if k not in REPORTING}
     rest = {k: v for k, v in (run_config or {}).items() if k not in ("fit", "graph")}
-    return {"graph": graph.to_dict(), "fit": training, **({"run": rest} if rest else {})}
+    configuration = {"graph": graph.to_dict(), "fit": training, **({"run": rest} if rest else {})}
+    if transfer is not None:
+        size = len(getattr(transfer, "dataset", transfer))
+        configuration["transfer"] = {"examples": size, "digest": dataset_digest(transfer)}
+    return configuration
 
 
 def _fit(
@@ -413,6 +448,7 @@ def _fit(
     config: FitConfig,
     out_dir: Path | None,
     run_config: Mapping[str, Any] | None,
+    transfer: Data | None = None,
 ) -> FitResult:
     started = time.perf_counter()
     # Accelerate keeps its settings in a process-wide singleton; a second fit() in the same
@@ -439,16 +475,25 @@ def _fit(
     set_seed(config.seed)
     check_not_empty(train_data, "train_data")
     check_not_empty(eval_data, "eval_data")
+    check_not_empty(transfer, "transfer")
     if isinstance(train_data, Mapping):
         check_learner_data(graph, train_data, "train_data")
-        if config.group_by_length:
-            raise ValueError("group_by_length works with shared training data only")
-        loader, examples = make_learner_loader(train_data, config.batch_size, config.seed)
+    if transfer is not None:
+        loader, examples = make_transfer_loader(
+            train_data, transfer, config.batch_size,
+            config.transfer_batch_size or config.batch_size, config.seed, config.group_by_length,
+        )  # fmt: skip
+        shuffle = loader.batch_sampler
+    elif isinstance(train_data, Mapping):
+        loader, examples = make_learner_loader(
+            train_data, config.batch_size, config.seed, config.group_by_length
+        )
+        shuffle = loader.batch_sampler
     else:
-        loader, sampler = make_loader(
+        loader, shuffle = make_loader(
             train_data, config.batch_size, config.seed, True, config.group_by_length
         )
-        examples = len(sampler)
+        examples = len(shuffle)
     sample = first_x(loader)
     if not graph.built:
         graph.build(sample)
@@ -462,8 +507,17 @@ def _fit(
     metric = config.metric or default_metric(graph, learners)
     if metric is not None and _unchanging(graph, metric):
         metric = None  # nothing it measures can change (a stage training codecs alone): keep the last weights
-    cache = StateCache(examples) if config.cache_frozen and not _augmented(train_data) else None
-    step_fn = CachedOrchestrator(graph, cache)
+    augmented = _augmented(train_data) or (transfer is not None and _augmented(transfer))
+    cache = StateCache(examples) if config.cache_frozen and not augmented else None
+    stores = {}
+    if config.teacher_store and not augmented:
+        datasets = _datasets(train_data, transfer)
+        with accelerator.main_process_first():  # the main process fills, the others open
+            stores = open_stores(
+                graph, datasets, config.store_dir, config.store_dtype, device=accelerator.device,
+                progress=config.progress and accelerator.is_local_main_process,
+            )  # fmt: skip
+    step_fn = CachedOrchestrator(graph, cache, stores)
     params = [p for p in graph.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
@@ -475,7 +529,6 @@ def _fit(
         total_steps = min(total_steps, config.max_steps)
     within = math.ceil(len(loader) / config.evals_per_epoch) if config.evals_per_epoch else 0
     scheduler = make_scheduler(optimizer, config, total_steps)
-    shuffle = loader.batch_sampler if isinstance(train_data, Mapping) else sampler
     step_fn, optimizer, loader, scheduler = accelerator.prepare(
         step_fn, optimizer, loader, scheduler
     )
@@ -569,6 +622,15 @@ def _fit(
     seconds = time.perf_counter() - started
     scales = dict(balancer.scales) if balancer is not None else {}
     return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds, scales)
+
+
+def _datasets(train_data: Any, transfer: Any) -> dict[str | None, Any]:
+    """The datasets a step's rows come from, by the key their indices carry: a learner's
+    name, ``None`` for shared data, :data:`~agora.loaders.TRANSFER`."""
+    from agora.loaders import TRANSFER
+
+    datasets = dict(train_data) if isinstance(train_data, Mapping) else {None: train_data}
+    return {**datasets, **({TRANSFER: transfer} if transfer is not None else {})}
 
 
 def _augmented(data: Any) -> bool:

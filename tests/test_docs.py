@@ -18,6 +18,7 @@ RUNNABLE = [
     "howto/multi-student.md",
     "howto/gradients.md",
     "howto/your-own-model.md",
+    "howto/unlabelled.md",
 ]
 
 NEEDS_TEXT = pytest.mark.skipif(

@@ -202,3 +202,41 @@ def sst2_task(
         tokenize(dev_sentences[:keep], tok, max_length), dev_labels[:keep], pad_id
     )
     return {name: splits[name] for name in ("train", "valid", "test")}
+
+
+def sst2_transfer(
+    size: int | None = 20000,
+    skip: int = 10000,
+    valid_size: int = 1000,
+    max_length: int = 64,
+    data_dir: str | None = None,
+    tokenizer: str | None = None,
+) -> TextDataset:
+    """A transfer set of SST-2 sentences that no training or validation split of
+    :func:`sst2_task` with ``train_size <= skip`` holds: those after the first ``valid_size``
+    + ``skip`` of train.tsv under the fixed shuffle, the first ``size`` of them (``None``: all
+    the rest). Their labels come along (a transfer set never reads them; a ceiling run can).
+    Configs name it as ``agora.data.sst2:sst2_transfer`` under ``data.transfer``.
+
+    Args:
+        size (int, optional): sentences. (default: ``20000``)
+        skip (int): training sentences to leave out, e.g. the teacher's. (default: ``10000``)
+        valid_size (int): :func:`sst2_task`'s. (default: ``1000``)
+        max_length (int): tokens per sentence at most. (default: ``64``)
+        data_dir (str, optional): see :func:`find_sst2`.
+        tokenizer (str, optional): a local tokenizer folder (default: all-MiniLM-L6-v2's).
+    """
+    from agora.models.transformer import load_tokenizer
+
+    sentences, labels = read_tsv(find_sst2(data_dir) / "train.tsv")
+    order = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    rest = order[valid_size + skip :]
+    if skip < 0 or len(rest) < 1 or (size is not None and not 1 <= size <= len(rest)):
+        raise ValueError(
+            f"sst2_transfer: {len(rest)} sentences remain after valid_size={valid_size} and "
+            f"skip={skip}; size must be in 1..{len(rest)} (or null for all), got {size}"
+        )
+    rows = rest[:size].tolist()
+    tok = load_tokenizer(tokenizer)
+    ids = tokenize([sentences[i] for i in rows], tok, max_length)
+    return TextDataset(ids, labels[rows], tok.pad_token_id or 0)

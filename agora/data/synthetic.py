@@ -83,3 +83,28 @@ def regression(
     if n_test:
         splits["test"] = TensorDataset(x[n_train + n_valid :], y[n_train + n_valid :])
     return splits
+
+
+def unlabelled(n: int = 2048, d_in: int = 8, seed: int = 1) -> TensorDataset:
+    """Inputs of :func:`regression`'s distribution without targets: a transfer set.
+
+    Configs name it as ``agora.data.synthetic:unlabelled`` (under ``data.transfer``).
+
+    Args:
+        n (int): examples. (default: ``2048``)
+        d_in (int): input features. (default: ``8``)
+        seed (int): seed of the sample; another than the labelled data's gives other
+            examples. (default: ``1``)
+
+    Returns:
+        A ``TensorDataset`` of ``(x [d_in],)``.
+
+    Example:
+        >>> data = unlabelled(n=100, d_in=4)
+        >>> len(data), tuple(data[0][0].shape)
+        (100, (4,))
+    """
+    if n < 1 or d_in < 1:
+        raise ValueError(f"unlabelled: need n >= 1 and d_in >= 1, got {n} and {d_in}")
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, d_in, generator=g))  # [n, d_in]

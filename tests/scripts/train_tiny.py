@@ -1,7 +1,7 @@
 """A small deterministic run, for tests that need a separate process (kill/resume, DDP).
 
 usage: python train_tiny.py OUT_DIR [--batch-size N] [--slow SECONDS] [--epochs N]
-                            [--patience N] [--crash PHASE@K]
+                            [--patience N] [--crash PHASE@K] [--transfer] [--store DIR]
 Writes OUT_DIR/final.safetensors with every weight of the graph when training ends.
 ``--crash PHASE@K`` dies (``os._exit``, as a kill would) in the K-th checkpoint, at PHASE:
 ``model`` (its model written, not its state), ``state`` (state written, not sealed),
@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--balance", action="store_true", help="with the loss balancer")
     parser.add_argument("--crash", help="PHASE@K: die in the K-th checkpoint at PHASE")
+    parser.add_argument("--transfer", action="store_true", help="96 labelled, 192 unlabelled")
+    parser.add_argument("--store", help="read the teacher from a store in this folder")
     args = parser.parse_args()
     if args.crash:
         crash_in_checkpoint(*args.crash.split("@"))
@@ -120,6 +122,10 @@ def main() -> None:
         }
         valid = {"a": TensorDataset(x[192:], y[192:]), "b": TensorDataset(x[192:], b[192:])}
         graph = build_per_learner(args.dropout)
+    transfer = None
+    if args.transfer:  # each step: a labelled batch and a transfer batch; an epoch: 12 steps
+        train = SlowDataset(x[:96], y[:96], delay=args.slow)
+        transfer = TensorDataset(torch.randn(192, 8, generator=torch.Generator().manual_seed(2)))
     config = FitConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -131,8 +137,10 @@ def main() -> None:
         seed=7,
         balance_losses=args.balance,
         balance_every=2,
+        teacher_store=args.store is not None,
+        store_dir=args.store,
     )
-    fit(graph, train, valid, config, out_dir=args.out)
+    fit(graph, train, valid, config, transfer=transfer, out_dir=args.out)
     import accelerate
 
     if accelerate.PartialState().is_main_process:
