@@ -277,6 +277,16 @@ class TeacherStore:
         out = {k: v.to(device=device, dtype=torch.float32) for k, v in parts.items()}
         return AgentOutput(y=out.get("y"), s=out["s"], e=out["e"], mask=mask)
 
+    def read(self, name: str, index: Tensor) -> Tensor:
+        """One stored output that is not per token (``"y"``, or pooled ``s`` / ``e``) at rows
+        ``index``, as stored (its dtype)."""
+        if name not in self.manifest["keys"] or name in self.packed:
+            raise StoreError(
+                f"{self.path}: no per-example {name!r}; it holds {self.manifest['keys']} "
+                f"({self.packed} per token)"
+            )
+        return self._rows(name, index.tolist())
+
     def _locate(self, row: int) -> tuple[_Shard, int]:
         shard = self.shards[row // self.rows_per_shard]
         return shard, row - shard.first

@@ -1,0 +1,354 @@
+"""The SST-2 transfer-set page, every number computed from the results of
+:func:`benchmarks.text_transfer.task.run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import duration, grid, header, mean_se, table
+from benchmarks.text.task import STUDENT_LAYERS, TEACHER_LOWER
+from benchmarks.text_transfer.task import ARMS, FIGURE
+
+
+def write(results: dict[str, Any], out: Path, stem: str = "text-transfer") -> None:
+    """Write ``<stem>.md`` and its figure ``<stem>.png`` into ``out``."""
+    out = Path(out)
+    figure = _figure(results, out / f"{stem}.png")
+    (out / f"{stem}.md").write_text(transfer_page(results, f"{stem}.png" if figure else None))
+
+
+def _arms(r: dict[str, Any]) -> dict[str, list[dict]]:
+    """The rows of each arm on the whole transfer set (or its labels), by arm."""
+    full = r["teacher"]["sizes"]["transfer"]
+    arms: dict[str, list[dict]] = {}
+    for row in r["rows"]:
+        if row["transfer"] == full:
+            arms.setdefault(row["method"], []).append(row)
+    return arms
+
+
+def _points(values: list[float]) -> str:
+    mean, se = mean_se([100 * v for v in values])
+    return f"{mean:.2f}" if se is None else f"{mean:.2f} ± {se:.2f}"
+
+
+def _paired(rows: list[dict], base: list[dict]) -> list[float]:
+    by_seed = {row["seed"]: row["test_accuracy"] for row in base}
+    return [100 * (x["test_accuracy"] - by_seed[x["seed"]]) for x in rows if x["seed"] in by_seed]
+
+
+def _difference(rows: list[dict], base: list[dict]) -> str:
+    diffs = _paired(rows, base)
+    if not diffs or rows is base:
+        return "-"
+    mean, se = mean_se(diffs)
+    if se is None:
+        return f"{mean:+.2f}"
+    return f"{mean:+.2f} ± {se:.2f}" + (" (2 SE)" if abs(mean) > 2 * se else "")
+
+
+def _mean(rows: list[dict]) -> float:
+    return 100 * sum(row["test_accuracy"] for row in rows) / len(rows)
+
+
+def recovered(rows: list[dict], scratch: list[dict], teacher: float) -> float:
+    """The fraction of the teacher's lead a method recovers, from the means over seeds:
+    ``(method - Scratch) / (teacher - Scratch)``."""
+    alone = _mean(scratch)
+    lead = teacher - alone
+    return (_mean(rows) - alone) / lead if lead > 0 else float("nan")
+
+
+def _share(fraction: float) -> str:
+    return "-" if fraction != fraction else f"{100 * fraction:.0f} %"  # NaN: no lead
+
+
+def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
+    """The results page, computed from ``results`` (what :func:`run` returns)."""
+    r, budget, teacher = results, results["budget"], results["teacher"]
+    sizes, info = teacher["sizes"], teacher["info"]
+    arms = _arms(r)
+    scratch, selfish = arms.get("Scratch", []), arms.get("Self-training", [])
+    teacher_dev = 100 * teacher["accuracy"]["test"]
+    lines = [
+        *header(
+            "SST-2 with a transfer set: the student hears its teacher on unlabelled sentences", r
+        ),
+        "## Protocol",
+        "",
+        f"The fine-tuned track of the [SST-2 page](text.md): all-MiniLM-L6-v2 with a "
+        f"classifier, every layer fine-tuned on {teacher_budget_text(info)}, then frozen "
+        f"(split after layer {TEACHER_LOWER}); the student is the same architecture with "
+        f"{STUDENT_LAYERS} layers, initialised from the teacher's embeddings and first layers. "
+        f"The student has **{sizes['train']} labelled sentences** and {sizes['valid']} "
+        f"validation sentences; GLUE's dev set ({sizes['test']} sentences) is the test set. "
+        f"The **transfer set** is {sizes['transfer']} further sentences of SST-2's train.tsv, "
+        f"none of them among the student's labelled or validation sentences or the teacher's "
+        f"own training sentences; their labels are read only by the *all labels* arm.",
+        "",
+        f"Every run takes **{budget['steps']} steps**: {budget['epochs']} pass(es) over the "
+        f"transfer set, each step a labelled batch of {budget['batch_size']} and a transfer "
+        f"batch of {budget['transfer_batch_size']} (`fit(..., transfer=...)`; the task loss on "
+        f"the labelled sentences only, each distillation term its mean over both). Arms that "
+        f"train on labels alone (Scratch on its {sizes['train']}; self-training and all labels "
+        f"on the labelled and transfer sentences together) take as many steps, "
+        f"self-training and all labels with {budget['batch_size'] + budget['transfer_batch_size']}"
+        f" sentences a step. Each run is scored {budget['evals']} times on validation, evenly "
+        f"spaced, and keeps its best (AdamW, batches grouped by length).",
+        "",
+        "- **Scratch**: the student on its labels alone.",
+        "- **Self-training**: the teacher's hard labels (its argmax) on the transfer set, used "
+        "as labels beside the real ones: the control every distillation method must beat.",
+        "- **LD, FD, FitNet, Hybrid, TD**: one edge student → teacher with that protocol; TD's "
+        "rounds k tuned over " + grid(r["grid"]["rounds"]) + ".",
+        '- **TD + LD**: one edge with both protocols (`("talk", "logit")`), LD\'s weight '
+        "kept at its own choice.",
+        "- **All labels**: the transfer set's real labels: the ceiling a perfect teacher would "
+        "approach.",
+        "",
+        f"Tuning, on validation with seed 0 before any dev number is read: the learning rate "
+        f"of Scratch and of self-training (all labels takes self-training's) from "
+        f"{grid(r['grid']['lr'])}; LD's weight, then its learning rate (every other "
+        f"distillation arm takes it); each arm's weight on its own grid (below), TD's at k = 1 "
+        f"and then its k. A choice on the edge of its grid adds the value beyond it (times or "
+        f"over 3), up to {r['grid']['max_widen']} times. Dev accuracy is the mean ± standard "
+        f"error (ddof=1) over {len(r['seeds'])} seed(s) {r['seeds']}; differences are paired "
+        f"by seed. One dev sentence is {100 / sizes['test']:.2f} points.",
+        "",
+        "## The teacher and its store",
+        "",
+    ]
+    stores = teacher["stores"]
+    body = [
+        [name, f"{store['examples']}", f"{store['bytes'] / 2**20:.1f} MiB",
+         f"{store['bytes'] / store['examples']:,.0f}", f"{store['bytes'] / store['tokens']:,.0f}",
+         f"{store['fill_seconds']:.1f} s" + ("" if store["filled_now"] else " (an earlier run)")]
+        for name, store in stores.items()
+    ]  # fmt: skip
+    lines += [
+        f"Fine-tuned teacher: validation {100 * teacher['accuracy']['valid']:.2f} %, dev "
+        f"{teacher_dev:.2f} %; its hard labels agree with SST-2's on "
+        f"{100 * teacher['accuracy']['transfer_agreement']:.1f} % of the transfer set. Its "
+        "round-0 outputs (`y` and the per-token `s`, `e` of 384 dimensions, packed without "
+        "padding, fp32) are read from the teacher store, filled once before any run:",
+        "",
+        *table(
+            ["Data", "Sentences", "Size", "Bytes / sentence", "Bytes / token", "Fill time"], body
+        ),
+        "",
+        *_results(r, arms, scratch, selfish, teacher_dev),
+        *_figure_section(r, figure),
+        *_marks(r, arms, scratch, selfish, teacher_dev),
+        *_tuning(r),
+        *_timing(r),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def teacher_budget_text(info: dict[str, Any]) -> str:
+    return (f"the first {info['train_sentences']} training sentences ({info['epochs']} epochs, "
+            f"lr {info['lr']:g}, batch {info['batch_size']})")  # fmt: skip
+
+
+def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
+    lines = ["## Results (dev accuracy, %)", ""]
+    body = []
+    for name in ARMS:
+        rows = arms.get(name, [])
+        if not rows:
+            continue
+        per_step = sorted(row["seconds"] / row["steps"] for row in rows)[len(rows) // 2]
+        body.append([
+            name, r["chosen"].get(name, "-"), _points([x["test_accuracy"] for x in rows]),
+            _points([x["valid_accuracy"] for x in rows]),
+            "-" if name == "Scratch" else _difference(rows, scratch),
+            "-" if name == "Self-training" else _difference(rows, selfish),
+            _share(recovered(rows, scratch, teacher_dev)) if scratch else "-",
+            f"{100 * per_step:.0f}",
+        ])  # fmt: skip
+    lines += table(
+        ["Arm", "Setting", "Dev (test)", "Validation", "− Scratch, paired",
+         "− Self-training, paired", "Lead recovered", "s / 100 steps"],
+        body,
+    )  # fmt: skip
+    lines += [
+        "",
+        f'"Lead recovered" is `(arm − Scratch) / (teacher − Scratch)` from the means over '
+        f'seeds, with the teacher at {teacher_dev:.2f} % on dev. "(2 SE)" marks a paired '
+        "difference larger than twice its standard error. s / 100 steps: the median run's wall "
+        "time (its evaluations included) per 100 steps, "
+        f"{r['workers']} workers × {r['threads']} thread(s).",
+        "",
+    ]
+    return lines
+
+
+def _figure_rows(r: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """Seed 0's dev accuracy of LD and TD by transfer size, and Scratch's (which reads none)."""
+    curves: dict[str, dict[int, float]] = {}
+    for row in r["rows"]:
+        if row["seed"] == 0 and row["method"] in FIGURE and not row["labels"]:
+            curves.setdefault(row["method"], {})[row["transfer"]] = 100 * row["test_accuracy"]
+    return curves
+
+
+def _figure_section(r: dict[str, Any], figure: str | None) -> list[str]:
+    curves = _figure_rows(r)
+    if not curves:
+        return []
+    sizes = sorted({n for curve in curves.values() for n in curve if n})
+    scratch = next(iter(curves.get("Scratch", {}).values()), None)
+    body = []
+    for name in FIGURE:
+        curve = curves.get(name, {})
+        cells = [f"{scratch:.2f}" if name == "Scratch" and scratch is not None
+                 else (f"{curve[n]:.2f}" if n in curve else "-") for n in [0, *sizes]]  # fmt: skip
+        body.append([name, *cells])
+    lines = [
+        "## How the gain grows with unlabelled sentences",
+        "",
+        "Dev accuracy (%), seed 0, by the number of transfer sentences, every run the same "
+        "steps (0: the labels alone). Scratch reads no transfer sentence: its value is the "
+        "same at every size.",
+        "",
+        *table(["Arm", *(f"{n:,}" for n in [0, *sizes])], body),
+        "",
+    ]
+    if figure:
+        lines += [f"![Dev accuracy against transfer sentences]({figure})", ""]
+    return lines
+
+
+def _figure(r: dict[str, Any], path: Path) -> bool:
+    curves = _figure_rows(r)
+    if not curves:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name in FIGURE:
+        curve = curves.get(name, {})
+        if name == "Scratch" and curve:
+            ax.axhline(next(iter(curve.values())), color="grey", ls="--", label="Scratch")
+        elif curve:
+            xs = sorted(curve)
+            ax.plot(xs, [curve[x] for x in xs], marker="o", label=name)
+    ax.axhline(100 * r["teacher"]["accuracy"]["test"], color="black", ls=":", label="teacher")
+    ax.set_xlabel("transfer sentences")
+    ax.set_ylabel("dev accuracy (%), seed 0")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _beats(rows: list[dict], base: list[dict]) -> tuple[bool, str]:
+    diffs = _paired(rows, base)
+    if len(diffs) < 2:
+        return False, "too few seeds"
+    mean, se = mean_se(diffs)
+    return mean > 2 * se, f"{mean:+.2f} ± {se:.2f}"
+
+
+def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
+    if not scratch or "LD" not in arms:
+        return []
+    distillers = [n for n in ("LD", "FD", "FitNet", "Hybrid", "TD", "TD + LD") if n in arms]
+    best = max(distillers, key=lambda n: _mean(arms[n]))
+    ld = recovered(arms["LD"], scratch, teacher_dev)
+    overall = max((n for n in arms if n != "All labels"), key=lambda n: _mean(arms[n]))
+    top = recovered(arms[overall], scratch, teacher_dev)
+    beats, by = _beats(arms[best], selfish) if selfish else (False, "no self-training")
+    talk = [n for n in ("TD", "TD + LD") if n in arms]
+    talking = max(talk, key=lambda n: _mean(arms[n])) if talk else None
+    reaches = talking is not None and _mean(arms[talking]) >= _mean(arms["LD"])
+    ld_se = mean_se([100 * x["test_accuracy"] for x in arms["LD"]])[1]
+    scratch_se = mean_se([100 * x["test_accuracy"] for x in scratch])[1]
+    total = r["timings"]["total"]
+    reused = sum(1 for row in [*r["rows"], *r["tuning_rows"]] if row.get("reused"))
+    lines = [
+        "## Marks",
+        "",
+        f"- LD with the transfer set recovers **{100 * ld:.0f} %** of the teacher's lead "
+        f"(mark: at least 70 %): {'met' if ld >= 0.7 else 'missed'}. Its spread over seeds: SE "
+        f"{ld_se:.2f} points, against Scratch's {scratch_se:.2f}."
+        if ld_se is not None and scratch_se is not None
+        else f"- LD with the transfer set recovers **{100 * ld:.0f} %** of the teacher's lead "
+        f"(mark: at least 70 %): {'met' if ld >= 0.7 else 'missed'}.",
+        f"- The best distillation arm, {best}, against self-training, paired: {by} points "
+        f"(mark: more than 2 SE): {'met' if beats else 'missed'}.",
+    ]
+    if talking is not None:
+        lines.append(
+            f"- TD (alone or with LD on one edge) reaches LD's accuracy: {talking} "
+            f"{_mean(arms[talking]):.2f} against LD {_mean(arms['LD']):.2f}: "
+            f"{'met' if reaches else 'missed'}."
+        )
+    lines += [
+        f"- Reach: the best arm but all labels, {overall}, recovers **{100 * top:.0f} %** "
+        f"(mark: 85 %): {'met' if top >= 0.85 else 'missed'}.",
+        f"- The whole CPU track, tuning included, in {duration(total)} (mark: at most 60 min)"
+        + (
+            f": not judged, {reused} runs were read back from the run log."
+            if reused
+            else f": {'met' if total <= 3600 else 'missed'}."
+        ),
+        f"- An LD epoch reading the store against a Scratch epoch over as many sentences: "
+        f"**{r['timing']['ratio']:.3f}** (mark: at most 1.15): "
+        f"{'met' if r['timing']['ratio'] <= 1.15 else 'missed'} (below).",
+        "",
+    ]
+    return lines
+
+
+def _tuning(r: dict[str, Any]) -> list[str]:
+    body = []
+    for search in r["searches"]:
+        cells = [
+            f"**{v:g}: {100 * s:.1f}**" if v == search["chosen"] else f"{v:g}: {100 * s:.1f}"
+            for v, s in zip(search["grid"], search["scores"])
+        ]
+        edge = "on the edge" if search["on_edge"] else "inside"
+        body.append([search["method"], search["param"], ", ".join(cells), edge])
+    return [
+        "## Tuning",
+        "",
+        "Validation accuracy (%) with seed 0 at each grid value; the chosen one in bold.",
+        "",
+        *table(["Arm", "Parameter", "Grid", "Choice"], body),
+        "",
+    ]
+
+
+def _timing(r: dict[str, Any]) -> list[str]:
+    t = r["timing"]
+    seconds = t["seconds"]
+    body = [[name, ", ".join(f"{s:.1f}" for s in values)] for name, values in seconds.items()]
+    return [
+        "## What the store costs a step",
+        "",
+        f"One epoch of {t['steps']} steps over the first {t['sentences']} transfer sentences, "
+        f"{t['sentences_per_step']} sentences a step, side by side in one process with "
+        f"{r['workers'] * r['threads']} threads, repeats interleaved: LD reading the teacher "
+        "from the store (the teacher never runs); Scratch on as many labelled sentences a step; "
+        "and, once, LD with the teacher run live (no store, no cache). Seconds per epoch:",
+        "",
+        *table(["Run", "Seconds"], body),
+        "",
+        f"LD with the store / Scratch, median of the paired ratios "
+        f"({', '.join(f'{x:.3f}' for x in t['ratios'])}): **{t['ratio']:.3f}**.",
+        "",
+        "## Wall time",
+        "",
+        *table(["Part", "Time"], [[k, duration(v)] for k, v in r["timings"].items()]),
+        "",
+        "The GPU budget, every remaining sentence of train.tsv as the transfer set: "
+        "`python -m benchmarks text-transfer --transfer all --epochs 2 --out DIR`.",
+    ]

@@ -1,0 +1,447 @@
+"""SST-2 with a transfer set: the fine-tuned MiniLM teacher teaches the 2-layer student on
+unlabelled sentences as well as on its 2,000 labelled ones.
+
+The teacher, the student, the labelled, validation and test sentences are the fine-tuned
+track's of ``python -m benchmarks text`` (:mod:`benchmarks.text.task`). The **transfer set** is
+sentences of SST-2's train.tsv that neither the student's labelled or validation sentences nor
+the teacher's own training sentences hold (:func:`agora.data.sst2.sst2_transfer`); the
+teacher's outputs on it come from the teacher store, filled once before any run.
+
+Every run takes the same number of steps: ``epochs`` passes over the whole transfer set, a
+labelled and a transfer batch a step (an arm that trains on labels alone takes as many
+sentences a step). Arms: Scratch (labels only), **self-training** (the teacher's hard labels on
+the transfer set, as labels), LD, FD, FitNet, Hybrid, TD (k tuned over 0..3), TD and LD on one
+edge, and **all labels** (the transfer set's real labels: the ceiling a perfect teacher would
+approach). Weights and learning rates are searched on validation with seed 0 (grids widened
+past an edge choice), the step by the best of ``evals`` validation scores; then every arm runs
+every seed, and LD and TD run on smaller transfer sets, seed 0, for the figure.
+
+``python -m benchmarks text-transfer [--quick]`` writes ``text-transfer.md``, ``.json``,
+``.png`` and ``-runs.jsonl`` (finished runs, so a stopped benchmark resumes) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from agora.folder import written_in_place
+from agora.store import fill
+from agora.train import FitConfig, evaluate, fit
+from benchmarks.harness import BenchmarkError, Runner, RunStore, run_all, stamp, widening_search
+from benchmarks.movielens.task import Method, method
+from benchmarks.text.task import (
+    TeacherBudget,
+    TextBudget,
+    agent_accuracy,
+    build_graph,
+    finetune_teacher,
+    teacher_agent,
+)
+from benchmarks.text.task import (
+    check as text_check,
+)
+
+ARMS = ("Scratch", "Self-training", "LD", "FD", "FitNet", "Hybrid", "TD", "TD + LD", "All labels")
+LABELS = {"Self-training": "teacher", "All labels": "real"}  # arms that train on labels alone
+GRIDS: dict[str, tuple[float, ...]] = {  # first grids; a choice on an edge widens by 3
+    "lr": (1e-4, 3e-4),
+    "LD": (0.3, 1.0, 3.0),
+    "FD": (0.03, 0.1),
+    "FitNet": (0.03, 0.1),
+    "Hybrid": (0.1, 0.3, 1.0),
+    "TD": (0.03, 0.1, 0.3),
+    "TD + LD": (0.01, 0.03, 0.1),
+}
+ROUNDS = (0, 1, 2, 3)
+MAX_WIDEN = 2
+FIGURE = ("Scratch", "LD", "TD")  # the arms drawn against the transfer set's size
+
+
+@dataclass
+class Budget:
+    """The data and training budget of every run (the CPU budget by default)."""
+
+    train_size: int = 2000
+    valid_size: int = 1000
+    max_length: int = 64
+    test_size: int | None = None
+    teacher_train_size: int = 10000
+    transfer_size: int | None = 20000  # None: every remaining sentence
+    figure_sizes: tuple[int, ...] = (0, 2000, 5000)
+    epochs: int = 1  # passes over the whole transfer set: every run's steps
+    batch_size: int = 32  # labelled sentences a step
+    transfer_batch_size: int = 64  # transfer sentences a step
+    evals: int = 4  # validation scores a run, evenly spaced; the best one is kept
+    steps: int = 0  # set from the transfer set's size: epochs * its batches
+    timing_sentences: int = 4000
+    timing_repeats: int = 3
+
+    def text(self) -> TextBudget:
+        return TextBudget(self.train_size, self.valid_size, self.max_length, self.epochs,
+                          self.batch_size, self.test_size)  # fmt: skip
+
+
+def quick_budget() -> Budget:
+    """A smoke test: tiny slices, one epoch."""
+    return Budget(
+        train_size=64, valid_size=32, max_length=16, test_size=32, teacher_train_size=128,
+        transfer_size=256, figure_sizes=(0,), batch_size=16, transfer_batch_size=32,
+        evals=2, timing_sentences=64, timing_repeats=1,
+    )  # fmt: skip
+
+
+# -- the data, in each worker --------------------------------------------------------------------
+
+
+_CONTEXT: dict[str, Any] = {}  # each worker's: the teacher file, the store folder, the data
+
+
+def _init_worker(data_dir: str | None, teacher_file: str, store_dir: str, pseudo: str) -> None:
+    _CONTEXT.update(data_dir=data_dir, teacher=teacher_file, store=store_dir, pseudo=pseudo)
+
+
+def task_data(budget: Budget, data_dir: str | None) -> dict[str, Any]:
+    """The labelled, validation, test and transfer sentences."""
+    from agora.data.sst2 import sst2_task, sst2_transfer
+
+    splits = sst2_task(budget.train_size, budget.valid_size, budget.max_length,
+                       budget.test_size, data_dir)  # fmt: skip
+    splits["transfer"] = sst2_transfer(budget.transfer_size, budget.teacher_train_size,
+                                       budget.valid_size, budget.max_length, data_dir)  # fmt: skip
+    return splits
+
+
+def _data(budget: Budget) -> dict[str, Any]:
+    fields = ("train_size", "valid_size", "max_length", "test_size", "teacher_train_size",
+              "transfer_size")  # fmt: skip
+    key = json.dumps([getattr(budget, name) for name in fields])
+    if key not in _CONTEXT:
+        _CONTEXT[key] = task_data(budget, _CONTEXT.get("data_dir"))
+    return _CONTEXT[key]
+
+
+def _union(splits: dict[str, Any], size: int, labels: str, pseudo: torch.Tensor) -> Any:
+    """The labelled sentences and the first ``size`` transfer sentences, labelled by the
+    teacher (``"teacher"``) or by SST-2 (``"real"``)."""
+    from agora.data.sst2 import TextDataset
+
+    train, transfer = splits["train"], splits["transfer"]
+    extra = transfer.labels[:size] if labels == "real" else pseudo[:size]
+    return TextDataset(train.ids + transfer.ids[:size], torch.cat([train.labels, extra]),
+                       train.pad_id)  # fmt: skip
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+
+# one run: (method, labels: "" | "teacher" | "real", transfer sentences, seed, budget)
+Task = tuple[Method, str, int, int, Budget]
+
+
+def config(budget: Budget, lr: float, seed: int, store: str | None, batches: int,
+           union: bool) -> FitConfig:  # fmt: skip
+    """Every run's FitConfig: ``budget.steps`` steps whatever an epoch holds (``batches``),
+    ``budget.evals`` evaluations; an arm on labels alone takes a labelled and a transfer
+    batch's worth of sentences a step."""
+    batch = budget.batch_size + (budget.transfer_batch_size if union else 0)
+    return FitConfig(
+        epochs=-(-budget.steps // batches), max_steps=budget.steps, batch_size=batch,
+        transfer_batch_size=budget.transfer_batch_size, lr=lr, seed=seed,
+        metric="student/accuracy", group_by_length=True,
+        eval_every=-(-budget.steps // budget.evals), teacher_store=store is not None,
+        store_dir=store, progress=False, log_every=10**9,
+    )  # fmt: skip
+
+
+def train_student(task: Task) -> dict[str, Any]:
+    """One student: validation and dev accuracy at its best validation score."""
+    arm, labels, size, seed, budget = task
+    started = time.perf_counter()
+    splits = _data(budget)
+    torch.manual_seed(seed)
+    graph = build_graph(arm, "fine-tuned", Path(_CONTEXT["teacher"]))
+    if labels:
+        pseudo = load_file(_CONTEXT["pseudo"])["labels"]
+        train, transfer = _union(splits, size, labels, pseudo), None
+        batches = -(-len(train) // (budget.batch_size + budget.transfer_batch_size))
+    else:
+        train = splits["train"]
+        transfer = splits["transfer"].subset(range(size)) if size else None
+        batches = -(
+            -(size or len(train)) // (budget.transfer_batch_size if size else budget.batch_size)
+        )
+    fit_config = config(budget, arm.lr, seed, _CONTEXT["store"], batches, bool(labels))
+    result = fit(graph, train, splits["valid"], fit_config, transfer=transfer)
+    test = evaluate(graph, splits["test"], batch_size=128, agents=["student"])
+    return {
+        "method": arm.name, "setting": arm.describe(), "labels": labels, "transfer": size,
+        "seed": seed, "valid_accuracy": result.metrics["student/accuracy"],
+        "test_accuracy": test["student/accuracy"], "best_step": result.best_step,
+        "steps": result.steps, "epoch_seconds": result.epoch_seconds,
+        "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+
+
+def _key(task: Task) -> str:
+    arm, labels, size, seed, _ = task
+    return json.dumps([list(arm.protocols), arm.describe(), labels, size, seed])
+
+
+class Tuner:
+    """Runs arms (reading finished runs back from the store) and searches a setting on
+    validation with seed 0 on the tuning transfer subset."""
+
+    def __init__(self, runner: Runner, store: RunStore, budget: Budget, max_widen: int) -> None:
+        self.runner, self.store, self.budget, self.max_widen = runner, store, budget, max_widen
+        self.searches: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []
+
+    def runs(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int,
+             label: str) -> list[dict[str, Any]]:  # fmt: skip
+        tasks = [(arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms]
+        rows = run_all(
+            self.runner, train_student, tasks, self.store, _key, label,
+            cost=lambda t: (1 + 2 * t[0].rounds) * (1 + len(t[0].protocols)),
+        )  # fmt: skip
+        # a run found under its key may have been a search's: it takes the arm's name
+        return [{**row, "method": task[0].name} for task, row in zip(tasks, rows)]
+
+    def search(self, name: str, make: Callable[[float], Method], values: Sequence[float],
+               param: str, labels: str = "") -> Method:  # fmt: skip
+        """The best of ``make(v)`` by validation accuracy, seed 0, the grid widened by 3 past
+        an edge choice (``max_widen`` times at most; ``rounds`` does not widen)."""
+        size = self.budget.transfer_size
+
+        def score(todo: list[float]) -> list[float]:
+            rows = self.runs([(make(v), labels) for v in todo], [0], size, f"{name}: {param}")
+            self.rows += rows
+            return [row["valid_accuracy"] for row in rows]
+
+        widen = 0 if param == "rounds" else self.max_widen
+        values, scores, best, edge = widening_search(
+            values, score, lambda v, up: v * 3 if up else v / 3, widen, max
+        )
+        self.searches.append({
+            "method": name, "param": param, "grid": values,
+            "scores": [scores[v] for v in values], "chosen": best,
+            "on_edge": edge and param != "rounds", "setting": make(best).describe(),
+        })  # fmt: skip
+        return make(best)
+
+
+def tune(tuner: Tuner, lrs: Sequence[float], grids: dict[str, Sequence[float]],
+         rounds: Sequence[int], arms: Sequence[str] = ARMS) -> dict[str, tuple[Method, str]]:  # fmt: skip
+    """Each arm's setting on validation (seed 0): those of ``arms`` (Scratch, self-training,
+    LD and TD always)."""
+    scratch = tuner.search("Scratch", lambda v: method("Scratch", lr=v), lrs, "lr")
+    selfish = tuner.search("Self-training", lambda v: method("Scratch", lr=v), lrs, "lr",
+                           labels="teacher")  # fmt: skip
+    ld = tuner.search("LD", lambda v: method("LD", v, lr=scratch.lr), grids["LD"], "weight")
+    ld = tuner.search("LD", lambda v: ld.set("lr", v), lrs, "lr")
+    chosen = {
+        "Scratch": (scratch, ""),
+        "Self-training": (replace(selfish, name="Self-training"), "teacher"),
+        "LD": (ld, ""),
+    }
+    for name in [n for n in ("FD", "FitNet", "Hybrid") if n in arms]:
+        found = tuner.search(name, lambda v, n=name: method(n, v, lr=ld.lr), grids[name], "weight")
+        chosen[name] = (found, "")
+    td = tuner.search("TD", lambda v: method("TD", v, lr=ld.lr, rounds=1), grids["TD"], "weight")
+    td = tuner.search("TD", lambda v: td.set("rounds", int(v)), rounds, "rounds")
+    chosen["TD"] = (td, "")
+
+    def both(v: float) -> Method:
+        talk = [(w, v) for w, _ in td.weights]
+        return Method("TD + LD", ("talk", "logit"), (*talk, ("logit", ld.weight("logit"))),
+                      rounds=td.rounds, lr=ld.lr)  # fmt: skip
+
+    if "TD + LD" in arms:
+        chosen["TD + LD"] = (tuner.search("TD + LD", both, grids["TD + LD"], "weight"), "")
+    chosen["All labels"] = (replace(selfish, name="All labels"), "real")
+    return chosen
+
+
+# -- the teacher, its store, and the store's cost ---------------------------------------------
+
+
+def prepare_teacher(budget: Budget, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Fine-tune the teacher (or read it back), fill its stores on the labelled and transfer
+    sentences, and keep its hard labels on the transfer set for self-training."""
+    teacher_budget = TeacherBudget(train_size=budget.teacher_train_size)
+    if args.quick:
+        teacher_budget = TeacherBudget(train_size=budget.teacher_train_size, epochs=1,
+                                       evals_per_epoch=1)  # fmt: skip
+    t = teacher_budget
+    file = folder / (f"minilm-finetuned-{t.train_size}-{budget.max_length}-e{t.epochs}-"
+                     f"lr{t.lr:g}.safetensors")  # fmt: skip
+    clock = time.perf_counter()
+    info = finetune_teacher(budget.text(), teacher_budget, file, args.data_dir)
+    info["read_back"] = time.perf_counter() - clock < 0.5 * info["seconds"]
+    splits = task_data(budget, args.data_dir)
+    teacher = teacher_agent("fine-tuned", file)
+    store_dir = folder / "store"
+    stores = {}
+    for name in ("train", "transfer"):
+        clock = time.perf_counter()
+        store = fill(teacher, splits[name], store_dir, batch_size=128)
+        stores[name] = {
+            "examples": store.examples, "bytes": store.bytes, "path": str(store.path),
+            "fill_seconds": store.manifest["seconds"],
+            "filled_now": time.perf_counter() - clock > 0.5 * store.manifest["seconds"],
+            "tokens": sum(splits[name].lengths),
+        }  # fmt: skip
+        if name == "transfer":
+            rows = torch.arange(store.examples)
+            logits = torch.cat([store.read("y", part) for part in rows.split(4096)])
+    pseudo = folder / f"pseudo-{Path(stores['transfer']['path']).name}.safetensors"
+    with written_in_place(pseudo) as tmp:
+        save_file({"labels": logits.argmax(-1).contiguous()}, str(tmp))
+    transfer = splits["transfer"]
+    accuracy = {
+        split: agent_accuracy(teacher, splits[split]) for split in ("valid", "test")
+    }  # fmt: skip
+    accuracy["transfer_agreement"] = float((logits.argmax(-1) == transfer.labels).float().mean())
+    return {
+        "file": str(file), "info": info, "stores": stores, "pseudo": str(pseudo),
+        "store_dir": str(store_dir), "accuracy": accuracy,
+        "sizes": {name: len(split) for name, split in splits.items()},
+        "mean_tokens": {name: sum(s.lengths) / len(s) for name, s in splits.items()},
+    }  # fmt: skip
+
+
+def store_timing(budget: Budget, teacher: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """Seconds per epoch, side by side in this process, of LD reading the store and of Scratch
+    over as many sentences: ``timing_sentences`` transfer sentences at ``transfer_batch_size``
+    beside labelled batches, against the student alone on the same number of labelled
+    sentences a step (``batch_size + transfer_batch_size``). Also LD with the teacher run live
+    (no store, no cache), once."""
+    splits = task_data(budget, data_dir)
+    size = min(budget.timing_sentences, len(splits["transfer"]))
+    transfer = splits["transfer"].subset(range(size))
+    steps = -(-size // budget.transfer_batch_size)
+    per_step = budget.batch_size + budget.transfer_batch_size
+    union = _union(splits, steps * per_step - len(splits["train"]), "real", None)
+    file, store = Path(teacher["file"]), teacher["store_dir"]
+    ld = method("LD", 1.0, lr=1e-4)
+
+    def epoch(arm: Method, with_store: bool, labels: bool) -> float:
+        torch.manual_seed(0)
+        graph = build_graph(arm, "fine-tuned", file)
+        cfg = config(replace(budget, steps=steps, evals=1), arm.lr, 0,
+                     store if with_store else None, steps, labels)  # fmt: skip
+        cfg = replace(cfg, cache_frozen=False, eval_every=None)
+        data, extra = (union, None) if labels else (splits["train"], transfer)
+        return fit(graph, data, None, cfg, transfer=extra).epoch_seconds[0]
+
+    times: dict[str, list[float]] = {"LD, store": [], "Scratch": []}
+    for _ in range(budget.timing_repeats):  # interleaved, so that a busy moment hits both
+        times["LD, store"].append(epoch(ld, True, False))
+        times["Scratch"].append(epoch(method("Scratch", lr=1e-4), False, True))
+    times["LD, teacher live"] = [epoch(ld, False, False)]
+    ratios = [a / b for a, b in zip(times["LD, store"], times["Scratch"])]
+    return {"sentences": size, "steps": steps, "sentences_per_step": per_step,
+            "seconds": times, "ratios": ratios, "ratio": statistics.median(ratios)}  # fmt: skip
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    seeds: list[int]
+    budget: Budget
+    lrs: Sequence[float] = GRIDS["lr"]
+    grids: dict[str, Sequence[float]] = field(default_factory=lambda: dict(GRIDS))
+    rounds: Sequence[int] = ROUNDS
+    max_widen: int = MAX_WIDEN
+    arms: Sequence[str] = ARMS
+    notes: list[str] = field(default_factory=list)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The teacher and its store, the store's timing, the tuning, every arm, the figure."""
+    torch.set_num_threads(args.workers * args.threads)
+    started = time.perf_counter()
+    if args.quick:
+        plan = Plan([0], quick_budget(), lrs=GRIDS["lr"][:1], rounds=(1,), max_widen=0,
+                    arms=("Scratch", "Self-training", "LD", "TD", "All labels"),
+                    notes=["--quick: tiny slices, 1 seed, 5 arms: a smoke test, not a result"])  # fmt: skip
+        plan.grids = {name: values[:1] for name, values in GRIDS.items()}
+    else:
+        size = None if args.transfer == "all" else int(args.transfer)
+        budget = Budget(transfer_size=size, epochs=args.epochs,
+                        transfer_batch_size=args.transfer_batch_size)  # fmt: skip
+        plan = Plan(list(range(args.seeds)), budget)
+    budget = plan.budget
+    folder = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".teachers"
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    teacher = prepare_teacher(budget, args, folder)
+    timings["teacher and its stores"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    timing = store_timing(budget, teacher, args.data_dir)
+    timings["store timing"] = time.perf_counter() - clock
+
+    full = teacher["sizes"]["transfer"]
+    budget = plan.budget = replace(
+        budget, transfer_size=full, steps=budget.epochs * -(-full // budget.transfer_batch_size)
+    )
+    runs = RunStore(Path(args.out) / f"{args.benchmark}{'-quick' * args.quick}-runs.jsonl",
+                    {**asdict(budget), "teacher": Path(teacher["file"]).name})  # fmt: skip
+    initargs = (args.data_dir, teacher["file"], teacher["store_dir"], teacher["pseudo"])
+    with Runner(args.workers, args.threads, _init_worker, initargs) as runner:
+        tuner = Tuner(runner, runs, budget, plan.max_widen)
+        clock = time.perf_counter()
+        chosen = tune(tuner, plan.lrs, plan.grids, plan.rounds, plan.arms)
+        timings["tuning (validation, seed 0)"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        rows = tuner.runs(list(chosen.values()), plan.seeds, full, "arms")
+        timings["arms"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        figure = [chosen[name] for name in FIGURE if name != "Scratch"]  # Scratch reads none
+        for size in budget.figure_sizes:
+            if size < full:
+                rows += tuner.runs(figure, [0], size, f"figure: {size} sentences")
+        timings["figure"] = time.perf_counter() - clock
+    timings["total"] = time.perf_counter() - started
+    return {
+        **stamp(args), "seeds": plan.seeds, "budget": asdict(budget),
+        "grid": {"lr": list(plan.lrs), **{k: list(v) for k, v in plan.grids.items()},
+                 "rounds": list(plan.rounds), "max_widen": plan.max_widen},
+        "chosen": {name: arm.describe() for name, (arm, _) in chosen.items()},
+        "searches": tuner.searches, "teacher": teacher, "timing": timing, "rows": rows,
+        "tuning_rows": tuner.rows, "timings": timings, "notes": plan.notes,
+    }  # fmt: skip
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """``--transfer``, ``--epochs``, ``--transfer-batch-size``."""
+    parser.add_argument(
+        "--transfer", default="20000",
+        help="transfer sentences, or 'all' (every remaining one: a GPU's budget); default 20000",
+    )  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=1, help="passes over the transfer set")
+    parser.add_argument("--transfer-batch-size", type=int, default=64,
+                        help="transfer sentences a step, beside 32 labelled (default: 64)")  # fmt: skip
+
+
+def check(args: argparse.Namespace) -> None:
+    """The budget's values, the text extra and the data, before anything trains."""
+    if args.epochs < 1 or args.transfer_batch_size < 1:
+        raise BenchmarkError("--epochs and --transfer-batch-size must be at least 1")
+    if args.transfer != "all" and not (args.transfer.isdigit() and int(args.transfer)):
+        raise BenchmarkError(
+            f"--transfer must be a positive number or 'all', got {args.transfer!r}"
+        )
+    text_check(argparse.Namespace(epochs=1, train_size="2000", teacher_train_size="10000",
+                                  data_dir=args.data_dir))  # fmt: skip

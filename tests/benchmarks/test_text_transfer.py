@@ -1,0 +1,40 @@
+"""`python -m benchmarks text-transfer --quick` writes its page."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
+
+needs_sst2 = pytest.mark.skipif(
+    not (Path(DATA_DIR) / "sst2" / "train.tsv").is_file(),
+    reason="SST-2 not found: set AGORA_DATA_DIR to a folder holding sst2/{train,dev}.tsv",
+)
+needs_text = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None,
+    reason="the text extra is not installed: pip install 'agora-distill[text]'",
+)
+
+
+@needs_sst2
+@needs_text
+def test_bench_text_transfer_quick_writes_its_page(tmp_path):
+    from benchmarks.harness import main
+
+    assert main(["text-transfer", "--quick", "--workers", "1", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "text-transfer-quick.json").read_text())
+    page = (tmp_path / "text-transfer-quick.md").read_text()
+    full = results["teacher"]["sizes"]["transfer"]
+    arms = {row["method"] for row in results["rows"] if row["transfer"] == full}
+    assert arms == {"Scratch", "Self-training", "LD", "TD", "All labels"}
+    assert {row["transfer"] for row in results["rows"] if row["method"] == "LD"} == {0, full}
+    assert all(row["steps"] == results["budget"]["steps"] for row in results["rows"])
+    store = results["teacher"]["stores"]["transfer"]
+    assert store["examples"] == full and store["bytes"] > 0
+    assert "| Self-training |" in page and "Lead recovered" in page and "## Marks" in page
+    assert "LD with the store / Scratch" in page and (tmp_path / "text-transfer-quick.png").exists()
