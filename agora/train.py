@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from agora import checkpoint, folder
 from agora.agent import Agent
 from agora.cache import CachedOrchestrator, StateCache
+from agora.data.download import DataError
 from agora.errors import FieldError, GraphError
 from agora.graph import Graph
 from agora.loaders import (
@@ -201,7 +202,9 @@ def evaluate(
     """Metrics of every agent with a head and a task: RMSE (regression) or accuracy (classes).
 
     With per-learner data (``{learner: data}``) each learner is evaluated on its own data,
-    and ``mean/rmse`` (``mean/accuracy``) averages the learners' metrics.
+    and ``mean/rmse`` (``mean/accuracy``) averages the learners' metrics. A NaN or infinite
+    regression target is an error (:class:`~agora.data.download.DataError`, naming the agent
+    and how many), never a NaN metric.
 
     Example:
         >>> from agora.models.toy import mlp_agent
@@ -230,7 +233,8 @@ def evaluate(
     device = accelerator.device if accelerator is not None else next(graph.parameters()).device
     was_training = graph.training
     graph.eval()
-    sums = {a.name: torch.zeros(2, dtype=torch.float64, device=device) for a in agents}
+    # per agent: the metric's sum, the loss's, and how many targets were not finite
+    sums = {a.name: torch.zeros(3, dtype=torch.float64, device=device) for a in agents}
     count = torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
         x, y = split_batch(batch)
@@ -242,16 +246,22 @@ def evaluate(
                 y_pred, target = accelerator.gather_for_metrics((y_pred, target))
             if agent.task == "regression":
                 error = (y_pred.reshape(target.shape).float() - target.float()).pow(2).sum()
-                sums[agent.name] += torch.stack([error, error])
+                bad = (~torch.isfinite(target)).sum()
+                sums[agent.name] += torch.stack([error, error, bad]).double()
             else:
                 correct = (y_pred.argmax(-1) == target).sum()
                 loss = torch.nn.functional.cross_entropy(y_pred.float(), target, reduction="sum")
-                sums[agent.name] += torch.stack([correct.double(), loss.double()])
+                sums[agent.name] += torch.stack([correct, loss, loss.new_zeros(())]).double()
         count += target.shape[0]
     graph.train(was_training)
     metrics = {}
     for agent in agents:
-        first, second = (sums[agent.name] / count.clamp_min(1)).tolist()
+        first, second, _ = (sums[agent.name] / count.clamp_min(1)).tolist()
+        if bad := int(sums[agent.name][2]):
+            raise DataError(
+                f"evaluate: {bad} of {int(count)} targets of agent {agent.name!r} are NaN or "
+                "infinite, which no metric can score; fix or drop those examples of the data"
+            )
         if agent.task == "regression":
             metrics[f"{agent.name}/rmse"] = math.sqrt(first)
             metrics[f"{agent.name}/loss"] = second
@@ -742,8 +752,8 @@ class RunLog:
         if not math.isfinite(metrics[metric]):
             raise NonFiniteLossError(
                 f"The validation metric {metric} is {metrics[metric]} at step {state.step}: a "
-                "non-finite prediction, or a NaN or infinite target in the validation data "
-                f"(its metrics: {metrics}); nothing after this evaluation would be kept"
+                f"non-finite prediction (its metrics: {metrics}); nothing after this evaluation "
+                "would be kept"
             )
         self.write(
             {

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from agora import Graph, GraphError, checkpoint
+from agora.data.download import DataError
 from agora.errors import FieldError
 from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
@@ -294,12 +295,12 @@ def test_a_metric_typo_fails_before_the_first_step(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
 
 
-def test_a_nan_validation_target_stops_the_run_naming_the_metric():
+def test_a_nan_validation_target_stops_the_run_naming_the_agent():
     train, valid = fit_data()
     x, y = valid.tensors
     y = y.clone()
     y[3] = float("nan")
-    with pytest.raises(NonFiniteLossError, match=r"validation metric student/rmse is nan"):
+    with pytest.raises(DataError, match=rf"1 of {len(y)} targets of agent '\w+' are NaN"):
         fit(talk_graph(), train, TensorDataset(x, y), quick_fit(epochs=1))
 
 
