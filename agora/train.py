@@ -11,7 +11,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,21 +385,21 @@ def fit(
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is None:
         return _fit(graph, train_data, eval_data, config, None, run_config)
-    state = PartialState(cpu=config.cpu or _launched_without_gpu())
     configuration = run_configuration(graph, config, run_config)
-    lock = folder.Lock(out_dir) if state.is_main_process else None
-    try:
-        if lock is not None:
-            lock.acquire()
-            folder.claim(out_dir, configuration, overwrite=not resume)
+    with run_folder(out_dir, configuration, config, overwrite=not resume):
+        return _fit(graph, train_data, eval_data, config, out_dir, run_config)
+
+
+@contextmanager
+def run_folder(
+    out_dir: Path, configuration: Mapping[str, Any], config: FitConfig, *, overwrite: bool
+) -> Iterator[None]:
+    """Hold ``out_dir`` for a run (:func:`agora.folder.writing`) from the main process; every
+    process starts once it is claimed."""
+    state = PartialState(cpu=config.cpu or _launched_without_gpu())
+    with folder.writing(out_dir, configuration, overwrite=overwrite, main=state.is_main_process):
         state.wait_for_everyone()
-        result = _fit(graph, train_data, eval_data, config, out_dir, run_config)
-        if state.is_main_process:
-            folder.write_record(out_dir, configuration, finished=True)
-        return result
-    finally:
-        if lock is not None:
-            lock.release()
+        yield
 
 
 # FitConfig fields that change how a run reports, not what it trains

@@ -68,6 +68,45 @@ def test_one_writer_at_a_time_and_a_dead_writers_lock_is_taken_over(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+def test_a_finished_run_of_another_config_staged_or_not_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    chain = ["run", "tiny-chain", "--out", str(out), "stages.0.epochs=1", "stages.1.epochs=1"]
+    assert main(["run", "tiny", "--out", str(out), "fit.epochs=1"]) == 0
+    model = (out / "model" / "graph.json").read_text()
+    with pytest.raises(SystemExit) as caught:
+        main(chain)
+    assert caught.value.code == 2
+    assert "holds a run of another configuration" in capsys.readouterr().err
+    assert (out / "model" / "graph.json").read_text() == model and not (out / "stages").exists()
+    assert main([*chain, "--overwrite"]) == 0  # afresh: the staged run replaces the whole folder
+    assert json.loads((out / "run.json").read_text())["configuration"]["stages"]
+    with pytest.raises(SystemExit):
+        main(["run", "tiny", "--out", str(out), "fit.epochs=1"])  # and the other way round
+    assert "holds a run of another configuration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(chain)
+    assert "holds a finished run of this configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "empty"),
+    (b"\xff\xfe", "unreadable"),
+    (b'{"pid": 12}', "unreadable"),
+])  # fmt: skip
+def test_an_empty_or_unreadable_lock_is_named_and_overwrite_breaks_it(tmp_path, content, said):
+    train, valid = fit_data()
+    (tmp_path / ".lock").write_bytes(content)
+    with pytest.raises(RunFolderError, match=rf"\.lock: the lock file is {said}.*Remove it if no "
+                       "run is writing"):  # fmt: skip
+        fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path)
+    fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path, resume=False)
+    assert not (tmp_path / ".lock").exists()
+    live = {"host": os.uname().nodename, "pid": os.getpid()}  # a live owner is never broken
+    (tmp_path / ".lock").write_text(json.dumps(live))
+    with pytest.raises(RunFolderError, match=f"written by process {os.getpid()}"):
+        fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path, resume=False)
+
+
 def test_out_naming_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SystemExit) as caught:

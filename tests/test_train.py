@@ -78,10 +78,19 @@ def test_a_frozen_agent_sharing_a_trainable_part_is_evaluated_every_time(tmp_pat
     assert len(set(evals)) == 3
 
 
-def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path):
-    reference = run_script(tmp_path / "reference")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The plain run (3 epochs of 12 steps) the interrupted ones are compared with."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    reference = run_script(out)
     assert reference.wait(timeout=PATIENCE) == 0, reference.stderr.read().decode()
+    return load_file(str(out / "final.safetensors"))
 
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_stopped_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, uninterrupted, stop):
+    """kill -9 leaves the lock for the resumed run to take over; SIGTERM unwinds the run, which
+    releases it and says so."""
     interrupted = run_script(tmp_path / "interrupted", "--slow", "0.1")
     latest = tmp_path / "interrupted" / "checkpoints" / "latest"
     deadline = time.time() + PATIENCE
@@ -90,17 +99,21 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path):
             break
         assert interrupted.poll() is None, interrupted.stderr.read().decode()
         time.sleep(0.02)
-    interrupted.send_signal(signal.SIGKILL)
-    assert interrupted.wait(timeout=30) == -signal.SIGKILL
+    interrupted.send_signal(stop)
+    code = interrupted.wait(timeout=30)
+    lock = tmp_path / "interrupted" / ".lock"
+    if stop == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM and not lock.exists()
+        assert "SIGTERM: the run writing" in interrupted.stderr.read().decode()
+    else:
+        assert code == -signal.SIGKILL and lock.exists()
     killed_at = int(latest.read_text().strip().split("-")[1])
     assert killed_at % 12 != 0, f"checkpoint {killed_at} is at an epoch's end, not mid-epoch"
     assert not (tmp_path / "interrupted" / "final.safetensors").exists()
 
     resumed = run_script(tmp_path / "interrupted")
     assert resumed.wait(timeout=PATIENCE) == 0, resumed.stderr.read().decode()
-    a = load_file(str(tmp_path / "reference" / "final.safetensors"))
-    b = load_file(str(tmp_path / "interrupted" / "final.safetensors"))
-    assert_same(a, b)
+    assert_same(uninterrupted, load_file(str(tmp_path / "interrupted" / "final.safetensors")))
     records = [json.loads(line) for line in (tmp_path / "interrupted" / "metrics.jsonl").open()]
     steps = [record["step"] for record in records if "lr" in record]  # training lines
     assert steps == sorted(set(steps))  # nothing logged twice across the kill
