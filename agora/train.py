@@ -337,6 +337,11 @@ class TrainState:
     best_step: int | None = None
     evals_without_improvement: int = 0
 
+    def patience_spent(self, patience: int | None) -> bool:
+        """Early stopping's decision: ``patience`` evaluations in a row without improvement
+        (a resumed run reads it back from its checkpoint's counts)."""
+        return patience is not None and self.evals_without_improvement >= patience
+
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -516,6 +521,7 @@ def _fit(
                 "it was saved: start afresh (--overwrite, resume=False) or restore the model"
             ) from None
         checkpoint.read_training_state(latest, resumable)
+    if out_dir is not None:
         log.resumed(state.step)
     if config.trackers:
         accelerator.init_trackers("agora", config=_flat(asdict(config)))
@@ -526,8 +532,9 @@ def _fit(
         disable=not (config.progress and accelerator.is_local_main_process),
     )
     log.bar = bar  # each evaluation shows its metric, and the best so far, on the bar
-    # a run resumed after its last step trains no more
+    # a run resumed after its last step, or after early stopping said stop, trains no more
     stop = config.max_steps is not None and state.step >= config.max_steps
+    stop = stop or state.patience_spent(config.patience)
     epoch_seconds: list[float] = []
     for epoch in range(state.epoch, config.epochs if not stop else state.epoch):
         batches = epoch_batches(loader, shuffle, epoch, state.batches_in_epoch)
@@ -717,7 +724,8 @@ class RunLog:
             )
 
     def resumed(self, step: int) -> None:
-        """Drop lines the killed run wrote after its last checkpoint, so none appear twice."""
+        """Drop lines a killed run wrote after its last checkpoint (every line, when it died
+        before its first: ``step`` 0), so none appear twice."""
         path = self.out_dir / "metrics.jsonl"
         if self.main and path.exists():
             lines = [line for line in path.read_text().splitlines() if _logged_by(line, step)]
@@ -776,8 +784,7 @@ class RunLog:
         self.shown = {metric: f"{metrics[metric]:.4f}", "best": f"{state.best:.4f}"}
         if self.bar is not None:
             self.bar.set_postfix(self.shown)
-        patience = self.config.patience
-        return patience is not None and state.evals_without_improvement >= patience
+        return state.patience_spent(self.config.patience)
 
     def _metrics(self, eval_data: Any) -> dict[str, float]:
         """Every agent's metrics; those of an agent that cannot change (:func:`_fixed`) are

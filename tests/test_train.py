@@ -349,13 +349,29 @@ def early_stopped(tmp_path_factory):
     return load_file(str(out / "final.safetensors")), [line["step"] for line in lines]
 
 
-@pytest.mark.parametrize("phase", ["model", "state", "sealed", "named", "pointer"])
+def checkpoints_up_to(step: int) -> int:
+    """How many checkpoints ``EARLY_STOPPED`` writes up to ``step``: every 5 steps and at each
+    epoch's end (12 steps), once when both fall on a step."""
+    return sum(1 for s in range(1, step + 1) if s % 5 == 0 or s % 12 == 0)
+
+
+@pytest.mark.parametrize(
+    "phase, k",
+    [("model", 3), ("state", 3), ("sealed", 3), ("named", 3), ("pointer", 3),
+     ("model", 1), ("pointer", "stop")],
+    ids=["model", "state", "sealed", "named", "pointer", "before-the-first", "after-the-stop"],
+)  # fmt: skip
 def test_killed_at_any_checkpoint_phase_resumes_to_the_same_early_stopped_run(
-    tmp_path, phase, early_stopped
+    tmp_path, phase, k, early_stopped
 ):
-    """The kill comes in the 3rd checkpoint, at the end of the first epoch (evaluated, best)."""
+    """The kill comes in the 3rd checkpoint, at the end of the first epoch (evaluated, best);
+    in the 1st, before any checkpoint is whole (every line logged is logged again); or right
+    after the checkpoint of the epoch's end where early stopping said stop."""
     weights, steps = early_stopped
-    killed = run_script(tmp_path / "killed", *EARLY_STOPPED, "--crash", f"{phase}@3")
+    if k == "stop":
+        assert steps[-1] % 12 == 0  # the reference stopped at an epoch's end
+        k = checkpoints_up_to(steps[-1])
+    killed = run_script(tmp_path / "killed", *EARLY_STOPPED, "--crash", f"{phase}@{k}")
     assert killed.wait(timeout=PATIENCE) == 9, killed.stderr.read().decode()
     assert not (tmp_path / "killed" / "final.safetensors").exists()
     resumed = run_script(tmp_path / "killed", *EARLY_STOPPED)
