@@ -2,11 +2,13 @@
 
 import json
 import os
+import signal
+import time
 
 import pytest
 
 from agora.cli import main
-from agora.folder import Lock, RunFolderError, claim, differences
+from agora.folder import Lock, RunFolderError, Terminated, claim, differences, writing
 from agora.train import fit
 from tests.helpers import fit_data, quick_fit, talk_graph
 
@@ -105,6 +107,17 @@ def test_an_empty_or_unreadable_lock_is_named_and_overwrite_breaks_it(tmp_path, 
     (tmp_path / ".lock").write_text(json.dumps(live))
     with pytest.raises(RunFolderError, match=f"written by process {os.getpid()}"):
         fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path, resume=False)
+
+
+def test_sigterm_unwinds_a_run_holding_its_folder_and_the_old_handler_comes_back(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as caught, writing(tmp_path, {"fit": {"lr": 0.1}}):
+        assert (tmp_path / ".lock").exists()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+    assert caught.value.code == 143 and not (tmp_path / ".lock").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["finished"] is False
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_out_naming_a_file_is_one_line(tmp_path, capsys):
