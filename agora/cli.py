@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -143,8 +144,16 @@ def evaluate_run(args: argparse.Namespace) -> int:
     config = stored_config(args.run_dir, args.overrides, trust_code=args.trust_code)
     split = stored_split(config, args.split)
     graph = load(args.run_dir, trust_code=args.trust_code)
-    metrics = evaluate(graph, split, batch_size=args.batch_size)
-    print(json.dumps(metrics, indent=2, sort_keys=True))
+    try:
+        metrics = evaluate(graph, split, batch_size=args.batch_size)
+    except DataError as error:
+        raise DataError(f"the {args.split} split: {error}") from None
+    if unscored := sorted(name for name, value in metrics.items() if not math.isfinite(value)):
+        raise CommandError(
+            f"the {args.split} split: {', '.join(unscored)} are not finite: the model in "
+            f"{args.run_dir} predicts NaN or infinite values on it"
+        )
+    print(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False))
     return 0
 
 

@@ -4,7 +4,11 @@
 
 - **One writer.** ``D/.lock`` holds the owner's host and process id while a run writes; a
   second run on ``D`` fails, naming the owner. A lock left by a process that died on this host
-  is taken over.
+  is taken over. An empty or unreadable lock names no owner: it is refused as such, and
+  ``overwrite`` breaks it.
+- **A clean stop.** While a run holds ``D``, SIGTERM ends it as an exception would
+  (:class:`Terminated`, exit status 143): the lock is released, and the run resumes from its
+  last checkpoint. The previous handler is restored when the run ends.
 - **Resume only what this run would have written.** ``D/run.json`` records the run's
   configuration (the graph's spec, the :class:`~agora.train.FitConfig`, the run config) and
   whether it finished. A run on a folder that holds an *unfinished* run of the *same*
@@ -19,8 +23,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +42,11 @@ WRITTEN = ("checkpoints", "model", "metrics.jsonl", RECORD, "stages", "alone", "
 class RunFolderError(ValueError):
     """A run folder this run may not write: held by another run, finished, or of another
     configuration. The message says which, and what to do."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived while a run held its folder: the run stops as an exception stops it
+    (its lock released), with exit status 143 (128 + SIGTERM)."""
 
 
 def fingerprint(configuration: Mapping[str, Any]) -> str:
@@ -111,6 +123,66 @@ def claim(out_dir: Path, configuration: Mapping[str, Any], *, overwrite: bool = 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_record(out_dir, configuration, finished=False)
     return False
+
+
+@contextmanager
+def writing(
+    out_dir: Path, configuration: Mapping[str, Any], *, overwrite: bool = False, main: bool = True
+) -> Iterator[bool]:
+    """Hold ``out_dir`` while a run writes it: take its :class:`Lock` (``overwrite`` breaks a
+    broken one), :func:`claim` it, stop cleanly on SIGTERM (:func:`stop_on_sigterm`), and
+    record the run finished in ``run.json`` when the block ends without an error. Yields
+    whether an unfinished run of the same configuration is there to resume.
+
+    ``main=False`` (the other processes of a multi-process run) only stops on SIGTERM: one
+    process holds the folder.
+
+    Example:
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with writing(folder, {"fit": {"lr": 0.1}}) as resuming:
+        ...     print(resuming, (folder / LOCK).exists())
+        False True
+        >>> json.loads((folder / RECORD).read_text())["finished"], (folder / LOCK).exists()
+        (True, False)
+    """
+    lock = Lock(out_dir) if main else None
+    with stop_on_sigterm(out_dir):
+        try:
+            resuming = False
+            if lock is not None:
+                lock.acquire(break_broken=overwrite)
+                resuming = claim(out_dir, configuration, overwrite=overwrite)
+            yield resuming
+            if lock is not None:
+                write_record(out_dir, configuration, finished=True)
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+@contextmanager
+def stop_on_sigterm(out_dir: Path) -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (after one line on stderr), so
+    that the run unwinds as after an error: its lock is released, its checkpoints stay whole.
+    The previous handler is restored after. Outside the main thread, where Python cannot
+    install a handler, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        print(
+            f"agora: SIGTERM: the run writing {out_dir} stops; run it again to resume from its "
+            "last checkpoint",
+            file=sys.stderr,
+        )
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def umask_mode(mode: int) -> int:
@@ -190,8 +262,18 @@ class Lock:
         self.path = Path(out_dir) / LOCK
         self.held = False
 
-    def acquire(self) -> None:
-        """Take the lock, or take over one left by a dead process of this host."""
+    def acquire(self, *, break_broken: bool = False) -> None:
+        """Take the lock, or take over one left by a dead process of this host.
+
+        Args:
+            break_broken: also take over a lock that names no owner (empty or unreadable),
+                as ``overwrite`` does; a lock naming a live owner is never taken.
+                (default: ``False``)
+
+        Raises:
+            RunFolderError: another process holds the lock, or (without ``break_broken``)
+                the lock names no owner; the message says what to do.
+        """
         _check_folder(self.path.parent)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -199,23 +281,49 @@ class Lock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                try:
-                    owner = json.loads(self.path.read_text() or "{}")
-                except (OSError, json.JSONDecodeError):
-                    owner = {}
-                if owner.get("host") == me["host"] and not _alive(owner.get("pid")):
-                    self.path.unlink(missing_ok=True)  # its owner died: take it over
+                owner, broken = self._owner()
+                if owner is None:
+                    continue  # released meanwhile
+                dead = owner.get("host") == me["host"] and not _alive(owner.get("pid"))
+                if dead or (broken and break_broken):
+                    self.path.unlink(missing_ok=True)  # nobody holds it: take it over
                     continue
+                if broken:
+                    raise RunFolderError(
+                        f"{self.path}: the lock file is {broken}, so it names no run; a run "
+                        "that died as it took the lock leaves one. Remove it if no run is "
+                        f"writing {self.path.parent} (--overwrite, overwrite=True, also breaks "
+                        "it, and trains afresh)"
+                    ) from None
                 raise RunFolderError(
-                    f"{self.path.parent} is being written by process {owner.get('pid', '?')} on "
-                    f"{owner.get('host', '?')} (its lock: {self.path}); wait for it, or give "
-                    "another folder"
+                    f"{self.path.parent} is being written by process {owner['pid']} on "
+                    f"{owner['host']} (its lock: {self.path}); wait for it, or give another "
+                    "folder"
                 ) from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True
             return
         raise RunFolderError(f"{self.path}: could not take the lock")
+
+    def _owner(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The lock's owner ``{"host", "pid"}``; or ``{}`` and why the file names none; or
+        ``None`` when the lock is gone."""
+        try:
+            text = self.path.read_bytes().decode()
+        except FileNotFoundError:
+            return None, None
+        except (OSError, UnicodeDecodeError) as error:
+            return {}, f"unreadable ({error})"
+        if not text.strip():
+            return {}, "empty"
+        try:
+            owner = json.loads(text)
+        except json.JSONDecodeError:
+            owner = None
+        if not isinstance(owner, dict) or not {"host", "pid"} <= owner.keys():
+            return {}, f"unreadable (not {{'host': ..., 'pid': ...}} but {text[:60]!r})"
+        return owner, None
 
     def release(self) -> None:
         if self.held:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agora import checkpoint
 from agora.errors import GraphError
 from agora.graph import Graph
-from agora.train import Data, FitConfig, FitResult, fit
+from agora.train import Data, FitConfig, FitResult, fit, run_configuration, run_folder
 
 EdgeName = str | tuple[str, str]
 
@@ -193,7 +193,11 @@ def fit_stages(
     from. Per-learner ``train_data`` (``{learner: data}``) is handed to each stage for the
     agents that train in it, and a ``transfer`` set to every stage. With ``out_dir``, stage ``s`` runs in
     ``<out_dir>/stages/<s>/`` and the final graph is copied to ``<out_dir>/model/`` (what
-    :func:`agora.load` reads); calling again resumes: finished stages are loaded, not rerun.
+    :func:`agora.load` reads). ``out_dir`` itself follows the run folder's rules
+    (:mod:`agora.folder`), its configuration being the graph's spec, ``config``, the stages and
+    ``run_config``: calling again resumes an unfinished run (finished stages are loaded, not
+    rerun); a finished run, or a run of another configuration, is refused unless
+    ``resume=False``.
 
     Returns:
         dict[str, FitResult]: each stage's result, by stage name.
@@ -216,6 +220,31 @@ def fit_stages(
     config = config or FitConfig()
     out_dir = Path(out_dir) if out_dir is not None else None
     check_stages(graph, stages)
+    if out_dir is None:
+        return _fit_stages(
+            graph, stages, train_data, eval_data, config, None, resume, run_config, transfer
+        )
+    configuration = {
+        **run_configuration(graph, config, run_config, transfer),
+        "stages": [asdict(stage) for stage in stages],
+    }
+    with run_folder(out_dir, configuration, config, overwrite=not resume):
+        return _fit_stages(
+            graph, stages, train_data, eval_data, config, out_dir, resume, run_config, transfer
+        )
+
+
+def _fit_stages(
+    graph: Graph,
+    stages: Sequence[Stage],
+    train_data: Data | Mapping[str, Data],
+    eval_data: Data | Mapping[str, Data] | None,
+    config: FitConfig,
+    out_dir: Path | None,
+    resume: bool,
+    run_config: Mapping[str, Any] | None,
+    transfer: Data | None = None,
+) -> dict[str, FitResult]:
     results: dict[str, FitResult] = {}
     for stage in stages:
         stage.apply(graph)

@@ -11,7 +11,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from agora import checkpoint, folder
 from agora.agent import Agent
 from agora.cache import CachedOrchestrator, StateCache, open_stores
+from agora.data.download import DataError
 from agora.errors import FieldError, GraphError
 from agora.graph import Graph
 from agora.loaders import (
@@ -218,7 +220,9 @@ def evaluate(
     """Metrics of every agent with a head and a task: RMSE (regression) or accuracy (classes).
 
     With per-learner data (``{learner: data}``) each learner is evaluated on its own data,
-    and ``mean/rmse`` (``mean/accuracy``) averages the learners' metrics.
+    and ``mean/rmse`` (``mean/accuracy``) averages the learners' metrics. A NaN or infinite
+    regression target is an error (:class:`~agora.data.download.DataError`, naming the agent
+    and how many), never a NaN metric.
 
     Example:
         >>> from agora.models.toy import mlp_agent
@@ -247,7 +251,8 @@ def evaluate(
     device = accelerator.device if accelerator is not None else next(graph.parameters()).device
     was_training = graph.training
     graph.eval()
-    sums = {a.name: torch.zeros(2, dtype=torch.float64, device=device) for a in agents}
+    # per agent: the metric's sum, the loss's, and how many targets were not finite
+    sums = {a.name: torch.zeros(3, dtype=torch.float64, device=device) for a in agents}
     count = torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
         x, y = split_batch(batch)
@@ -259,16 +264,22 @@ def evaluate(
                 y_pred, target = accelerator.gather_for_metrics((y_pred, target))
             if agent.task == "regression":
                 error = (y_pred.reshape(target.shape).float() - target.float()).pow(2).sum()
-                sums[agent.name] += torch.stack([error, error])
+                bad = (~torch.isfinite(target)).sum()
+                sums[agent.name] += torch.stack([error, error, bad]).double()
             else:
                 correct = (y_pred.argmax(-1) == target).sum()
                 loss = torch.nn.functional.cross_entropy(y_pred.float(), target, reduction="sum")
-                sums[agent.name] += torch.stack([correct.double(), loss.double()])
+                sums[agent.name] += torch.stack([correct, loss, loss.new_zeros(())]).double()
         count += target.shape[0]
     graph.train(was_training)
     metrics = {}
     for agent in agents:
-        first, second = (sums[agent.name] / count.clamp_min(1)).tolist()
+        first, second, _ = (sums[agent.name] / count.clamp_min(1)).tolist()
+        if bad := int(sums[agent.name][2]):
+            raise DataError(
+                f"evaluate: {bad} of {int(count)} targets of agent {agent.name!r} are NaN or "
+                "infinite, which no metric can score; fix or drop those examples of the data"
+            )
         if agent.task == "regression":
             metrics[f"{agent.name}/rmse"] = math.sqrt(first)
             metrics[f"{agent.name}/loss"] = second
@@ -343,6 +354,11 @@ class TrainState:
     best_step: int | None = None
     evals_without_improvement: int = 0
 
+    def patience_spent(self, patience: int | None) -> bool:
+        """Early stopping's decision: ``patience`` evaluations in a row without improvement
+        (a resumed run reads it back from its checkpoint's counts)."""
+        return patience is not None and self.evals_without_improvement >= patience
+
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -400,21 +416,21 @@ def fit(
     out_dir = Path(out_dir) if out_dir is not None else None
     if out_dir is None:
         return _fit(graph, train_data, eval_data, config, None, run_config, transfer)
-    state = PartialState(cpu=config.cpu or _launched_without_gpu())
     configuration = run_configuration(graph, config, run_config, transfer)
-    lock = folder.Lock(out_dir) if state.is_main_process else None
-    try:
-        if lock is not None:
-            lock.acquire()
-            folder.claim(out_dir, configuration, overwrite=not resume)
+    with run_folder(out_dir, configuration, config, overwrite=not resume):
+        return _fit(graph, train_data, eval_data, config, out_dir, run_config, transfer)
+
+
+@contextmanager
+def run_folder(
+    out_dir: Path, configuration: Mapping[str, Any], config: FitConfig, *, overwrite: bool
+) -> Iterator[None]:
+    """Hold ``out_dir`` for a run (:func:`agora.folder.writing`) from the main process; every
+    process starts once it is claimed."""
+    state = PartialState(cpu=config.cpu or _launched_without_gpu())
+    with folder.writing(out_dir, configuration, overwrite=overwrite, main=state.is_main_process):
         state.wait_for_everyone()
-        result = _fit(graph, train_data, eval_data, config, out_dir, run_config, transfer)
-        if state.is_main_process:
-            folder.write_record(out_dir, configuration, finished=True)
-        return result
-    finally:
-        if lock is not None:
-            lock.release()
+        yield
 
 
 # FitConfig fields that change how a run reports, or where it reads from, not what it trains
@@ -558,6 +574,7 @@ def _fit(
                 "it was saved: start afresh (--overwrite, resume=False) or restore the model"
             ) from None
         checkpoint.read_training_state(latest, resumable)
+    if out_dir is not None:
         log.resumed(state.step)
     if config.trackers:
         accelerator.init_trackers("agora", config=_flat(asdict(config)))
@@ -568,8 +585,9 @@ def _fit(
         disable=not (config.progress and accelerator.is_local_main_process),
     )
     log.bar = bar  # each evaluation shows its metric, and the best so far, on the bar
-    # a run resumed after its last step trains no more
+    # a run resumed after its last step, or after early stopping said stop, trains no more
     stop = config.max_steps is not None and state.step >= config.max_steps
+    stop = stop or state.patience_spent(config.patience)
     epoch_seconds: list[float] = []
     for epoch in range(state.epoch, config.epochs if not stop else state.epoch):
         batches = epoch_batches(loader, shuffle, epoch, state.batches_in_epoch)
@@ -768,7 +786,8 @@ class RunLog:
             )
 
     def resumed(self, step: int) -> None:
-        """Drop lines the killed run wrote after its last checkpoint, so none appear twice."""
+        """Drop lines a killed run wrote after its last checkpoint (every line, when it died
+        before its first: ``step`` 0), so none appear twice."""
         path = self.out_dir / "metrics.jsonl"
         if self.main and path.exists():
             lines = [line for line in path.read_text().splitlines() if _logged_by(line, step)]
@@ -804,8 +823,8 @@ class RunLog:
         if not math.isfinite(metrics[metric]):
             raise NonFiniteLossError(
                 f"The validation metric {metric} is {metrics[metric]} at step {state.step}: a "
-                "non-finite prediction, or a NaN or infinite target in the validation data "
-                f"(its metrics: {metrics}); nothing after this evaluation would be kept"
+                f"non-finite prediction (its metrics: {metrics}); nothing after this evaluation "
+                "would be kept"
             )
         self.write(
             {
@@ -827,8 +846,7 @@ class RunLog:
         self.shown = {metric: f"{metrics[metric]:.4f}", "best": f"{state.best:.4f}"}
         if self.bar is not None:
             self.bar.set_postfix(self.shown)
-        patience = self.config.patience
-        return patience is not None and state.evals_without_improvement >= patience
+        return state.patience_spent(self.config.patience)
 
     def _metrics(self, eval_data: Any) -> dict[str, float]:
         """Every agent's metrics; those of an agent that cannot change (:func:`_fixed`) are

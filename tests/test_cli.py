@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -62,6 +63,17 @@ def test_eval_of_a_missing_split_or_folder_is_an_error(tiny_run, tmp_path, capsy
     with pytest.raises(SystemExit):
         main(["eval", str(tmp_path)])
     assert "no graph.json" in capsys.readouterr().err
+
+
+def test_eval_of_nan_labels_names_the_split_and_prints_no_invalid_json(tiny_run, capsys):
+    run_dir, _ = tiny_run
+    with pytest.raises(SystemExit) as caught:
+        main(["eval", str(run_dir), "data.kwargs.noise=.nan"])  # every label NaN
+    assert caught.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert re.search(r"the valid split: evaluate: (\d+) of \1 targets of agent '\w+' are NaN",
+                     captured.err)  # fmt: skip
 
 
 def test_graph_draws_a_png_without_training(tmp_path, capsys):

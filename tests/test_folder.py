@@ -2,11 +2,13 @@
 
 import json
 import os
+import signal
+import time
 
 import pytest
 
 from agora.cli import main
-from agora.folder import Lock, RunFolderError, claim, differences
+from agora.folder import Lock, RunFolderError, Terminated, claim, differences, writing
 from agora.train import fit
 from tests.helpers import fit_data, quick_fit, talk_graph
 
@@ -66,6 +68,56 @@ def test_one_writer_at_a_time_and_a_dead_writers_lock_is_taken_over(tmp_path):
     (tmp_path / ".lock").write_text(json.dumps({"host": os.uname().nodename, "pid": dead}))
     fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path)
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_finished_run_of_another_config_staged_or_not_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    chain = ["run", "tiny-chain", "--out", str(out), "stages.0.epochs=1", "stages.1.epochs=1"]
+    assert main(["run", "tiny", "--out", str(out), "fit.epochs=1"]) == 0
+    model = (out / "model" / "graph.json").read_text()
+    with pytest.raises(SystemExit) as caught:
+        main(chain)
+    assert caught.value.code == 2
+    assert "holds a run of another configuration" in capsys.readouterr().err
+    assert (out / "model" / "graph.json").read_text() == model and not (out / "stages").exists()
+    assert main([*chain, "--overwrite"]) == 0  # afresh: the staged run replaces the whole folder
+    assert json.loads((out / "run.json").read_text())["configuration"]["stages"]
+    with pytest.raises(SystemExit):
+        main(["run", "tiny", "--out", str(out), "fit.epochs=1"])  # and the other way round
+    assert "holds a run of another configuration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(chain)
+    assert "holds a finished run of this configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "empty"),
+    (b"\xff\xfe", "unreadable"),
+    (b'{"pid": 12}', "unreadable"),
+])  # fmt: skip
+def test_an_empty_or_unreadable_lock_is_named_and_overwrite_breaks_it(tmp_path, content, said):
+    train, valid = fit_data()
+    (tmp_path / ".lock").write_bytes(content)
+    with pytest.raises(RunFolderError, match=rf"\.lock: the lock file is {said}.*Remove it if no "
+                       "run is writing"):  # fmt: skip
+        fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path)
+    fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path, resume=False)
+    assert not (tmp_path / ".lock").exists()
+    live = {"host": os.uname().nodename, "pid": os.getpid()}  # a live owner is never broken
+    (tmp_path / ".lock").write_text(json.dumps(live))
+    with pytest.raises(RunFolderError, match=f"written by process {os.getpid()}"):
+        fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path, resume=False)
+
+
+def test_sigterm_unwinds_a_run_holding_its_folder_and_the_old_handler_comes_back(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as caught, writing(tmp_path, {"fit": {"lr": 0.1}}):
+        assert (tmp_path / ".lock").exists()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+    assert caught.value.code == 143 and not (tmp_path / ".lock").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["finished"] is False
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_out_naming_a_file_is_one_line(tmp_path, capsys):

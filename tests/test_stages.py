@@ -10,6 +10,7 @@ import yaml
 
 from agora import Graph, GraphError
 from agora.config import ConfigError, load_config
+from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
 from agora.stages import Stage, check_stages, fit_stages
 from agora.train import FitConfig
@@ -114,21 +115,34 @@ def test_a_stage_naming_an_unknown_edge_or_agent_is_an_error():
     assert graph.agents["student"].trainable and graph.edge("student", "assistant").active
 
 
-def test_finished_stages_are_loaded_not_rerun(tmp_path, monkeypatch):
+def test_finished_stages_are_loaded_not_rerun_and_a_finished_run_is_refused(tmp_path, monkeypatch):
     import agora
     import agora.stages
 
-    graph = chain_graph()
-    fit_stages(graph, STAGES, dataset(64, 1), dataset(32, 2), quick(), out_dir=tmp_path)
-    monkeypatch.setattr(agora.stages, "fit", lambda *a, **k: pytest.fail("a stage ran again"))
+    whole = chain_graph()
+    fit_stages(whole, STAGES, dataset(64, 1), dataset(32, 2), quick(), out_dir=tmp_path / "whole")
+    fit, ran = agora.stages.fit, []
+
+    def killed_in_the_student_stage(graph, *args, out_dir, **kwargs):
+        ran.append(out_dir.name)
+        if out_dir.name == "student" and ran.count("student") == 1:
+            raise KeyboardInterrupt  # as a kill would stop it
+        return fit(graph, *args, out_dir=out_dir, **kwargs)
+
+    monkeypatch.setattr(agora.stages, "fit", killed_in_the_student_stage)
+    with pytest.raises(KeyboardInterrupt):
+        fit_stages(chain_graph(), STAGES, dataset(64, 1), dataset(32, 2), quick(), out_dir=tmp_path)
     again = chain_graph()
     results = fit_stages(again, STAGES, dataset(64, 1), dataset(32, 2), quick(), out_dir=tmp_path)
+    assert ran == ["assistant", "student", "student"]  # the finished stage was not rerun
     assert list(results) == ["assistant", "student"] and results["student"].metrics
-    for key, value in graph.state_dict().items():
+    for key, value in whole.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
     agents = {name: copy.deepcopy(agent) for name, agent in chain_graph().agents.items()}
     loaded = agora.load(tmp_path, agents=agents)  # <out>/model: the graph after the last stage
     assert not loaded.edge("assistant", "teacher").active and loaded.agents["assistant"].frozen
+    with pytest.raises(RunFolderError, match="holds a finished run of this configuration"):
+        fit_stages(chain_graph(), STAGES, dataset(64, 1), dataset(32, 2), quick(), out_dir=tmp_path)
 
 
 def test_yaml_stages_are_validated_at_load_time(tmp_path):

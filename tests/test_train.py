@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from agora import Graph, GraphError, checkpoint
+from agora.data.download import DataError
 from agora.errors import FieldError
 from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
@@ -77,10 +78,19 @@ def test_a_frozen_agent_sharing_a_trainable_part_is_evaluated_every_time(tmp_pat
     assert len(set(evals)) == 3
 
 
-def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path):
-    reference = run_script(tmp_path / "reference")
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The plain run (3 epochs of 12 steps) the interrupted ones are compared with."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    reference = run_script(out)
     assert reference.wait(timeout=PATIENCE) == 0, reference.stderr.read().decode()
+    return load_file(str(out / "final.safetensors"))
 
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_stopped_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, uninterrupted, stop):
+    """kill -9 leaves the lock for the resumed run to take over; SIGTERM unwinds the run, which
+    releases it and says so."""
     interrupted = run_script(tmp_path / "interrupted", "--slow", "0.1")
     latest = tmp_path / "interrupted" / "checkpoints" / "latest"
     deadline = time.time() + PATIENCE
@@ -89,17 +99,21 @@ def test_killed_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path):
             break
         assert interrupted.poll() is None, interrupted.stderr.read().decode()
         time.sleep(0.02)
-    interrupted.send_signal(signal.SIGKILL)
-    assert interrupted.wait(timeout=30) == -signal.SIGKILL
+    interrupted.send_signal(stop)
+    code = interrupted.wait(timeout=30)
+    lock = tmp_path / "interrupted" / ".lock"
+    if stop == signal.SIGTERM:
+        assert code == 128 + signal.SIGTERM and not lock.exists()
+        assert "SIGTERM: the run writing" in interrupted.stderr.read().decode()
+    else:
+        assert code == -signal.SIGKILL and lock.exists()
     killed_at = int(latest.read_text().strip().split("-")[1])
     assert killed_at % 12 != 0, f"checkpoint {killed_at} is at an epoch's end, not mid-epoch"
     assert not (tmp_path / "interrupted" / "final.safetensors").exists()
 
     resumed = run_script(tmp_path / "interrupted")
     assert resumed.wait(timeout=PATIENCE) == 0, resumed.stderr.read().decode()
-    a = load_file(str(tmp_path / "reference" / "final.safetensors"))
-    b = load_file(str(tmp_path / "interrupted" / "final.safetensors"))
-    assert_same(a, b)
+    assert_same(uninterrupted, load_file(str(tmp_path / "interrupted" / "final.safetensors")))
     records = [json.loads(line) for line in (tmp_path / "interrupted" / "metrics.jsonl").open()]
     steps = [record["step"] for record in records if "lr" in record]  # training lines
     assert steps == sorted(set(steps))  # nothing logged twice across the kill
@@ -294,12 +308,12 @@ def test_a_metric_typo_fails_before_the_first_step(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
 
 
-def test_a_nan_validation_target_stops_the_run_naming_the_metric():
+def test_a_nan_validation_target_stops_the_run_naming_the_agent():
     train, valid = fit_data()
     x, y = valid.tensors
     y = y.clone()
     y[3] = float("nan")
-    with pytest.raises(NonFiniteLossError, match=r"validation metric student/rmse is nan"):
+    with pytest.raises(DataError, match=rf"1 of {len(y)} targets of agent '\w+' are NaN"):
         fit(talk_graph(), train, TensorDataset(x, y), quick_fit(epochs=1))
 
 
@@ -335,13 +349,29 @@ def early_stopped(tmp_path_factory):
     return load_file(str(out / "final.safetensors")), [line["step"] for line in lines]
 
 
-@pytest.mark.parametrize("phase", ["model", "state", "sealed", "named", "pointer"])
+def checkpoints_up_to(step: int) -> int:
+    """How many checkpoints ``EARLY_STOPPED`` writes up to ``step``: every 5 steps and at each
+    epoch's end (12 steps), once when both fall on a step."""
+    return sum(1 for s in range(1, step + 1) if s % 5 == 0 or s % 12 == 0)
+
+
+@pytest.mark.parametrize(
+    "phase, k",
+    [("model", 3), ("state", 3), ("sealed", 3), ("named", 3), ("pointer", 3),
+     ("model", 1), ("pointer", "stop")],
+    ids=["model", "state", "sealed", "named", "pointer", "before-the-first", "after-the-stop"],
+)  # fmt: skip
 def test_killed_at_any_checkpoint_phase_resumes_to_the_same_early_stopped_run(
-    tmp_path, phase, early_stopped
+    tmp_path, phase, k, early_stopped
 ):
-    """The kill comes in the 3rd checkpoint, at the end of the first epoch (evaluated, best)."""
+    """The kill comes in the 3rd checkpoint, at the end of the first epoch (evaluated, best);
+    in the 1st, before any checkpoint is whole (every line logged is logged again); or right
+    after the checkpoint of the epoch's end where early stopping said stop."""
     weights, steps = early_stopped
-    killed = run_script(tmp_path / "killed", *EARLY_STOPPED, "--crash", f"{phase}@3")
+    if k == "stop":
+        assert steps[-1] % 12 == 0  # the reference stopped at an epoch's end
+        k = checkpoints_up_to(steps[-1])
+    killed = run_script(tmp_path / "killed", *EARLY_STOPPED, "--crash", f"{phase}@{k}")
     assert killed.wait(timeout=PATIENCE) == 9, killed.stderr.read().decode()
     assert not (tmp_path / "killed" / "final.safetensors").exists()
     resumed = run_script(tmp_path / "killed", *EARLY_STOPPED)

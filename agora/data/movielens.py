@@ -16,6 +16,8 @@ test rating can have been seen by a teacher pre-trained on ``train``.
 
 Ids are GroupLens' own and 1-based: embeddings need ``n_users + 1`` and ``n_movies + 1``
 rows; row 0 is never used by the data (free for padding or an unknown user at serving time).
+Since the largest id sizes a table, an id above :data:`MAX_ID` is an error naming its line,
+even with ``verify=False`` (ML-100K's largest are 943 and 1682).
 
 The license forbids redistribution: agora reads ``$AGORA_DATA_DIR/ml-100k/`` or downloads
 GroupLens' zip into a cache on first use, checking its size, md5 and sha256.
@@ -39,6 +41,8 @@ from agora.data.download import Archive, DataError, Source, locate, read_verifie
 
 Batch = tuple[dict[str, Tensor], Tensor]
 SPLITS = ("train", "valid", "test")
+# the largest user or movie id read: each id up to the largest is an embedding row
+MAX_ID = 1_000_000
 
 ML_100K = Source(
     name="MovieLens 100K",
@@ -133,6 +137,10 @@ def _parse_items(raw: bytes, path: Path, n_genres: int) -> tuple[np.ndarray, lis
                 f"{path}: unparsable line {number} {line[:60]!r}..., expected {n_fields} '|'-"
                 f"separated fields: id|title|release date|video date|IMDb URL|{n_genres} flags 0/1."
             ) from None
+        if movie > MAX_ID:
+            raise DataError(
+                f"{path}: line {number} {line[:60]!r}...: " + _too_large("movie", movie)
+            )
         ids.append(movie)
         titles.append(fields[1])
         flags.append([flag == "1" for flag in fields[5:]])
@@ -153,9 +161,18 @@ def _first_bad_rating(raw: bytes, known_movie: np.ndarray) -> str:
             return f"unparsable line {number} {line!r}, expected 4 tab-separated integers"
         if user < 1 or not 1 <= rating <= 5:
             return f"line {number} {line!r}: user must be >= 1 and rating in 1..5"
+        if user > MAX_ID:
+            return f"line {number} {line!r}: " + _too_large("user", user)
         if not 0 < movie < len(known_movie) or not known_movie[movie]:
             return f"line {number} {line!r}: movie {movie} is not in u.item"
     return "no ratings"
+
+
+def _too_large(kind: str, value: int) -> str:
+    return (
+        f"{kind} id {value} is above {MAX_ID:,}; ids size the embedding tables (one row per id "
+        f"up to the largest), so renumber the {kind}s from 1"
+    )
 
 
 def _parse_ratings(raw: bytes, path: Path, movie_ids: np.ndarray) -> np.ndarray:
@@ -169,7 +186,7 @@ def _parse_ratings(raw: bytes, path: Path, movie_ids: np.ndarray) -> np.ndarray:
     ok = table.ndim == 2 and table.shape[1] == 4 and len(table) > 0
     if ok:
         user, movie, rating = table[:, 0], table[:, 1], table[:, 2]
-        ok = user.min() >= 1 and rating.min() >= 1 and rating.max() <= 5
+        ok = user.min() >= 1 and user.max() <= MAX_ID and rating.min() >= 1 and rating.max() <= 5
         ok = ok and movie.min() >= 1 and movie.max() < len(known_movie) and known_movie[movie].all()
     if not ok:
         raise DataError(f"{path}: {_first_bad_rating(raw, known_movie)}.")

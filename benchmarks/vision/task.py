@@ -151,7 +151,7 @@ def train_student(splits: dict[str, Any], m: Method, weights: str, classes: int,
 # -- the benchmark ---------------------------------------------------------------------------
 
 
-def _splits(dataset: str, b: Budget, data_dir: str | None) -> dict[str, Any]:
+def _splits(dataset: str, b: Budget, data_dir: str | None, verify: bool = True) -> dict[str, Any]:
     from agora.data.images import cifar_task, imagenet_task
 
     if dataset == "imagenet":
@@ -159,7 +159,7 @@ def _splits(dataset: str, b: Budget, data_dir: str | None) -> dict[str, Any]:
             raise BenchmarkError("ImageNet is read from a folder: pass --imagenet DIR")
         return imagenet_task(data_dir, b.image_size, b.valid_size)
     return cifar_task(dataset, b.image_size, b.valid_size, b.train_size, b.test_size,
-                      data_dir=data_dir)  # fmt: skip
+                      data_dir=data_dir, verify=verify)  # fmt: skip
 
 
 def quick_setup(folder: Path) -> tuple[str, str, Budget]:
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for dataset in datasets:
             classes = DATASETS[dataset]
             source = args.imagenet if dataset == "imagenet" else data_dir
-            splits = _splits(dataset, budget, source)
+            splits = _splits(dataset, budget, source, verify=not args.quick)  # quick: 16 records
             from agora.models.vision import load_vit, vit_agent
 
             probe = cache / "vision" / f"probe-{dataset}-{budget.image_size}.safetensors"

@@ -36,10 +36,10 @@ def write_cifar10(folder, n=6):
 
 def test_the_cifar10_reader_reads_every_record_of_every_batch(tmp_path):
     expected = write_cifar10(tmp_path / "cifar-10-batches-bin")
-    x, y = images.read_cifar("cifar10", "train", tmp_path)
+    x, y = images.read_cifar("cifar10", "train", tmp_path, verify=False)
     assert x.shape == (30, 3, 32, 32) and x.dtype == torch.uint8
     assert torch.equal(x[:6], expected[0][0]) and torch.equal(y[6:12], expected[1][1])
-    x, y = images.read_cifar("cifar10", "test", tmp_path)
+    x, y = images.read_cifar("cifar10", "test", tmp_path, verify=False)
     assert torch.equal(x, expected[5][0]) and torch.equal(y, expected[5][1])
 
 
@@ -49,15 +49,44 @@ def test_cifar100_reads_the_fine_label_and_a_truncated_file_is_named(tmp_path):
     raw, pixels, fine = cifar_records(4, 2)
     (folder / "train.bin").write_bytes(raw)
     (folder / "test.bin").write_bytes(raw[:-7])
-    x, y = images.read_cifar("cifar100", "train", tmp_path)
+    x, y = images.read_cifar("cifar100", "train", tmp_path, verify=False)
     assert torch.equal(x, pixels) and torch.equal(y, fine)
     with pytest.raises(DataError, match=r"test\.bin: .* not a whole number of 3074-byte"):
-        images.read_cifar("cifar100", "test", tmp_path)
+        images.read_cifar("cifar100", "test", tmp_path, verify=False)
+
+
+def test_a_cifar_file_cut_at_a_record_boundary_is_refused_unless_not_verified(tmp_path):
+    write_cifar10(tmp_path / "cifar-10-batches-bin")  # 6 records a file, the publisher's 10000
+    with pytest.raises(DataError, match=r"data_batch_1\.bin: 6 records, but the published "
+                       r"CIFAR-10 data_batch_1\.bin holds 10000: the file is cut short"):  # fmt: skip
+        images.read_cifar("cifar10", "train", tmp_path)
+    assert len(images.read_cifar("cifar10", "train", tmp_path, verify=False)[1]) == 30
+
+
+@pytest.mark.parametrize("name, folder, file, label_bytes, label", [
+    ("cifar10", "cifar-10-batches-bin", "test_batch.bin", 1, 10),
+    ("cifar100", "cifar-100-binary", "test.bin", 2, 200),
+])  # fmt: skip
+def test_a_cifar_label_outside_the_classes_or_an_empty_file_is_named(
+    tmp_path, name, folder, file, label_bytes, label
+):
+    (tmp_path / folder).mkdir()
+    raw = bytearray(cifar_records(5, label_bytes)[0])
+    raw[3 * (label_bytes + 3072) + label_bytes - 1] = label  # record 3's (fine) label
+    (tmp_path / folder / file).write_bytes(raw)
+    with pytest.raises(DataError, match=rf"{file}: record 3 \(at byte {3 * (label_bytes + 3072)}"
+                       rf"\) has label {label}, but CIFAR-10+ has classes 0\.\.(9|99)"):  # fmt: skip
+        images.read_cifar(name, "test", tmp_path, verify=False)
+    (tmp_path / folder / file).write_bytes(b"")
+    with pytest.raises(DataError, match=rf"{file}: empty \(0 bytes\)"):
+        images.read_cifar(name, "test", tmp_path, verify=False)
 
 
 def test_the_cifar_task_splits_preprocesses_and_augments_training_only(tmp_path):
     write_cifar10(tmp_path / "cifar-10-batches-bin", n=8)
-    task = images.cifar_task("cifar10", image_size=48, valid_size=10, data_dir=str(tmp_path))
+    task = images.cifar_task(
+        "cifar10", image_size=48, valid_size=10, data_dir=str(tmp_path), verify=False
+    )
     assert [len(task[k]) for k in ("train", "valid", "test")] == [30, 10, 8]
     x, y = task["valid"][0]
     assert x.shape == (3, 48, 48) and x.min() >= -1 and x.max() <= 1 and y.dtype == torch.long
@@ -101,6 +130,31 @@ def test_an_image_folder_reads_class_folders(tmp_path):
     assert x.shape == (3, 16, 16) and x[2].mean() > 0.9 and x[0].mean() < -0.9  # blue
     with pytest.raises(DataError, match=r"no \.jpeg, \.jpg or \.png image"):
         images.image_folder(tmp_path, images.Preprocess(), classes=["bird"])
+
+
+def test_hidden_folders_are_not_classes_and_an_empty_class_folder_is_named(tmp_path):
+    from PIL import Image
+
+    for folder in ("cat", "dog", ".ipynb_checkpoints", "cat/.ipynb_checkpoints"):
+        (tmp_path / folder).mkdir()
+    for folder, name in (("cat", "0.png"), ("dog", "0.png"), (".ipynb_checkpoints", "0.png"),
+                         ("dog", "._1.png")):  # fmt: skip
+        Image.new("RGB", (8, 8)).save(tmp_path / folder / name)
+    data = images.image_folder(tmp_path, images.Preprocess(size=8))
+    assert data.labels.tolist() == [0, 1] and [p.name for p in data.images] == ["0.png"] * 2
+    (tmp_path / "bird").mkdir()  # would take label 0 and make the dog 2
+    with pytest.raises(DataError, match=r"bird: a class folder without a \.jpeg.* take label 0"):
+        images.image_folder(tmp_path, images.Preprocess(size=8))
+    given = images.image_folder(tmp_path, images.Preprocess(size=8), ["bird", "cat", "dog"])
+    assert given.labels.tolist() == [1, 2]  # given classes fix the labels: bird may be empty
+
+
+def test_an_unreadable_image_is_named_when_read(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    data = images.image_folder(tmp_path, images.Preprocess(size=8))
+    with pytest.raises(DataError, match=r"cat/broken\.jpg: not a readable image"):
+        data[0]
 
 
 def test_augmented_training_data_switches_the_frozen_state_cache_off():

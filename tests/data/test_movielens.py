@@ -240,6 +240,21 @@ def test_unparsable_u_data_names_the_line(tmp_path):
 
 
 @needs_data
+def test_an_id_that_would_size_a_huge_table_is_refused_even_unverified(tmp_path):
+    root = copy_data(tmp_path)
+    lines = (root / "u.data").read_bytes().split(b"\n")
+    lines[2] = b"100000000\t377\t1\t878887116"  # a 1e8-row user table: 2.5e9 parameters
+    (root / "u.data").write_bytes(b"\n".join(lines))
+    with pytest.raises(DataError, match=r"u\.data: line 3 .*user id 100000000 is above 1,000,000"):
+        MovieLens(tmp_path, verify=False)
+    shutil.copy(Path(DATA_DIR) / "ml-100k" / "u.data", root / "u.data")
+    items = (root / "u.item").read_bytes().replace(b"1682|", b"100000000|", 1)
+    (root / "u.item").write_bytes(items)
+    with pytest.raises(DataError, match=r"u\.item: line 1682 .*movie id 100000000 is above"):
+        MovieLens(tmp_path, verify=False)
+
+
+@needs_data
 @pytest.mark.parametrize("missing", ["u.data", "u.item", "u.genre"])
 def test_missing_file_is_named_with_where_to_put_it(tmp_path, missing):
     copy_data(tmp_path, [name for name in FILES if name != missing])
