@@ -172,6 +172,9 @@ def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
          "− Self-training, paired", "Lead recovered", "s / 100 steps"],
         body,
     )  # fmt: skip
+    missing = [name for name in ARMS if name not in arms]
+    if missing:
+        body.append([f"*not run: {', '.join(missing)}*", *[""] * 7])
     lines += [
         "",
         f'"Lead recovered" is `(arm − Scratch) / (teacher − Scratch)` from the means over '

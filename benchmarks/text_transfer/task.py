@@ -63,7 +63,7 @@ GRIDS: dict[str, tuple[float, ...]] = {  # first grids; a choice on an edge wide
     "TD + LD": (0.01, 0.03, 0.1),
 }
 ROUNDS = (0, 1, 2, 3)
-MAX_WIDEN = 2
+MAX_WIDEN = 1
 FIGURE = ("Scratch", "LD", "TD")  # the arms drawn against the transfer set's size
 
 
@@ -239,36 +239,48 @@ class Tuner:
         return make(best)
 
 
-def tune(tuner: Tuner, lrs: Sequence[float], grids: dict[str, Sequence[float]],
-         rounds: Sequence[int], arms: Sequence[str] = ARMS) -> dict[str, tuple[Method, str]]:  # fmt: skip
-    """Each arm's setting on validation (seed 0): those of ``arms`` (Scratch, self-training,
-    LD and TD always)."""
+def tune_and_run(tuner: Tuner, plan: Plan, full: int) -> tuple[dict[str, Any], list[dict]]:
+    """Each arm of ``plan.arms`` tuned on validation (seed 0), then run with every seed on the
+    whole transfer set, in three groups so that a stopped benchmark has whole answers first:
+    the labels and LD (Scratch, self-training, LD, all labels), then TD, then FD, FitNet,
+    Hybrid and TD + LD (each distillation arm at LD's learning rate)."""
+    chosen: dict[str, tuple[Method, str]] = {}
+    rows: list[dict] = []
+
+    def final(names: Sequence[str]) -> None:
+        arms = [chosen[name] for name in names if name in chosen]
+        rows.extend(tuner.runs(arms, plan.seeds, full, f"arms: {', '.join(names)}"))
+
+    lrs, grids = plan.lrs, plan.grids
     scratch = tuner.search("Scratch", lambda v: method("Scratch", lr=v), lrs, "lr")
     selfish = tuner.search("Self-training", lambda v: method("Scratch", lr=v), lrs, "lr",
                            labels="teacher")  # fmt: skip
     ld = tuner.search("LD", lambda v: method("LD", v, lr=scratch.lr), grids["LD"], "weight")
     ld = tuner.search("LD", lambda v: ld.set("lr", v), lrs, "lr")
-    chosen = {
-        "Scratch": (scratch, ""),
-        "Self-training": (replace(selfish, name="Self-training"), "teacher"),
-        "LD": (ld, ""),
-    }
-    for name in [n for n in ("FD", "FitNet", "Hybrid") if n in arms]:
+    chosen["Scratch"] = (scratch, "")
+    chosen["Self-training"] = (replace(selfish, name="Self-training"), "teacher")
+    chosen["LD"] = (ld, "")
+    chosen["All labels"] = (replace(selfish, name="All labels"), "real")
+    final(["Scratch", "Self-training", "LD", "All labels"])
+    if "TD" not in plan.arms:
+        return chosen, rows
+    td = tuner.search("TD", lambda v: method("TD", v, lr=ld.lr, rounds=1), grids["TD"], "weight")
+    td = tuner.search("TD", lambda v: td.set("rounds", int(v)), plan.rounds, "rounds")
+    chosen["TD"] = (td, "")
+    final(["TD"])
+    for name in [n for n in ("FD", "FitNet", "Hybrid") if n in plan.arms]:
         found = tuner.search(name, lambda v, n=name: method(n, v, lr=ld.lr), grids[name], "weight")
         chosen[name] = (found, "")
-    td = tuner.search("TD", lambda v: method("TD", v, lr=ld.lr, rounds=1), grids["TD"], "weight")
-    td = tuner.search("TD", lambda v: td.set("rounds", int(v)), rounds, "rounds")
-    chosen["TD"] = (td, "")
 
     def both(v: float) -> Method:
         talk = [(w, v) for w, _ in td.weights]
         return Method("TD + LD", ("talk", "logit"), (*talk, ("logit", ld.weight("logit"))),
                       rounds=td.rounds, lr=ld.lr)  # fmt: skip
 
-    if "TD + LD" in arms:
+    if "TD + LD" in plan.arms:
         chosen["TD + LD"] = (tuner.search("TD + LD", both, grids["TD + LD"], "weight"), "")
-    chosen["All labels"] = (replace(selfish, name="All labels"), "real")
-    return chosen
+    final(["FD", "FitNet", "Hybrid", "TD + LD"])
+    return chosen, rows
 
 
 # -- the teacher, its store, and the store's cost ---------------------------------------------
@@ -381,7 +393,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         size = None if args.transfer == "all" else int(args.transfer)
         budget = Budget(transfer_size=size, epochs=args.epochs,
                         transfer_batch_size=args.transfer_batch_size)  # fmt: skip
-        plan = Plan(list(range(args.seeds)), budget)
+        plan = Plan(list(range(args.seeds)), budget, arms=_arms(args.arms))
     budget = plan.budget
     folder = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".teachers"
     timings: dict[str, float] = {}
@@ -402,13 +414,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with Runner(args.workers, args.threads, _init_worker, initargs) as runner:
         tuner = Tuner(runner, runs, budget, plan.max_widen)
         clock = time.perf_counter()
-        chosen = tune(tuner, plan.lrs, plan.grids, plan.rounds, plan.arms)
-        timings["tuning (validation, seed 0)"] = time.perf_counter() - clock
+        chosen, rows = tune_and_run(tuner, plan, full)
+        timings["arms (tuning, then every seed)"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        rows = tuner.runs(list(chosen.values()), plan.seeds, full, "arms")
-        timings["arms"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        figure = [chosen[name] for name in FIGURE if name != "Scratch"]  # Scratch reads none
+        figure = [chosen[n] for n in FIGURE if n != "Scratch" and n in chosen]  # Scratch reads none
         for size in budget.figure_sizes:
             if size < full:
                 rows += tuner.runs(figure, [0], size, f"figure: {size} sentences")
@@ -424,8 +433,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _arms(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in ARMS]
+    if unknown:
+        raise BenchmarkError(f"--arms: unknown {unknown}; the arms are {list(ARMS)}")
+    return names
+
+
 def arguments(parser: argparse.ArgumentParser) -> None:
-    """``--transfer``, ``--epochs``, ``--transfer-batch-size``."""
+    """``--transfer``, ``--epochs``, ``--transfer-batch-size``, ``--arms``."""
+    parser.add_argument(
+        "--arms", default=",".join(ARMS),
+        help="the arms to run, comma-separated (Scratch, self-training, LD and all labels "
+        "always run; TD needs them): default all",
+    )  # fmt: skip
     parser.add_argument(
         "--transfer", default="20000",
         help="transfer sentences, or 'all' (every remaining one: a GPU's budget); default 20000",
@@ -439,6 +461,7 @@ def check(args: argparse.Namespace) -> None:
     """The budget's values, the text extra and the data, before anything trains."""
     if args.epochs < 1 or args.transfer_batch_size < 1:
         raise BenchmarkError("--epochs and --transfer-batch-size must be at least 1")
+    _arms(args.arms)
     if args.transfer != "all" and not (args.transfer.isdigit() and int(args.transfer)):
         raise BenchmarkError(
             f"--transfer must be a positive number or 'all', got {args.transfer!r}"
