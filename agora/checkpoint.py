@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from agora.folder import umask_mode, written_in_place
 from agora.graph import Graph
+from agora.trust import UntrustedCodeError, trusting
 
 FORMAT = 1
 
@@ -115,7 +116,7 @@ def save_model(
             "files": checksums,
             **(extra or {}),
         }
-        _write_text(tmp / "graph.json", json.dumps(document, indent=2, default=str))
+        write_document(tmp, document)
         _fsync_dir(tmp)
         _replace_dir(tmp, directory)
     except BaseException:
@@ -192,6 +193,11 @@ def read_document(directory: str | os.PathLike) -> dict[str, Any]:
             f"{str(document)[:60]}; expected an object with a 'graph' section)"
         )
     return document
+
+
+def write_document(directory: str | os.PathLike, document: Mapping[str, Any]) -> None:
+    """Write ``document`` as the ``graph.json`` of a model folder (atomically)."""
+    _write_text(Path(directory) / "graph.json", json.dumps(document, indent=2, default=str))
 
 
 def versions() -> dict[str, str]:
@@ -338,40 +344,6 @@ def model_dir(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{path}: no graph.json here, in model/, or in a checkpoint")
 
 
-def code_named(document: Mapping[str, Any], agents: Mapping[str, Any] | None = None) -> list[str]:
-    """The import paths outside agora that rebuilding ``graph.json``'s graph would import and
-    call: agent factories (of agents not given in ``agents``), aggregation modules, codecs, and
-    the run config's data factory.
-
-    Example:
-        >>> code_named({"graph": {"agents": [{"name": "a", "factory": "mypkg.models:net"},
-        ...                                  {"name": "b", "factory": "agora.models.toy:mlp_agent"}]}})
-        ['mypkg.models:net']
-    """
-    graph, given = document.get("graph", {}), set(agents or {})
-    paths = [graph.get("codec")]
-    for spec in graph.get("agents", []):
-        if spec.get("name") not in given:
-            paths.append(spec.get("factory"))
-        paths.append(spec.get("aggregation"))
-    paths.append(((document.get("config") or {}).get("data") or {}).get("factory"))
-    return [
-        p for p in paths
-        if isinstance(p, str) and ":" in p and p.split(":")[0].split(".")[0] != "agora"
-    ]  # fmt: skip
-
-
-def check_trust(document: Mapping[str, Any], source: Path, agents: Any, trust_code: bool) -> None:
-    """Refuse to run code a run folder names from outside agora, unless ``trust_code``."""
-    if trust_code or not (foreign := code_named(document, agents)):
-        return
-    raise CheckpointError(
-        f"{source} names code outside agora that loading would import and run: {foreign}. "
-        "Load it only if you trust where it came from: trust_code=True (agora eval/cka "
-        "--trust-code), or give its agents yourself (load(..., agents={...}))"
-    )
-
-
 def load(
     path: str | os.PathLike,
     *,
@@ -383,12 +355,22 @@ def load(
     Agents are built from the specs stored in ``graph.json`` (or taken from ``agents``), the
     graph is built on the sample batch stored with it, and the weights are loaded and verified.
 
-    A run folder is data, but its ``graph.json`` names the functions that make its agents:
-    only agora's own run without ``trust_code=True`` (:func:`code_named` lists the others).
+    A run folder is data, but its ``graph.json`` names the code that makes its agents (and
+    their codecs, aggregations and protocols): without ``trust_code=True``, only agora's own
+    constructors are imported (:mod:`agora.trust`); anything else is refused before it is
+    imported. Agents given in ``agents`` are not made, so their factories are not imported.
     """
     directory = model_dir(path)
     document = read_document(directory)
-    check_trust({"graph": document["graph"]}, directory / "graph.json", agents, trust_code)
+    with trusting(trust_code):
+        try:
+            return _rebuild(directory, document, agents)
+        except UntrustedCodeError as error:
+            key = f"{error.key}: " if error.key else ""
+            raise CheckpointError(f"{directory / 'graph.json'}: {key}{error}") from None
+
+
+def _rebuild(directory: Path, document: Mapping[str, Any], agents: Any) -> Graph:
     graph = Graph.from_dict(document["graph"], agents)
     sample_file = directory / "sample.safetensors"
     if not sample_file.exists():

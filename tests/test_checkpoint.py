@@ -159,9 +159,13 @@ def test_loading_a_run_that_names_code_outside_agora_needs_trust(tmp_path):
     document = json.loads((tmp_path / "graph.json").read_text())
     document["graph"]["agents"][0]["factory"] = "subprocess:run"  # what a hostile run could say
     (tmp_path / "graph.json").write_text(json.dumps(document))
-    with pytest.raises(CheckpointError, match=r"names code outside agora .*\['subprocess:run'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"graph\.json: factory: 'subprocess:run' is not agora's own"
+    ):
         checkpoint.load(tmp_path)
-    assert checkpoint.code_named(document, agents={"teacher": None}) == []  # given: not imported
+    checkpoint.save_sample(tmp_path, torch.randn(2, 8))
+    given = dict(talk_graph().agents)  # agents given are not made: their factories not imported
+    assert list(checkpoint.load(tmp_path, agents=given).agents) == ["teacher", "student"]
 
 
 def test_a_broken_graph_json_or_sample_is_named(tmp_path):
