@@ -31,11 +31,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from agora.folder import umask_mode, written_in_place
+from agora.folder import read_json, read_text, umask_mode, with_digest, written_in_place
 from agora.graph import Graph
 from agora.trust import UntrustedCodeError, trusting
 
-FORMAT = 1
+FORMAT = 2  # 2: graph.json and state.json carry the digest of their own content
 
 
 class CheckpointError(ValueError):
@@ -80,12 +80,17 @@ def _sha256(path: Path) -> str:
 
 
 def save_model(
-    directory: str | os.PathLike, graph: Graph, extra: Mapping[str, Any] | None = None
+    directory: str | os.PathLike,
+    graph: Graph,
+    extra: Mapping[str, Any] | None = None,
+    sample: Any = None,
 ) -> Path:
-    """Write the graph's weights and ``graph.json`` into ``directory`` atomically.
+    """Write the graph's weights and ``graph.json`` into ``directory`` atomically, and the
+    first rows of ``sample`` (a batch) when given (what :func:`load` builds the codecs on).
 
     The folder is written beside its final place under a temporary name, then renamed; an
-    existing folder of that name is replaced only once the new one is complete.
+    existing folder of that name is replaced only once the new one is complete. ``graph.json``
+    holds the checksum of every other file, and its own digest.
 
     Example:
         >>> import tempfile
@@ -109,6 +114,9 @@ def save_model(
             metadata = {"agora": json.dumps({"file": relative, "format": FORMAT})}
             save_file(_tensors(module), str(path), metadata=metadata)
             checksums[f"{relative}.safetensors"] = _sha256(path)
+        if sample is not None:
+            save_sample(tmp, sample)
+            checksums[SAMPLE] = _sha256(tmp / SAMPLE)
         document = {
             "format": FORMAT,
             "graph": graph.to_dict(),
@@ -178,26 +186,44 @@ def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], path: Path) -> 
     module.load_state_dict(tensors)
 
 
+REWRITE = (
+    "restore the folder from a copy, or use another checkpoint of the run (checkpoints/), or "
+    "train again"
+)
+
+
 def read_document(directory: str | os.PathLike) -> dict[str, Any]:
-    """The ``graph.json`` of a model folder; a clear error when missing or invalid."""
+    """The ``graph.json`` of a model folder, verified against the digest it carries (one of
+    format 1, by an older agora, carries none).
+
+    Raises:
+        CheckpointError: naming the file when it is missing, not UTF-8, not JSON, of an unknown
+            format, or changed since it was written (a 1-bit change of a data seed included).
+    """
     path = Path(directory) / "graph.json"
     if not path.exists():
         raise CheckpointError(f"{path}: missing; {directory} is not an agora model folder")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    document = read_json(path, CheckpointError, REWRITE)
     if not isinstance(document, dict) or not isinstance(document.get("graph"), dict):
         raise CheckpointError(
             f"{path}: not an agora graph.json (it holds {type(document).__name__} "
             f"{str(document)[:60]}; expected an object with a 'graph' section)"
         )
+    written = document.get("format")
+    if written not in (1, FORMAT) or (written == FORMAT and "digest" not in document):
+        raise CheckpointError(
+            f"{path}: format {written!r} with{'out' * ('digest' not in document)} a digest is "
+            f"not one this agora reads (1, or {FORMAT} with a digest): it was written by a newer "
+            f"agora, or it is corrupted; {REWRITE}"
+        )
     return document
 
 
 def write_document(directory: str | os.PathLike, document: Mapping[str, Any]) -> None:
-    """Write ``document`` as the ``graph.json`` of a model folder (atomically)."""
-    _write_text(Path(directory) / "graph.json", json.dumps(document, indent=2, default=str))
+    """Write ``document`` as the ``graph.json`` of a model folder (atomically), in this
+    agora's format, with the digest of its content that :func:`read_document` checks."""
+    document = with_digest({**document, "format": FORMAT})
+    _write_text(Path(directory) / "graph.json", json.dumps(document, indent=2))
 
 
 def versions() -> dict[str, str]:
@@ -226,7 +252,8 @@ def pointer(run_dir: str | os.PathLike, name: str) -> Path | None:
     path = Path(run_dir) / "checkpoints" / name
     if not path.exists():
         return None
-    target = Path(run_dir) / "checkpoints" / path.read_text().strip()
+    remedy = "write the name of a complete checkpoint (step-<N>) into it, or --overwrite"
+    target = Path(run_dir) / "checkpoints" / read_text(path, CheckpointError, remedy).strip()
     if (target / "graph.json").exists():
         return target
     complete = sorted(p.name for p in path.parent.glob("step-*") if (p / "graph.json").exists())
@@ -272,7 +299,7 @@ def read_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
             f"{path}: missing (an older agora kept this state in a pickle, which is not read); "
             "start afresh with --overwrite (resume=False)"
         )
-    state = json.loads(path.read_text())
+    state = read_json(path, CheckpointError, "start afresh with --overwrite (resume=False)")
     for name, part in parts.items():
         if name not in state:
             raise CheckpointError(f"{path}: holds no {name!r} state; it was saved by another run")
@@ -283,14 +310,15 @@ def read_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
 
 
 def seal_state(directory: Path) -> None:
-    """Write ``state.json``: the sha256 of every file of the checkpoint's ``state/``."""
+    """Write ``state.json``: the sha256 of every file of the checkpoint's ``state/``, and the
+    digest of that list itself (so a changed byte in it is told apart from a changed file)."""
     state = directory / "state"
     digests = {
         str(path.relative_to(state)): _sha256(path)
         for path in sorted(state.rglob("*"))
         if path.is_file()
     }
-    _write_text(directory / STATE_DIGESTS, json.dumps(digests, indent=2))
+    _write_text(directory / STATE_DIGESTS, json.dumps(with_digest({"files": digests}), indent=2))
 
 
 def verify_state(directory: Path) -> None:
@@ -305,10 +333,14 @@ def verify_state(directory: Path) -> None:
             f"{listing}: missing; the state of {directory.name} cannot be verified, so it is not "
             "resumed (start afresh with --overwrite)"
         )
-    try:
-        digests = json.loads(listing.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{listing}: unreadable ({error})") from None
+    remedy = "resume from another checkpoint (point checkpoints/latest at it), or --overwrite"
+    document = read_json(listing, CheckpointError, remedy)
+    if not isinstance(document, dict):
+        raise CheckpointError(f"{listing}: not a list of digests; {remedy}")
+    # an older agora wrote the digests alone, without their own
+    digests = document.get("files") if {"files", "digest"} & set(document) else document
+    if not isinstance(digests, dict):
+        raise CheckpointError(f"{listing}: its 'files' is not a list of digests; {remedy}")
     state = directory / "state"
     present = {str(p.relative_to(state)) for p in state.rglob("*") if p.is_file()}
     for name, digest in digests.items():
@@ -372,10 +404,15 @@ def load(
 
 def _rebuild(directory: Path, document: Mapping[str, Any], agents: Any) -> Graph:
     graph = Graph.from_dict(document["graph"], agents)
-    sample_file = directory / "sample.safetensors"
+    sample_file = directory / SAMPLE
     if not sample_file.exists():
         raise CheckpointError(
             f"{sample_file}: missing; it records the input shapes the codecs were built for"
+        )
+    expected = document.get("files", {}).get(SAMPLE)  # an older agora did not list it
+    if expected is not None and _sha256(sample_file) != expected:
+        raise CheckpointError(
+            f"{sample_file}: checksum mismatch, the file is corrupted or was changed"
         )
     try:
         sample = unflatten_sample(load_file(str(sample_file)))
@@ -417,10 +454,14 @@ def unflatten_sample(tensors: Mapping[str, Tensor]) -> Any:
     return root
 
 
+SAMPLE = "sample.safetensors"
+
+
 def save_sample(directory: str | os.PathLike, x: Any, rows: int = 2) -> None:
-    """Keep the first ``rows`` of a batch beside a model: the shapes its codecs fit."""
+    """Keep the first ``rows`` of a batch beside a model: the shapes its codecs fit (better:
+    :func:`save_model`'s ``sample``, which lists its checksum in ``graph.json``)."""
     x = _slice(x, rows)
-    save_file(flatten_sample(x), str(Path(directory) / "sample.safetensors"))
+    save_file(flatten_sample(x), str(Path(directory) / SAMPLE))
 
 
 def _slice(x: Any, rows: int) -> Any:

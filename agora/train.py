@@ -709,7 +709,9 @@ class RunLog:
         """Drop lines the killed run wrote after its last checkpoint, so none appear twice."""
         path = self.out_dir / "metrics.jsonl"
         if self.main and path.exists():
-            lines = [line for line in path.read_text().splitlines() if _logged_by(line, step)]
+            remedy = "remove that line, or start afresh (--overwrite)"
+            text = folder.read_text(path, checkpoint.CheckpointError, remedy)
+            lines = [line for line in text.splitlines() if _logged_by(line, step)]
             checkpoint._write_text(path, "".join(line + "\n" for line in lines))
         self.last_checkpoint = checkpoint.pointer(self.out_dir, "latest")
 
@@ -796,8 +798,7 @@ class RunLog:
         }
 
     def _save_model(self, directory: Path, state: TrainState) -> None:
-        checkpoint.save_model(directory, self.graph, self._extra(state))
-        checkpoint.save_sample(directory, self.sample)
+        checkpoint.save_model(directory, self.graph, self._extra(state), self.sample)
 
     def save_best(self, state: TrainState) -> None:
         if self.out_dir is None:

@@ -137,8 +137,8 @@ def test_agoras_own_resume_state_is_json_and_a_checkpoint_without_it_is_refused(
     assert saved["train"]["step"] == 12 and saved["train"]["epoch"] == 1
     assert not list(state.glob("custom_checkpoint_*"))  # nothing of agora's is pickled
     (state / "agora.json").unlink()
-    digests = json.loads((latest / "state.json").read_text())
-    del digests["agora.json"]  # as an older agora's checkpoint: no JSON state at all
+    digests = json.loads((latest / "state.json").read_text())["files"]
+    del digests["agora.json"]  # as an older agora's checkpoint: no JSON state, a flat list
     (latest / "state.json").write_text(json.dumps(digests))
     with pytest.raises(CheckpointError, match=r"agora\.json: missing \(an older agora"):
         resume()
@@ -158,7 +158,7 @@ def test_loading_a_run_that_names_code_outside_agora_needs_trust(tmp_path):
     checkpoint.save_model(tmp_path, g)
     document = json.loads((tmp_path / "graph.json").read_text())
     document["graph"]["agents"][0]["factory"] = "subprocess:run"  # what a hostile run could say
-    (tmp_path / "graph.json").write_text(json.dumps(document))
+    checkpoint.write_document(tmp_path, document)  # its digest made to match
     with pytest.raises(
         CheckpointError, match=r"graph\.json: factory: 'subprocess:run' is not agora's own"
     ):
@@ -208,7 +208,7 @@ def test_a_graph_json_without_checksums_and_file_modes_that_follow_the_umask(tmp
     assert oct((tmp_path / "model" / "graph.json").stat().st_mode & 0o777) == "0o644"
     document = json.loads((tmp_path / "model" / "graph.json").read_text())
     del document["files"]  # a list removed: nothing can be verified any more
-    (tmp_path / "model" / "graph.json").write_text(json.dumps(document))
+    checkpoint.write_document(tmp_path / "model", document)
     with pytest.raises(CheckpointError, match=r"no checksum for agents/\w+/\w+\.safetensors"):
         checkpoint.load_weights(tmp_path / "model", talk_graph().build(torch.randn(2, 8)))
 
@@ -221,3 +221,90 @@ def test_a_resume_state_its_part_refuses_is_an_error_naming_the_file(tmp_path):
     (tmp_path / "state" / "agora.json").write_text(json.dumps({"balancer": {"means": {}}}))
     with pytest.raises(CheckpointError, match=r"agora\.json: its 'balancer' state does not load"):
         checkpoint.read_training_state(tmp_path, {"balancer": LossBalancer({})})
+
+
+def _flip(path, pattern: bytes, group: int = 1, bit: int = 0) -> None:
+    """Flip one bit of the byte that ``pattern``'s ``group`` matches in ``path``."""
+    import re
+
+    raw = bytearray(path.read_bytes())
+    where = re.search(pattern, bytes(raw), re.S).start(group)
+    raw[where] ^= 1 << bit
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "what"),
+    [
+        (rb'"n": (6)40,\s*"d_in": 8,\s*"seed"', "data.kwargs.n 640 -> 740"),
+        (rb'"n": 640,\s*"d_in": 8,\s*"seed": (0)', "data.kwargs.seed 0 -> 1"),
+    ],
+)
+def test_a_bit_flipped_in_graph_json_is_named_not_scored_on_other_data(
+    tmp_path, capsys, pattern, what
+):
+    from agora.cli import main
+
+    run = tmp_path / "run"
+    assert main(["run", "tiny", "--out", str(run), "fit.epochs=1"]) == 0
+    capsys.readouterr()
+    _flip(run / "model" / "graph.json", pattern)
+    with pytest.raises(SystemExit):
+        main(["eval", str(run)])
+    said = capsys.readouterr()
+    assert said.out == "", what  # no metrics of other data
+    assert f"{run / 'model' / 'graph.json'}: checksum mismatch" in said.err, what
+    with pytest.raises(CheckpointError, match=r"model/graph\.json: checksum mismatch"):
+        checkpoint.load(run)
+
+
+def test_a_graph_json_of_an_older_agora_loads_and_an_unknown_format_is_named(tmp_path):
+    g = talk_graph().build(torch.randn(2, 8))
+    checkpoint.save_model(tmp_path, g)
+    checkpoint.save_sample(tmp_path, torch.randn(2, 8))
+    agents = dict(talk_graph().agents)
+    document = json.loads((tmp_path / "graph.json").read_text())
+    assert document["format"] == 2 and len(document.pop("digest")) == 64
+    (tmp_path / "graph.json").write_text(json.dumps({**document, "format": 1}))  # no digest
+    checkpoint.load(tmp_path, agents=agents)
+    (tmp_path / "graph.json").write_text(json.dumps({**document, "format": 3}))
+    with pytest.raises(CheckpointError, match=r"graph\.json: format 3 without a digest is not"):
+        checkpoint.load(tmp_path, agents=agents)
+
+
+def test_a_bit_flipped_in_state_json_names_state_json_not_the_file_it_lists(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    listing = checkpoint.pointer(tmp_path, "latest") / "state.json"
+    _flip(listing, rb'"optimizer\.bin": "(.)')  # a byte of optimizer.bin's digest
+    with pytest.raises(CheckpointError, match=r"/state\.json: checksum mismatch") as caught:
+        resume()
+    assert "optimizer.bin" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["graph.json", "state.json", "latest", "metrics.jsonl"])
+def test_a_byte_that_is_not_utf8_names_the_file(tmp_path, monkeypatch, name):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    latest = checkpoint.pointer(tmp_path, "latest")
+    path = {
+        "graph.json": latest / "graph.json",
+        "state.json": latest / "state.json",
+        "latest": tmp_path / "checkpoints" / "latest",
+        "metrics.jsonl": tmp_path / "metrics.jsonl",
+    }[name]
+    path.write_bytes(path.read_bytes()[:3] + b"\xff" + path.read_bytes()[3:])
+    message = rf"{path}: not UTF-8 text \(byte 0xff on line \d\): the file is corrupted; "
+    with pytest.raises(CheckpointError, match=message):
+        if name == "graph.json":
+            checkpoint.load(latest, agents=dict(talk_graph().agents))
+        else:
+            resume()
+
+
+def test_the_sample_is_written_with_the_model_and_verified(tmp_path):
+    g = talk_graph().build(torch.randn(2, 8))
+    checkpoint.save_model(tmp_path / "model", g, sample=torch.randn(4, 8))
+    document = json.loads((tmp_path / "model" / "graph.json").read_text())
+    assert "sample.safetensors" in document["files"]
+    _flip(tmp_path / "model" / "sample.safetensors", rb".*(.)", bit=3)  # its last byte
+    with pytest.raises(CheckpointError, match=r"sample\.safetensors: checksum mismatch"):
+        checkpoint.load(tmp_path / "model", agents=dict(talk_graph().agents))
