@@ -355,6 +355,42 @@ def verify_state(directory: Path) -> None:
         raise CheckpointError(f"{state}: files that were not written with it: {extra}")
 
 
+def check_rng_state(directory: Path, process_index: int) -> None:
+    """Check that Accelerate can restore this process's random number generators from
+    checkpoint ``directory`` (it skips a state it cannot load, and the run would go on with
+    other random numbers: other dropout masks, other shuffles).
+
+    Raises:
+        CheckpointError: naming the file when it is missing, or holds no state Accelerate's
+            loader reads and Python, NumPy and torch accept.
+    """
+    import random
+
+    import numpy as np
+    from accelerate.utils import load as accelerate_load
+
+    path = directory / "state" / f"random_states_{process_index}.pkl"
+    remedy = "resume from another checkpoint (point checkpoints/latest at it), or --overwrite"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: missing, so process {process_index} cannot resume its random numbers (a "
+            f"checkpoint holds one per process that saved it: resume with as many); {remedy}"
+        )
+    try:
+        states = accelerate_load(path)
+        random.Random().setstate(states["random_state"])
+        np.random.RandomState().set_state(states["numpy_random_seed"])
+        torch.Generator().set_state(states["torch_manual_seed"])
+        if torch.cuda.is_available() and "torch_cuda_manual_seed" not in states:
+            raise KeyError("no CUDA generator state: it was saved without a GPU")
+    except Exception as error:  # what Accelerate's own loading would skip in silence
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path}: Accelerate cannot restore the random numbers it holds ({first}); the run "
+            f"would go on with other ones and differ from the run it continues; {remedy}"
+        ) from None
+
+
 def prune(run_dir: str | os.PathLike) -> None:
     """Remove checkpoints no pointer names, and temporary folders left by a crash."""
     folder = Path(run_dir) / "checkpoints"

@@ -496,6 +496,7 @@ def _fit(
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample, resumable)
     if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
         checkpoint.verify_state(latest)
+        checkpoint.check_rng_state(latest, accelerator.process_index)
         try:
             accelerator.load_state(str(latest / "state"))
         except RuntimeError as error:  # the graph's modules changed shape since the save

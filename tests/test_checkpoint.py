@@ -308,3 +308,38 @@ def test_the_sample_is_written_with_the_model_and_verified(tmp_path):
     _flip(tmp_path / "model" / "sample.safetensors", rb".*(.)", bit=3)  # its last byte
     with pytest.raises(CheckpointError, match=r"sample\.safetensors: checksum mismatch"):
         checkpoint.load(tmp_path / "model", agents=dict(talk_graph().agents))
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ({"random_state": "not a state"}, r"Accelerate cannot restore the random numbers"),
+        (None, r"missing, so process 0 cannot resume its random numbers"),
+    ],
+)
+def test_an_rng_state_accelerate_cannot_load_is_an_error_not_a_skip(
+    tmp_path, monkeypatch, state, said
+):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    latest = checkpoint.pointer(tmp_path, "latest")
+    rng = latest / "state" / "random_states_0.pkl"
+    if state is None:
+        rng.unlink()
+    else:
+        torch.save(state, rng)
+    checkpoint.seal_state(latest)  # its digests made to match: only the content is wrong
+    with pytest.raises(CheckpointError, match=rf"random_states_0\.pkl: {said}"):
+        resume()
+
+
+@pytest.mark.parametrize("mean", [-1.0, 0.0, float("nan"), "1.0"])
+def test_a_balancer_state_with_a_norm_no_gradient_has_is_refused_naming_the_file(tmp_path, mean):
+    from agora.losses import LossBalancer
+
+    (tmp_path / "state").mkdir()
+    state = {"balancer": {"means": {"interact[student]": mean}, "calls": 10}}
+    (tmp_path / "state" / "agora.json").write_text(json.dumps(state))
+    with pytest.raises(
+        CheckpointError, match=r"agora\.json: its 'balancer' state does not load: .*'interact"
+    ):
+        checkpoint.read_training_state(tmp_path, {"balancer": LossBalancer({})})
