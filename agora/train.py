@@ -236,7 +236,7 @@ def evaluate(
         x, y = split_batch(batch)
         x, y = to_device(x, device), to_device(y, device)
         for agent in agents:
-            y_pred = agent(x).y  # the agent's own forward: token agents pool real tokens only
+            y_pred = agent.read(x).y  # the agent's own forward: token agents pool real tokens only
             target = y[agent.name] if isinstance(y, Mapping) else y
             if accelerator is not None:
                 y_pred, target = accelerator.gather_for_metrics((y_pred, target))
