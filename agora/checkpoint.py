@@ -17,12 +17,15 @@ leaves a checkpoint that a pointer names half-written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,26 +110,27 @@ def save_model(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = private_dir(directory)
     try:
-        checksums = {}
-        for relative, module in components(graph).items():
-            path = tmp / f"{relative}.safetensors"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            metadata = {"agora": json.dumps({"file": relative, "format": FORMAT})}
-            save_file(_tensors(module), str(path), metadata=metadata)
-            checksums[f"{relative}.safetensors"] = _sha256(path)
-        if sample is not None:
-            save_sample(tmp, sample)
-            checksums[SAMPLE] = _sha256(tmp / SAMPLE)
-        document = {
-            "format": FORMAT,
-            "graph": graph.to_dict(),
-            "versions": versions(),
-            "files": checksums,
-            **(extra or {}),
-        }
-        write_document(tmp, document)
-        _fsync_dir(tmp)
-        _replace_dir(tmp, directory)
+        with disk_space(tmp, final=directory):
+            checksums = {}
+            for relative, module in components(graph).items():
+                path = tmp / f"{relative}.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                metadata = {"agora": json.dumps({"file": relative, "format": FORMAT})}
+                save_file(_tensors(module), str(path), metadata=metadata)
+                checksums[f"{relative}.safetensors"] = _sha256(path)
+            if sample is not None:
+                save_sample(tmp, sample)
+                checksums[SAMPLE] = _sha256(tmp / SAMPLE)
+            document = {
+                "format": FORMAT,
+                "graph": graph.to_dict(),
+                "versions": versions(),
+                "files": checksums,
+                **(extra or {}),
+            }
+            write_document(tmp, document)
+            _fsync_dir(tmp)
+            _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -238,7 +242,9 @@ def versions() -> dict[str, str]:
 
 def set_pointer(run_dir: str | os.PathLike, name: str, target: str) -> None:
     """Point ``checkpoints/<name>`` at ``checkpoints/<target>`` (an atomic replace)."""
-    _write_text(Path(run_dir) / "checkpoints" / name, target + "\n")
+    path = Path(run_dir) / "checkpoints" / name
+    with disk_space(path):
+        _write_text(path, target + "\n")
 
 
 def pointer(run_dir: str | os.PathLike, name: str) -> Path | None:
@@ -389,6 +395,104 @@ def check_rng_state(directory: Path, process_index: int) -> None:
             f"{path}: Accelerate cannot restore the random numbers it holds ({first}); the run "
             f"would go on with other ones and differ from the run it continues; {remedy}"
         ) from None
+
+
+def load_state(accelerator: Any, directory: Path) -> None:
+    """Restore Accelerate's state (optimizer, scheduler, random numbers) from checkpoint
+    ``directory``: every file verified against ``state.json`` first, and this process's
+    random-number state checked (:func:`check_rng_state`).
+
+    Raises:
+        CheckpointError: naming the file that changed, is missing, is refused by torch's
+            weights-only loader (a pickle that would run code) or cannot be read; or the
+            checkpoint, when the graph's modules changed shape since it was saved.
+    """
+    verify_state(directory)
+    check_rng_state(directory, accelerator.process_index)
+    try:
+        accelerator.load_state(str(directory / "state"))
+    except Exception as error:
+        if (refused := _unloadable(directory / "state")) is not None:
+            raise refused from None
+        if not isinstance(error, RuntimeError):
+            raise
+        first = str(error).strip().splitlines()[0]  # the graph's modules changed shape
+        raise CheckpointError(
+            f"{directory}: its state does not fit this graph ({first}); the model changed since "
+            "it was saved: start afresh (--overwrite, resume=False) or restore the model"
+        ) from None
+
+
+def _unloadable(state: Path) -> CheckpointError | None:
+    """The error for the first file of ``state/`` that its loader refuses, if any."""
+    from accelerate.utils import load as accelerate_load
+
+    for path in sorted(p for p in state.rglob("*") if p.is_file()):
+        try:
+            if path.suffix == ".safetensors":
+                load_file(str(path))
+            elif path.suffix in (".bin", ".pkl", ".pt"):
+                accelerate_load(path, map_location="cpu")
+        except pickle.UnpicklingError as error:
+            if "weights only" not in str(error).lower():
+                return CheckpointError(f"{path}: cannot be loaded ({_first(error)}); {_OTHER}")
+            return CheckpointError(
+                f"{path}: refused: it holds Python objects that torch's weights-only loader will "
+                "not run, so it is not a file agora or Accelerate wrote; do not resume from it: "
+                "start afresh (--overwrite), or resume from a checkpoint you trust"
+            )
+        except Exception as error:
+            return CheckpointError(
+                f"{path}: cannot be loaded ({_first(error)}): it is truncated or corrupted; {_OTHER}"
+            )
+    return None
+
+
+_OTHER = "resume from another checkpoint (point checkpoints/latest at it), or --overwrite"
+
+
+def _first(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@contextmanager
+def disk_space(directory: Path, *, final: Path | None = None) -> Iterator[None]:
+    """Within the block, a full disk while writing under ``directory`` (``OSError`` ENOSPC,
+    torch's ``inline_container.cc`` write failure, safetensors' ``StorageFull``) is a
+    :class:`CheckpointError` naming the file that was being written (as it is named under
+    ``final``, when ``directory`` is a temporary folder to be renamed to it) and the space left.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as error:
+        if not _disk_full(error):
+            raise
+        files = [p for p in directory.rglob("*") if p.is_file()] if directory.is_dir() else []
+        path = max(files, key=lambda p: p.stat().st_mtime_ns, default=directory)
+        if final is not None and path.is_relative_to(directory):
+            path = final / path.relative_to(directory)
+        raise CheckpointError(
+            f"{path}: could not be written ({_first(error)}); {_free(directory)} free on its "
+            "disk, so most likely it filled up: free some space (or write the run elsewhere, "
+            "--out) and run again (a run resumes from its last complete checkpoint)"
+        ) from None
+
+
+def _disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "inline_container.cc" in text or "StorageFull" in text or "No space left" in text
+
+
+def _free(path: Path) -> str:
+    """The space left on the disk holding ``path`` (or its nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free, units = float(shutil.disk_usage(path).free), ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    while free >= 1024 and len(units) > 1:
+        free, units = free / 1024, units[1:]
+    return f"{free:.0f} bytes" if units[0] == "bytes" else f"{free:.1f} {units[0]}"
 
 
 def prune(run_dir: str | os.PathLike) -> None:

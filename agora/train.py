@@ -495,16 +495,7 @@ def _fit(
 
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample, resumable)
     if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
-        checkpoint.verify_state(latest)
-        checkpoint.check_rng_state(latest, accelerator.process_index)
-        try:
-            accelerator.load_state(str(latest / "state"))
-        except RuntimeError as error:  # the graph's modules changed shape since the save
-            first = str(error).strip().splitlines()[0]
-            raise checkpoint.CheckpointError(
-                f"{latest}: its state does not fit this graph ({first}); the model changed since "
-                "it was saved: start afresh (--overwrite, resume=False) or restore the model"
-            ) from None
+        checkpoint.load_state(accelerator, latest)
         checkpoint.read_training_state(latest, resumable)
         log.resumed(state.step)
     if config.trackers:
@@ -830,11 +821,13 @@ class RunLog:
             shutil.rmtree(tmp, ignore_errors=True)  # left by a crash
             self._save_model(tmp, state)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG
+        with checkpoint.disk_space(tmp, final=directory):
+            self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG
         self.accelerator.wait_for_everyone()
         if self.main:
-            checkpoint.write_training_state(tmp, self.resumable)
-            checkpoint.seal_state(tmp)
+            with checkpoint.disk_space(tmp, final=directory):
+                checkpoint.write_training_state(tmp, self.resumable)
+                checkpoint.seal_state(tmp)
             checkpoint.publish(tmp, directory)
             checkpoint.set_pointer(self.out_dir, "latest", name)
             checkpoint.prune(self.out_dir)

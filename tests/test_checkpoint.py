@@ -1,6 +1,7 @@
 """Checkpoints: one file per agent and part, verified, written atomically."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -343,3 +344,75 @@ def test_a_balancer_state_with_a_norm_no_gradient_has_is_refused_naming_the_file
         CheckpointError, match=r"agora\.json: its 'balancer' state does not load: .*'interact"
     ):
         checkpoint.read_training_state(tmp_path, {"balancer": LossBalancer({})})
+
+
+class _Runs:
+    """Pickled, it calls ``os.system`` when loaded by a loader that runs code."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_a_malicious_optimizer_bin_is_refused_naming_the_file(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    latest = checkpoint.pointer(tmp_path, "latest")
+    marker = tmp_path / "ran"
+    torch.save({"state": _Runs(f"touch {marker}")}, latest / "state" / "optimizer.bin")
+    checkpoint.seal_state(latest)  # a hostile folder makes its digests match
+    with pytest.raises(
+        CheckpointError,
+        match=r"state/optimizer\.bin: refused: it holds Python objects that torch's weights-only "
+        r"loader will not run, .*--overwrite",
+    ):
+        resume()
+    assert not marker.exists()
+    (latest / "state" / "optimizer.bin").write_bytes(b"PK\x03\x04 cut short")
+    checkpoint.seal_state(latest)
+    with pytest.raises(CheckpointError, match=r"state/optimizer\.bin: cannot be loaded \("):
+        resume()
+
+
+def test_a_full_disk_names_the_file_and_the_space_left(tmp_path, monkeypatch):
+    import errno
+
+    import accelerate.utils.other
+
+    real_save = torch.save
+
+    def full_at_optimizer(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.bin"):
+            Path(f).write_bytes(b"PK\x03\x04")  # a part written, then no more room
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4054"
+            )
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_at_optimizer)
+    monkeypatch.setattr(accelerate.utils.other.torch, "save", full_at_optimizer)
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoints/step-00000012/state/optimizer\.bin: could not be written \(\[enforce "
+        r"fail at inline_container\.cc:672\].*\); [\d.]+ (bytes|[KMGT]iB) free on its disk, so "
+        r"most likely it filled up: free some space",
+    ):
+        fit(talk_graph(), *fit_data(), quick_fit(epochs=2, batch_size=16), out_dir=tmp_path / "a")
+    monkeypatch.undo()
+
+    def no_room(tensors, path, metadata=None):
+        Path(path).write_bytes(b"\x00" * 8)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", no_room)
+    g = talk_graph().build(torch.randn(2, 8))
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{tmp_path / 'b' / 'model'}/agents/\w+/\w+\.safetensors: could not be written "
+        r"\(\[Errno 28\] No space left on device\)",
+    ):
+        checkpoint.save_model(tmp_path / "b" / "model", g)
+    assert not (tmp_path / "b" / "model").exists()
