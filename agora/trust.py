@@ -4,9 +4,9 @@ A config, a checkpoint's ``graph.json`` and a run's stored config name code by i
 (an agent's ``factory``, a ``data.factory``, a codec, an aggregation, a protocol on an edge).
 Every such import goes through :func:`import_object`. Inside a ``trusting(False)`` block
 (:func:`trusting`: the code is named by a run folder, a checkpoint or a stored config, and the
-user did not say they trust it), it imports only agora's own constructors (:data:`CONSTRUCTORS`, and agora's protocol classes) and refuses
-anything else *before* importing it, whatever the spelling (``"pkg.mod:attr"`` or
-``"pkg.mod.attr"``). Outside such a block the path comes from the user (a config file they
+user did not say they trust it), it imports only agora's own constructors
+(:data:`CONSTRUCTORS`) and refuses anything else *before* importing it, whatever the spelling
+(``"pkg.mod:attr"`` or ``"pkg.mod.attr"``). Outside such a block the path comes from the user (a config file they
 run, their own Python), and it is imported as given.
 
 The loading entry points open the block with their ``trust_code`` argument:
@@ -50,6 +50,11 @@ CONSTRUCTORS: frozenset[tuple[str, str]] = frozenset(
         ("agora.aggregation", "MeanAggregation"),
         ("agora.aggregation", "WeightedAggregation"),
         ("agora.aggregation", "RouterAggregation"),
+        ("agora.protocols.talk", "Talk"),
+        ("agora.protocols.logit", "Logit"),
+        ("agora.protocols.feature", "Feature"),
+        ("agora.protocols.fitnet", "FitNet"),
+        ("agora.protocols.relational", "Relational"),
     }
 )
 
@@ -74,23 +79,14 @@ def split_path(path: str) -> tuple[str, str]:
 
 
 def is_own(path: str) -> bool:
-    """Whether ``path`` names one of agora's own constructors (:data:`CONSTRUCTORS`) or one of
-    its protocol classes, so that a stored file may name it without trust.
+    """Whether ``path`` names one of agora's own constructors (:data:`CONSTRUCTORS`), so that
+    a stored file may name it without trust.
 
     Example:
         >>> is_own("agora.models.toy.mlp_agent"), is_own("agora.checkpoint:_write_text")
         (True, False)
     """
-    module, attr = split_path(path)
-    if (module, attr) in CONSTRUCTORS:
-        return True
-    if module.startswith("agora.protocols.") and attr.isidentifier():
-        from agora.protocols import PROTOCOLS  # imported with agora: nothing new runs
-
-        return any(
-            type(p).__module__ == module and type(p).__name__ == attr for p in PROTOCOLS.values()
-        )
-    return False
+    return split_path(path) in CONSTRUCTORS
 
 
 @contextmanager

@@ -183,6 +183,12 @@ def test_the_rule_is_one_function_for_every_spelling():
         )
         assert import_object("agora.protocols.talk:Talk").name == "talk"
     assert not is_own("agora.protocols.base:Protocol")  # a base class is not a protocol
+    from agora.protocols import PROTOCOLS
+
+    for protocol in PROTOCOLS.values():  # every protocol of agora's own may be named by path
+        cls = type(protocol)
+        if cls.__module__.startswith("agora."):
+            assert is_own(f"{cls.__module__}:{cls.__name__}"), cls
     with trusting(True):
         assert callable(import_object("subprocess:run"))  # trusted: imported, not called
 
