@@ -39,6 +39,8 @@ CONSTRUCTORS: frozenset[tuple[str, str]] = frozenset(
         ("agora.models.vision", "paper_vit_teacher"),
         ("agora.models.vision", "paper_vit_student"),
         ("agora.data.synthetic", "regression"),
+        ("agora.data.synthetic", "unlabelled"),  # transfer sets (data.transfer), on main
+        ("agora.data.sst2", "sst2_transfer"),
         ("agora.data.movielens", "genre_task"),
         ("agora.data.sst2", "sst2_task"),
         ("agora.data.images", "cifar_task"),
