@@ -416,8 +416,26 @@ class Agent(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with torch.no_grad():
-                return self(x)
+            return self.read(x)
+        finally:
+            self.train(was_training)
+
+    def read(self, x: Any) -> AgentOutput:
+        """Round 0: ``self(x)``. An input the agent cannot read (a wrong width, key or dtype)
+        is a :class:`~agora.errors.GraphError` naming the agent and the input's shapes, not
+        torch's error from deep inside its layers.
+
+        Example:
+            >>> agent = Agent("student", nn.Linear(6, 8), nn.Linear(8, 4), nn.Linear(4, 1))
+            >>> agent.read(torch.randn(2, 5))  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            agora.errors.GraphError: Agent 'student' cannot read this input (x [2, 5] float32): ...
+        """
+        try:
+            return self(x)
+        except torch.OutOfMemoryError:  # a RuntimeError, but not the input's fault
+            raise
         except (RuntimeError, ValueError, IndexError) as error:  # the input does not fit
             if "Agent " in str(error):  # already names its agent
                 raise
@@ -425,6 +443,4 @@ class Agent(nn.Module):
             raise GraphError(
                 f"Agent {self.name!r} cannot read this input ({_describe(x)}): {first}. Does the "
                 "data have the width, keys and dtype the agent was built for?"
-            ) from None
-        finally:
-            self.train(was_training)
+            ) from error

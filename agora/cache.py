@@ -66,7 +66,7 @@ class StateCache:
                 mask=mask,
             )
         with torch.no_grad():
-            out = agent(x)
+            out = agent.read(x)
         if name not in self.tables and mask is not None and _is_per_token(out.s, mask):
             self.per_token.add(name)  # [B, T, ...] states, padded to each batch's length
         self._store(name, out, index)

@@ -17,12 +17,15 @@ leaves a checkpoint that a pointer names half-written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +34,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from agora.folder import umask_mode, written_in_place
+from agora.folder import read_json, read_text, umask_mode, with_digest, written_in_place
 from agora.graph import Graph
+from agora.trust import UntrustedCodeError, trusting
 
-FORMAT = 1
+FORMAT = 2  # 2: graph.json and state.json carry the digest of their own content
 
 
 class CheckpointError(ValueError):
@@ -79,12 +83,17 @@ def _sha256(path: Path) -> str:
 
 
 def save_model(
-    directory: str | os.PathLike, graph: Graph, extra: Mapping[str, Any] | None = None
+    directory: str | os.PathLike,
+    graph: Graph,
+    extra: Mapping[str, Any] | None = None,
+    sample: Any = None,
 ) -> Path:
-    """Write the graph's weights and ``graph.json`` into ``directory`` atomically.
+    """Write the graph's weights and ``graph.json`` into ``directory`` atomically, and the
+    first rows of ``sample`` (a batch) when given (what :func:`load` builds the codecs on).
 
     The folder is written beside its final place under a temporary name, then renamed; an
-    existing folder of that name is replaced only once the new one is complete.
+    existing folder of that name is replaced only once the new one is complete. ``graph.json``
+    holds the checksum of every other file, and its own digest.
 
     Example:
         >>> import tempfile
@@ -101,23 +110,27 @@ def save_model(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = private_dir(directory)
     try:
-        checksums = {}
-        for relative, module in components(graph).items():
-            path = tmp / f"{relative}.safetensors"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            metadata = {"agora": json.dumps({"file": relative, "format": FORMAT})}
-            save_file(_tensors(module), str(path), metadata=metadata)
-            checksums[f"{relative}.safetensors"] = _sha256(path)
-        document = {
-            "format": FORMAT,
-            "graph": graph.to_dict(),
-            "versions": versions(),
-            "files": checksums,
-            **(extra or {}),
-        }
-        _write_text(tmp / "graph.json", json.dumps(document, indent=2, default=str))
-        _fsync_dir(tmp)
-        _replace_dir(tmp, directory)
+        with disk_space(tmp, final=directory):
+            checksums = {}
+            for relative, module in components(graph).items():
+                path = tmp / f"{relative}.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                metadata = {"agora": json.dumps({"file": relative, "format": FORMAT})}
+                save_file(_tensors(module), str(path), metadata=metadata)
+                checksums[f"{relative}.safetensors"] = _sha256(path)
+            if sample is not None:
+                save_sample(tmp, sample)
+                checksums[SAMPLE] = _sha256(tmp / SAMPLE)
+            document = {
+                "format": FORMAT,
+                "graph": graph.to_dict(),
+                "versions": versions(),
+                "files": checksums,
+                **(extra or {}),
+            }
+            write_document(tmp, document)
+            _fsync_dir(tmp)
+            _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -177,21 +190,44 @@ def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], path: Path) -> 
     module.load_state_dict(tensors)
 
 
+REWRITE = (
+    "restore the folder from a copy, or use another checkpoint of the run (checkpoints/), or "
+    "train again"
+)
+
+
 def read_document(directory: str | os.PathLike) -> dict[str, Any]:
-    """The ``graph.json`` of a model folder; a clear error when missing or invalid."""
+    """The ``graph.json`` of a model folder, verified against the digest it carries (one of
+    format 1, by an older agora, carries none).
+
+    Raises:
+        CheckpointError: naming the file when it is missing, not UTF-8, not JSON, of an unknown
+            format, or changed since it was written (a 1-bit change of a data seed included).
+    """
     path = Path(directory) / "graph.json"
     if not path.exists():
         raise CheckpointError(f"{path}: missing; {directory} is not an agora model folder")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    document = read_json(path, CheckpointError, REWRITE)
     if not isinstance(document, dict) or not isinstance(document.get("graph"), dict):
         raise CheckpointError(
             f"{path}: not an agora graph.json (it holds {type(document).__name__} "
             f"{str(document)[:60]}; expected an object with a 'graph' section)"
         )
+    written = document.get("format")
+    if written not in (1, FORMAT) or (written == FORMAT and "digest" not in document):
+        raise CheckpointError(
+            f"{path}: format {written!r} with{'out' * ('digest' not in document)} a digest is "
+            f"not one this agora reads (1, or {FORMAT} with a digest): it was written by a newer "
+            f"agora, or it is corrupted; {REWRITE}"
+        )
     return document
+
+
+def write_document(directory: str | os.PathLike, document: Mapping[str, Any]) -> None:
+    """Write ``document`` as the ``graph.json`` of a model folder (atomically), in this
+    agora's format, with the digest of its content that :func:`read_document` checks."""
+    document = with_digest({**document, "format": FORMAT})
+    _write_text(Path(directory) / "graph.json", json.dumps(document, indent=2))
 
 
 def versions() -> dict[str, str]:
@@ -206,7 +242,9 @@ def versions() -> dict[str, str]:
 
 def set_pointer(run_dir: str | os.PathLike, name: str, target: str) -> None:
     """Point ``checkpoints/<name>`` at ``checkpoints/<target>`` (an atomic replace)."""
-    _write_text(Path(run_dir) / "checkpoints" / name, target + "\n")
+    path = Path(run_dir) / "checkpoints" / name
+    with disk_space(path):
+        _write_text(path, target + "\n")
 
 
 def pointer(run_dir: str | os.PathLike, name: str) -> Path | None:
@@ -220,7 +258,8 @@ def pointer(run_dir: str | os.PathLike, name: str) -> Path | None:
     path = Path(run_dir) / "checkpoints" / name
     if not path.exists():
         return None
-    target = Path(run_dir) / "checkpoints" / path.read_text().strip()
+    remedy = "write the name of a complete checkpoint (step-<N>) into it, or --overwrite"
+    target = Path(run_dir) / "checkpoints" / read_text(path, CheckpointError, remedy).strip()
     if (target / "graph.json").exists():
         return target
     complete = sorted(p.name for p in path.parent.glob("step-*") if (p / "graph.json").exists())
@@ -266,7 +305,7 @@ def read_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
             f"{path}: missing (an older agora kept this state in a pickle, which is not read); "
             "start afresh with --overwrite (resume=False)"
         )
-    state = json.loads(path.read_text())
+    state = read_json(path, CheckpointError, "start afresh with --overwrite (resume=False)")
     for name, part in parts.items():
         if name not in state:
             raise CheckpointError(f"{path}: holds no {name!r} state; it was saved by another run")
@@ -277,14 +316,15 @@ def read_training_state(directory: Path, parts: Mapping[str, Any]) -> None:
 
 
 def seal_state(directory: Path) -> None:
-    """Write ``state.json``: the sha256 of every file of the checkpoint's ``state/``."""
+    """Write ``state.json``: the sha256 of every file of the checkpoint's ``state/``, and the
+    digest of that list itself (so a changed byte in it is told apart from a changed file)."""
     state = directory / "state"
     digests = {
         str(path.relative_to(state)): _sha256(path)
         for path in sorted(state.rglob("*"))
         if path.is_file()
     }
-    _write_text(directory / STATE_DIGESTS, json.dumps(digests, indent=2))
+    _write_text(directory / STATE_DIGESTS, json.dumps(with_digest({"files": digests}), indent=2))
 
 
 def verify_state(directory: Path) -> None:
@@ -299,10 +339,14 @@ def verify_state(directory: Path) -> None:
             f"{listing}: missing; the state of {directory.name} cannot be verified, so it is not "
             "resumed (start afresh with --overwrite)"
         )
-    try:
-        digests = json.loads(listing.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{listing}: unreadable ({error})") from None
+    remedy = "resume from another checkpoint (point checkpoints/latest at it), or --overwrite"
+    document = read_json(listing, CheckpointError, remedy)
+    if not isinstance(document, dict):
+        raise CheckpointError(f"{listing}: not a list of digests; {remedy}")
+    # an older agora wrote the digests alone, without their own
+    digests = document.get("files") if {"files", "digest"} & set(document) else document
+    if not isinstance(digests, dict):
+        raise CheckpointError(f"{listing}: its 'files' is not a list of digests; {remedy}")
     state = directory / "state"
     present = {str(p.relative_to(state)) for p in state.rglob("*") if p.is_file()}
     for name, digest in digests.items():
@@ -315,6 +359,140 @@ def verify_state(directory: Path) -> None:
             )
     if extra := sorted(present - set(digests)):
         raise CheckpointError(f"{state}: files that were not written with it: {extra}")
+
+
+def check_rng_state(directory: Path, process_index: int) -> None:
+    """Check that Accelerate can restore this process's random number generators from
+    checkpoint ``directory`` (it skips a state it cannot load, and the run would go on with
+    other random numbers: other dropout masks, other shuffles).
+
+    Raises:
+        CheckpointError: naming the file when it is missing, or holds no state Accelerate's
+            loader reads and Python, NumPy and torch accept.
+    """
+    import random
+
+    import numpy as np
+    from accelerate.utils import load as accelerate_load
+
+    path = directory / "state" / f"random_states_{process_index}.pkl"
+    remedy = "resume from another checkpoint (point checkpoints/latest at it), or --overwrite"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: missing, so process {process_index} cannot resume its random numbers (a "
+            f"checkpoint holds one per process that saved it: resume with as many); {remedy}"
+        )
+    try:
+        states = accelerate_load(path)
+        random.Random().setstate(states["random_state"])
+        np.random.RandomState().set_state(states["numpy_random_seed"])
+        torch.Generator().set_state(states["torch_manual_seed"])
+        if torch.cuda.is_available() and "torch_cuda_manual_seed" not in states:
+            raise KeyError("no CUDA generator state: it was saved without a GPU")
+    except Exception as error:  # what Accelerate's own loading would skip in silence
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path}: Accelerate cannot restore the random numbers it holds ({first}); the run "
+            f"would go on with other ones and differ from the run it continues; {remedy}"
+        ) from None
+
+
+def load_state(accelerator: Any, directory: Path) -> None:
+    """Restore Accelerate's state (optimizer, scheduler, random numbers) from checkpoint
+    ``directory``: every file verified against ``state.json`` first, and this process's
+    random-number state checked (:func:`check_rng_state`).
+
+    Raises:
+        CheckpointError: naming the file that changed, is missing, is refused by torch's
+            weights-only loader (a pickle that would run code) or cannot be read; or the
+            checkpoint, when the graph's modules changed shape since it was saved.
+    """
+    verify_state(directory)
+    check_rng_state(directory, accelerator.process_index)
+    try:
+        accelerator.load_state(str(directory / "state"))
+    except Exception as error:
+        if (refused := _unloadable(directory / "state")) is not None:
+            raise refused from None
+        if not isinstance(error, RuntimeError):
+            raise
+        first = str(error).strip().splitlines()[0]  # the graph's modules changed shape
+        raise CheckpointError(
+            f"{directory}: its state does not fit this graph ({first}); the model changed since "
+            "it was saved: start afresh (--overwrite, resume=False) or restore the model"
+        ) from None
+
+
+def _unloadable(state: Path) -> CheckpointError | None:
+    """The error for the first file of ``state/`` that its loader refuses, if any."""
+    from accelerate.utils import load as accelerate_load
+
+    for path in sorted(p for p in state.rglob("*") if p.is_file()):
+        try:
+            if path.suffix == ".safetensors":
+                load_file(str(path))
+            elif path.suffix in (".bin", ".pkl", ".pt"):
+                accelerate_load(path, map_location="cpu")
+        except pickle.UnpicklingError as error:
+            if "weights only" not in str(error).lower():
+                return CheckpointError(f"{path}: cannot be loaded ({_first(error)}); {_OTHER}")
+            return CheckpointError(
+                f"{path}: refused: it holds Python objects that torch's weights-only loader will "
+                "not run, so it is not a file agora or Accelerate wrote; do not resume from it: "
+                "start afresh (--overwrite), or resume from a checkpoint you trust"
+            )
+        except Exception as error:
+            return CheckpointError(
+                f"{path}: cannot be loaded ({_first(error)}): it is truncated or corrupted; {_OTHER}"
+            )
+    return None
+
+
+_OTHER = "resume from another checkpoint (point checkpoints/latest at it), or --overwrite"
+
+
+def _first(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@contextmanager
+def disk_space(directory: Path, *, final: Path | None = None) -> Iterator[None]:
+    """Within the block, a full disk while writing under ``directory`` (``OSError`` ENOSPC,
+    torch's ``inline_container.cc`` write failure, safetensors' ``StorageFull``) is a
+    :class:`CheckpointError` naming the file that was being written (as it is named under
+    ``final``, when ``directory`` is a temporary folder to be renamed to it) and the space left.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError, SafetensorError) as error:
+        if not _disk_full(error):
+            raise
+        files = [p for p in directory.rglob("*") if p.is_file()] if directory.is_dir() else []
+        path = max(files, key=lambda p: p.stat().st_mtime_ns, default=directory)
+        if final is not None and path.is_relative_to(directory):
+            path = final / path.relative_to(directory)
+        raise CheckpointError(
+            f"{path}: could not be written ({_first(error)}); {_free(directory)} free on its "
+            "disk, so most likely it filled up: free some space (or write the run elsewhere, "
+            "--out) and run again (a run resumes from its last complete checkpoint)"
+        ) from None
+
+
+def _disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "inline_container.cc" in text or "StorageFull" in text or "No space left" in text
+
+
+def _free(path: Path) -> str:
+    """The space left on the disk holding ``path`` (or its nearest existing parent)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free, units = float(shutil.disk_usage(path).free), ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    while free >= 1024 and len(units) > 1:
+        free, units = free / 1024, units[1:]
+    return f"{free:.0f} bytes" if units[0] == "bytes" else f"{free:.1f} {units[0]}"
 
 
 def prune(run_dir: str | os.PathLike) -> None:
@@ -338,40 +516,6 @@ def model_dir(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{path}: no graph.json here, in model/, or in a checkpoint")
 
 
-def code_named(document: Mapping[str, Any], agents: Mapping[str, Any] | None = None) -> list[str]:
-    """The import paths outside agora that rebuilding ``graph.json``'s graph would import and
-    call: agent factories (of agents not given in ``agents``), aggregation modules, codecs, and
-    the run config's data factory.
-
-    Example:
-        >>> code_named({"graph": {"agents": [{"name": "a", "factory": "mypkg.models:net"},
-        ...                                  {"name": "b", "factory": "agora.models.toy:mlp_agent"}]}})
-        ['mypkg.models:net']
-    """
-    graph, given = document.get("graph", {}), set(agents or {})
-    paths = [graph.get("codec")]
-    for spec in graph.get("agents", []):
-        if spec.get("name") not in given:
-            paths.append(spec.get("factory"))
-        paths.append(spec.get("aggregation"))
-    paths.append(((document.get("config") or {}).get("data") or {}).get("factory"))
-    return [
-        p for p in paths
-        if isinstance(p, str) and ":" in p and p.split(":")[0].split(".")[0] != "agora"
-    ]  # fmt: skip
-
-
-def check_trust(document: Mapping[str, Any], source: Path, agents: Any, trust_code: bool) -> None:
-    """Refuse to run code a run folder names from outside agora, unless ``trust_code``."""
-    if trust_code or not (foreign := code_named(document, agents)):
-        return
-    raise CheckpointError(
-        f"{source} names code outside agora that loading would import and run: {foreign}. "
-        "Load it only if you trust where it came from: trust_code=True (agora eval/cka "
-        "--trust-code), or give its agents yourself (load(..., agents={...}))"
-    )
-
-
 def load(
     path: str | os.PathLike,
     *,
@@ -383,17 +527,32 @@ def load(
     Agents are built from the specs stored in ``graph.json`` (or taken from ``agents``), the
     graph is built on the sample batch stored with it, and the weights are loaded and verified.
 
-    A run folder is data, but its ``graph.json`` names the functions that make its agents:
-    only agora's own run without ``trust_code=True`` (:func:`code_named` lists the others).
+    A run folder is data, but its ``graph.json`` names the code that makes its agents (and
+    their codecs, aggregations and protocols): without ``trust_code=True``, only agora's own
+    constructors are imported (:mod:`agora.trust`); anything else is refused before it is
+    imported. Agents given in ``agents`` are not made, so their factories are not imported.
     """
     directory = model_dir(path)
     document = read_document(directory)
-    check_trust({"graph": document["graph"]}, directory / "graph.json", agents, trust_code)
+    with trusting(trust_code):
+        try:
+            return _rebuild(directory, document, agents)
+        except UntrustedCodeError as error:
+            key = f"{error.key}: " if error.key else ""
+            raise CheckpointError(f"{directory / 'graph.json'}: {key}{error}") from None
+
+
+def _rebuild(directory: Path, document: Mapping[str, Any], agents: Any) -> Graph:
     graph = Graph.from_dict(document["graph"], agents)
-    sample_file = directory / "sample.safetensors"
+    sample_file = directory / SAMPLE
     if not sample_file.exists():
         raise CheckpointError(
             f"{sample_file}: missing; it records the input shapes the codecs were built for"
+        )
+    expected = document.get("files", {}).get(SAMPLE)  # an older agora did not list it
+    if expected is not None and _sha256(sample_file) != expected:
+        raise CheckpointError(
+            f"{sample_file}: checksum mismatch, the file is corrupted or was changed"
         )
     try:
         sample = unflatten_sample(load_file(str(sample_file)))
@@ -435,10 +594,14 @@ def unflatten_sample(tensors: Mapping[str, Tensor]) -> Any:
     return root
 
 
+SAMPLE = "sample.safetensors"
+
+
 def save_sample(directory: str | os.PathLike, x: Any, rows: int = 2) -> None:
-    """Keep the first ``rows`` of a batch beside a model: the shapes its codecs fit."""
+    """Keep the first ``rows`` of a batch beside a model: the shapes its codecs fit (better:
+    :func:`save_model`'s ``sample``, which lists its checksum in ``graph.json``)."""
     x = _slice(x, rows)
-    save_file(flatten_sample(x), str(Path(directory) / "sample.safetensors"))
+    save_file(flatten_sample(x), str(Path(directory) / SAMPLE))
 
 
 def _slice(x: Any, rows: int) -> Any:

@@ -123,8 +123,9 @@ def positive(text: str) -> int:
 def _trust_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust-code", action="store_true",
-        help="let the run's graph.json name code outside agora (its agents' factories, its "
-        "data factory): loading imports and runs it, so only for runs you trust",
+        help="let the run's graph.json name code other than agora's own constructors (its "
+        "agents' factories, its data factory, a codec, an aggregation, a protocol): loading "
+        "imports and runs it, so only for runs you trust",
     )  # fmt: skip
 
 

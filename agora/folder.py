@@ -106,7 +106,7 @@ def claim(out_dir: Path, configuration: Mapping[str, Any], *, overwrite: bool = 
                 path.unlink()
         ran_here = False
     if ran_here:
-        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        record = read_record(record_path) if record_path.is_file() else {}
         if record.get("fingerprint") != digest:
             changed = differences(record.get("configuration", {}), configuration)
             raise RunFolderError(
@@ -241,7 +241,22 @@ def write_record(out_dir: Path, configuration: Mapping[str, Any], *, finished: b
         "configuration": json.loads(json.dumps(configuration, default=str)),
     }
     with written_in_place(out_dir / RECORD) as tmp:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(with_digest(record), indent=2, sort_keys=True))
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A ``run.json``, verified against the digest it carries (one written by an older agora
+    carries none).
+
+    Raises:
+        RunFolderError: naming the file when it is not UTF-8, not JSON, or changed since it
+            was written.
+    """
+    remedy = "give a new folder, or --overwrite (overwrite=True) to train afresh in this one"
+    record = read_json(path, RunFolderError, remedy)
+    if not isinstance(record, dict):
+        raise RunFolderError(f"{path}: not a run record (a JSON object); {remedy}")
+    return record
 
 
 class Lock:
@@ -348,3 +363,73 @@ def _alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- reading back what a run wrote: UTF-8 text and JSON documents that carry their digest ----
+
+
+def read_text(path: Path, error: type[Exception], remedy: str) -> str:
+    """The text of ``path``; ``error`` naming the file, the byte, its line and ``remedy`` when
+    a byte is not UTF-8 (agora writes UTF-8 only: the file is corrupted).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "latest"
+        >>> _ = path.write_bytes(b"step-1\\n\\xff\\n")
+        >>> read_text(path, ValueError, "rewrite it")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: .../latest: not UTF-8 text (byte 0xff on line 2): the file is corrupted; rewrite it
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = data[: bad.start].count(b"\n") + 1
+        raise error(
+            f"{path}: not UTF-8 text (byte {data[bad.start]:#04x} on line {line}): the file is "
+            f"corrupted; {remedy}"
+        ) from None
+
+
+def json_digest(document: Mapping[str, Any]) -> str:
+    """The sha256 of a JSON document without its ``"digest"`` key, keys sorted: what
+    :func:`with_digest` stores and :func:`check_digest` checks.
+
+    Example:
+        >>> json_digest({"b": 1, "a": [0.5]}) == json_digest({"a": [0.5], "b": 1, "digest": "x"})
+        True
+    """
+    body = {key: value for key, value in document.items() if key != "digest"}
+    text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def with_digest(document: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` as plain JSON data with its digest under ``"digest"``."""
+    document = json.loads(json.dumps(document, default=str))
+    return {**document, "digest": json_digest(document)}
+
+
+def check_digest(
+    document: Mapping[str, Any], path: Path, error: type[Exception], remedy: str
+) -> None:
+    """Raise ``error`` naming ``path`` when ``document``'s digest does not match its content
+    (a flipped bit, an edit). A document without a digest is of an older agora: not checked."""
+    if "digest" in document and document["digest"] != json_digest(document):
+        raise error(
+            f"{path}: checksum mismatch: it changed since it was written (a corrupted byte, or "
+            f"an edit); {remedy}"
+        )
+
+
+def read_json(path: Path, error: type[Exception], remedy: str) -> Any:
+    """A JSON file a run wrote; ``error`` naming it (and ``remedy``) when it is not UTF-8, not
+    JSON, or an object whose digest (if it carries one) does not match."""
+    try:
+        document = json.loads(read_text(path, error, remedy))
+    except json.JSONDecodeError as bad:
+        raise error(f"{path}: not valid JSON ({bad}); {remedy}") from None
+    if isinstance(document, dict):
+        check_digest(document, path, error, remedy)
+    return document

@@ -3,7 +3,6 @@ whom, and how; and its data form, :class:`GraphSpec`, which configs and checkpoi
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from agora.edge import Edge
 from agora.errors import GraphError
 from agora.losses import DISTANCES
 from agora.protocols import get_protocol
+from agora.trust import import_object
 
 __all__ = ["AgentSpec", "Edge", "Graph", "GraphError", "GraphSpec"]
 
@@ -587,10 +587,14 @@ class Graph(nn.Module):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], agents: Mapping[str, Agent] | None = None) -> Graph:
-        """Rebuild a graph from :meth:`to_dict`'s data (see :meth:`from_spec`)."""
-        data = dict(data)
+        """Rebuild a graph from :meth:`to_dict`'s data (see :meth:`from_spec`). An agent given
+        in ``agents`` is not made, so its stored factory is not imported."""
+        data, given = dict(data), set(agents or {})
         spec = GraphSpec(
-            agents=[AgentSpec(**entry) for entry in data.pop("agents")],
+            agents=[
+                AgentSpec(**{**entry, "factory": None} if entry.get("name") in given else entry)
+                for entry in data.pop("agents")
+            ],
             edges=[Edge(**{**e, "protocols": tuple(e["protocols"])}) for e in data.pop("edges")],
             **data,
         )
@@ -608,19 +612,6 @@ class Graph(nn.Module):
             for e in self.edges
         )
         return f"Graph({edges or ', '.join(self.agents)})"
-
-
-def import_object(path: str, key: str | None = None) -> Any:
-    """``"package.module:attr"`` (or ``"package.module.attr"``) -> the object.
-
-    Raises:
-        GraphError: naming ``key`` when the module or the name cannot be imported.
-    """
-    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise GraphError(f"Cannot import {path!r}: {error}", key) from error
 
 
 def _import_path(obj: Any) -> str:

@@ -279,5 +279,20 @@ class LossBalancer:
                 "LossBalancer: this state has no call count: it was saved by the earlier balancer, "
                 "whose means are of loss values, not gradient norms; start the run afresh"
             )
-        self.means = dict(state["means"])
-        self.calls = int(state["calls"])
+        means, calls = state["means"], state["calls"]
+        if not isinstance(means, Mapping) or not isinstance(calls, int) or calls < 0:
+            raise ValueError(
+                f"LossBalancer: a state of means {means!r} and calls {calls!r} is not one it "
+                "saves (a mapping of term -> mean, and a count >= 0); start the run afresh"
+            )
+        for term, mean in means.items():
+            if isinstance(mean, bool) or not isinstance(mean, (int, float)):
+                mean = None
+            if mean is None or not math.isfinite(mean) or mean <= 0:
+                raise ValueError(
+                    f"LossBalancer: the running mean of {term!r} is {means[term]!r}, but a "
+                    "gradient norm it averages is finite and > 0: the state is corrupted; "
+                    "start the run afresh"
+                )
+        self.means = {term: float(mean) for term, mean in means.items()}
+        self.calls = calls

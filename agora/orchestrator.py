@@ -181,9 +181,9 @@ class Orchestrator(nn.Module):
         """Round 0 of one agent: ``y, s, e = agent(x)`` and, when it speaks, ``m = E(s, e)``."""
         if agent.frozen:
             with torch.no_grad():  # a frozen backbone needs no graph; its codec still learns
-                out = agent(x)
+                out = agent.read(x)
         else:
-            out = agent(x)
+            out = agent.read(x)
         if message:
             out.m = agent.codec.encode(out.s, out.e)
         return out

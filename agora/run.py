@@ -20,6 +20,7 @@ from agora.baseline import alone, compare
 from agora.config import ConfigError, RunConfig, build_data, build_graph, config_from_dict
 from agora.errors import GraphError
 from agora.train import FitResult
+from agora.trust import trusting
 
 
 def sample_batch(data: Any, rows: int = 8) -> Any:
@@ -158,14 +159,14 @@ def _keys(keys: str | list[str]) -> str:
 def stored_config(
     run_dir: str | os.PathLike, overrides: Sequence[str] = (), *, trust_code: bool = False
 ) -> RunConfig:
-    """The run config a run stored in its ``graph.json`` (under ``"config"``); a data
-    factory from outside agora needs ``trust_code`` (see :func:`agora.checkpoint.load`)."""
-    from agora.checkpoint import check_trust, model_dir, read_document
+    """The run config a run stored in its ``graph.json`` (under ``"config"``); code it names
+    that is not agora's own (a factory, a codec, a protocol) needs ``trust_code``, and is
+    refused before it is imported otherwise (see :func:`agora.checkpoint.load`)."""
+    from agora.checkpoint import model_dir, read_document
 
     directory = model_dir(run_dir)
     source = str(directory / "graph.json")
     document = read_document(directory)
-    check_trust({"config": document.get("config")}, Path(source), None, trust_code)
     data = document.get("config")
     if not data:
         raise ConfigError(
@@ -173,7 +174,8 @@ def stored_config(
             "data in Python and call agora.train.evaluate",
             source=source,
         )
-    return config_from_dict(data, overrides, source=source)
+    with trusting(trust_code):
+        return config_from_dict(data, overrides, source=source)
 
 
 def stored_split(config: RunConfig, split: str) -> Any:

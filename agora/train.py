@@ -258,7 +258,7 @@ def evaluate(
         x, y = split_batch(batch)
         x, y = to_device(x, device), to_device(y, device)
         for agent in agents:
-            y_pred = agent(x).y  # the agent's own forward: token agents pool real tokens only
+            y_pred = agent.read(x).y  # the agent's own forward: token agents pool real tokens only
             target = y[agent.name] if isinstance(y, Mapping) else y
             if accelerator is not None:
                 y_pred, target = accelerator.gather_for_metrics((y_pred, target))
@@ -564,15 +564,7 @@ def _fit(
 
     log = RunLog(out_dir, accelerator, config, graph, run_config, sample, resumable)
     if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
-        checkpoint.verify_state(latest)
-        try:
-            accelerator.load_state(str(latest / "state"))
-        except RuntimeError as error:  # the graph's modules changed shape since the save
-            first = str(error).strip().splitlines()[0]
-            raise checkpoint.CheckpointError(
-                f"{latest}: its state does not fit this graph ({first}); the model changed since "
-                "it was saved: start afresh (--overwrite, resume=False) or restore the model"
-            ) from None
+        checkpoint.load_state(accelerator, latest)
         checkpoint.read_training_state(latest, resumable)
     if out_dir is not None:
         log.resumed(state.step)
@@ -790,7 +782,9 @@ class RunLog:
         before its first: ``step`` 0), so none appear twice."""
         path = self.out_dir / "metrics.jsonl"
         if self.main and path.exists():
-            lines = [line for line in path.read_text().splitlines() if _logged_by(line, step)]
+            remedy = "remove that line, or start afresh (--overwrite)"
+            text = folder.read_text(path, checkpoint.CheckpointError, remedy)
+            lines = [line for line in text.splitlines() if _logged_by(line, step)]
             checkpoint._write_text(path, "".join(line + "\n" for line in lines))
         self.last_checkpoint = checkpoint.pointer(self.out_dir, "latest")
 
@@ -876,8 +870,7 @@ class RunLog:
         }
 
     def _save_model(self, directory: Path, state: TrainState) -> None:
-        checkpoint.save_model(directory, self.graph, self._extra(state))
-        checkpoint.save_sample(directory, self.sample)
+        checkpoint.save_model(directory, self.graph, self._extra(state), self.sample)
 
     def save_best(self, state: TrainState) -> None:
         if self.out_dir is None:
@@ -908,11 +901,13 @@ class RunLog:
             shutil.rmtree(tmp, ignore_errors=True)  # left by a crash
             self._save_model(tmp, state)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG
+        with checkpoint.disk_space(tmp, final=directory):
+            self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG
         self.accelerator.wait_for_everyone()
         if self.main:
-            checkpoint.write_training_state(tmp, self.resumable)
-            checkpoint.seal_state(tmp)
+            with checkpoint.disk_space(tmp, final=directory):
+                checkpoint.write_training_state(tmp, self.resumable)
+                checkpoint.seal_state(tmp)
             checkpoint.publish(tmp, directory)
             checkpoint.set_pointer(self.out_dir, "latest", name)
             checkpoint.prune(self.out_dir)

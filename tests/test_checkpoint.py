@@ -1,6 +1,7 @@
 """Checkpoints: one file per agent and part, verified, written atomically."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,8 +138,8 @@ def test_agoras_own_resume_state_is_json_and_a_checkpoint_without_it_is_refused(
     assert saved["train"]["step"] == 12 and saved["train"]["epoch"] == 1
     assert not list(state.glob("custom_checkpoint_*"))  # nothing of agora's is pickled
     (state / "agora.json").unlink()
-    digests = json.loads((latest / "state.json").read_text())
-    del digests["agora.json"]  # as an older agora's checkpoint: no JSON state at all
+    digests = json.loads((latest / "state.json").read_text())["files"]
+    del digests["agora.json"]  # as an older agora's checkpoint: no JSON state, a flat list
     (latest / "state.json").write_text(json.dumps(digests))
     with pytest.raises(CheckpointError, match=r"agora\.json: missing \(an older agora"):
         resume()
@@ -158,10 +159,14 @@ def test_loading_a_run_that_names_code_outside_agora_needs_trust(tmp_path):
     checkpoint.save_model(tmp_path, g)
     document = json.loads((tmp_path / "graph.json").read_text())
     document["graph"]["agents"][0]["factory"] = "subprocess:run"  # what a hostile run could say
-    (tmp_path / "graph.json").write_text(json.dumps(document))
-    with pytest.raises(CheckpointError, match=r"names code outside agora .*\['subprocess:run'\]"):
+    checkpoint.write_document(tmp_path, document)  # its digest made to match
+    with pytest.raises(
+        CheckpointError, match=r"graph\.json: factory: 'subprocess:run' is not agora's own"
+    ):
         checkpoint.load(tmp_path)
-    assert checkpoint.code_named(document, agents={"teacher": None}) == []  # given: not imported
+    checkpoint.save_sample(tmp_path, torch.randn(2, 8))
+    given = dict(talk_graph().agents)  # agents given are not made: their factories not imported
+    assert list(checkpoint.load(tmp_path, agents=given).agents) == ["teacher", "student"]
 
 
 def test_a_broken_graph_json_or_sample_is_named(tmp_path):
@@ -204,7 +209,7 @@ def test_a_graph_json_without_checksums_and_file_modes_that_follow_the_umask(tmp
     assert oct((tmp_path / "model" / "graph.json").stat().st_mode & 0o777) == "0o644"
     document = json.loads((tmp_path / "model" / "graph.json").read_text())
     del document["files"]  # a list removed: nothing can be verified any more
-    (tmp_path / "model" / "graph.json").write_text(json.dumps(document))
+    checkpoint.write_document(tmp_path / "model", document)
     with pytest.raises(CheckpointError, match=r"no checksum for agents/\w+/\w+\.safetensors"):
         checkpoint.load_weights(tmp_path / "model", talk_graph().build(torch.randn(2, 8)))
 
@@ -217,3 +222,197 @@ def test_a_resume_state_its_part_refuses_is_an_error_naming_the_file(tmp_path):
     (tmp_path / "state" / "agora.json").write_text(json.dumps({"balancer": {"means": {}}}))
     with pytest.raises(CheckpointError, match=r"agora\.json: its 'balancer' state does not load"):
         checkpoint.read_training_state(tmp_path, {"balancer": LossBalancer({})})
+
+
+def _flip(path, pattern: bytes, group: int = 1, bit: int = 0) -> None:
+    """Flip one bit of the byte that ``pattern``'s ``group`` matches in ``path``."""
+    import re
+
+    raw = bytearray(path.read_bytes())
+    where = re.search(pattern, bytes(raw), re.S).start(group)
+    raw[where] ^= 1 << bit
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "what"),
+    [
+        (rb'"n": (6)40,\s*"d_in": 8,\s*"seed"', "data.kwargs.n 640 -> 740"),
+        (rb'"n": 640,\s*"d_in": 8,\s*"seed": (0)', "data.kwargs.seed 0 -> 1"),
+    ],
+)
+def test_a_bit_flipped_in_graph_json_is_named_not_scored_on_other_data(
+    tmp_path, capsys, pattern, what
+):
+    from agora.cli import main
+
+    run = tmp_path / "run"
+    assert main(["run", "tiny", "--out", str(run), "fit.epochs=1"]) == 0
+    capsys.readouterr()
+    _flip(run / "model" / "graph.json", pattern)
+    with pytest.raises(SystemExit):
+        main(["eval", str(run)])
+    said = capsys.readouterr()
+    assert said.out == "", what  # no metrics of other data
+    assert f"{run / 'model' / 'graph.json'}: checksum mismatch" in said.err, what
+    with pytest.raises(CheckpointError, match=r"model/graph\.json: checksum mismatch"):
+        checkpoint.load(run)
+
+
+def test_a_graph_json_of_an_older_agora_loads_and_an_unknown_format_is_named(tmp_path):
+    g = talk_graph().build(torch.randn(2, 8))
+    checkpoint.save_model(tmp_path, g)
+    checkpoint.save_sample(tmp_path, torch.randn(2, 8))
+    agents = dict(talk_graph().agents)
+    document = json.loads((tmp_path / "graph.json").read_text())
+    assert document["format"] == 2 and len(document.pop("digest")) == 64
+    (tmp_path / "graph.json").write_text(json.dumps({**document, "format": 1}))  # no digest
+    checkpoint.load(tmp_path, agents=agents)
+    (tmp_path / "graph.json").write_text(json.dumps({**document, "format": 3}))
+    with pytest.raises(CheckpointError, match=r"graph\.json: format 3 without a digest is not"):
+        checkpoint.load(tmp_path, agents=agents)
+
+
+def test_a_bit_flipped_in_state_json_names_state_json_not_the_file_it_lists(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    listing = checkpoint.pointer(tmp_path, "latest") / "state.json"
+    _flip(listing, rb'"optimizer\.bin": "(.)')  # a byte of optimizer.bin's digest
+    with pytest.raises(CheckpointError, match=r"/state\.json: checksum mismatch") as caught:
+        resume()
+    assert "optimizer.bin" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["graph.json", "state.json", "latest", "metrics.jsonl"])
+def test_a_byte_that_is_not_utf8_names_the_file(tmp_path, monkeypatch, name):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    latest = checkpoint.pointer(tmp_path, "latest")
+    path = {
+        "graph.json": latest / "graph.json",
+        "state.json": latest / "state.json",
+        "latest": tmp_path / "checkpoints" / "latest",
+        "metrics.jsonl": tmp_path / "metrics.jsonl",
+    }[name]
+    path.write_bytes(path.read_bytes()[:3] + b"\xff" + path.read_bytes()[3:])
+    message = rf"{path}: not UTF-8 text \(byte 0xff on line \d\): the file is corrupted; "
+    with pytest.raises(CheckpointError, match=message):
+        if name == "graph.json":
+            checkpoint.load(latest, agents=dict(talk_graph().agents))
+        else:
+            resume()
+
+
+def test_the_sample_is_written_with_the_model_and_verified(tmp_path):
+    g = talk_graph().build(torch.randn(2, 8))
+    checkpoint.save_model(tmp_path / "model", g, sample=torch.randn(4, 8))
+    document = json.loads((tmp_path / "model" / "graph.json").read_text())
+    assert "sample.safetensors" in document["files"]
+    _flip(tmp_path / "model" / "sample.safetensors", rb".*(.)", bit=3)  # its last byte
+    with pytest.raises(CheckpointError, match=r"sample\.safetensors: checksum mismatch"):
+        checkpoint.load(tmp_path / "model", agents=dict(talk_graph().agents))
+
+
+@pytest.mark.parametrize(
+    ("state", "said"),
+    [
+        ({"random_state": "not a state"}, r"Accelerate cannot restore the random numbers"),
+        (None, r"missing, so process 0 cannot resume its random numbers"),
+    ],
+)
+def test_an_rng_state_accelerate_cannot_load_is_an_error_not_a_skip(
+    tmp_path, monkeypatch, state, said
+):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    latest = checkpoint.pointer(tmp_path, "latest")
+    rng = latest / "state" / "random_states_0.pkl"
+    if state is None:
+        rng.unlink()
+    else:
+        torch.save(state, rng)
+    checkpoint.seal_state(latest)  # its digests made to match: only the content is wrong
+    with pytest.raises(CheckpointError, match=rf"random_states_0\.pkl: {said}"):
+        resume()
+
+
+@pytest.mark.parametrize("mean", [-1.0, 0.0, float("nan"), "1.0"])
+def test_a_balancer_state_with_a_norm_no_gradient_has_is_refused_naming_the_file(tmp_path, mean):
+    from agora.losses import LossBalancer
+
+    (tmp_path / "state").mkdir()
+    state = {"balancer": {"means": {"interact[student]": mean}, "calls": 10}}
+    (tmp_path / "state" / "agora.json").write_text(json.dumps(state))
+    with pytest.raises(
+        CheckpointError, match=r"agora\.json: its 'balancer' state does not load: .*'interact"
+    ):
+        checkpoint.read_training_state(tmp_path, {"balancer": LossBalancer({})})
+
+
+class _Runs:
+    """Pickled, it calls ``os.system`` when loaded by a loader that runs code."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_a_malicious_optimizer_bin_is_refused_naming_the_file(tmp_path, monkeypatch):
+    resume = _interrupted_run(tmp_path, monkeypatch)
+    latest = checkpoint.pointer(tmp_path, "latest")
+    marker = tmp_path / "ran"
+    torch.save({"state": _Runs(f"touch {marker}")}, latest / "state" / "optimizer.bin")
+    checkpoint.seal_state(latest)  # a hostile folder makes its digests match
+    with pytest.raises(
+        CheckpointError,
+        match=r"state/optimizer\.bin: refused: it holds Python objects that torch's weights-only "
+        r"loader will not run, .*--overwrite",
+    ):
+        resume()
+    assert not marker.exists()
+    (latest / "state" / "optimizer.bin").write_bytes(b"PK\x03\x04 cut short")
+    checkpoint.seal_state(latest)
+    with pytest.raises(CheckpointError, match=r"state/optimizer\.bin: cannot be loaded \("):
+        resume()
+
+
+def test_a_full_disk_names_the_file_and_the_space_left(tmp_path, monkeypatch):
+    import errno
+
+    import accelerate.utils.other
+
+    real_save = torch.save
+
+    def full_at_optimizer(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.bin"):
+            Path(f).write_bytes(b"PK\x03\x04")  # a part written, then no more room
+            raise RuntimeError(
+                "[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4054"
+            )
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_at_optimizer)
+    monkeypatch.setattr(accelerate.utils.other.torch, "save", full_at_optimizer)
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoints/step-00000012/state/optimizer\.bin: could not be written \(\[enforce "
+        r"fail at inline_container\.cc:672\].*\); [\d.]+ (bytes|[KMGT]iB) free on its disk, so "
+        r"most likely it filled up: free some space",
+    ):
+        fit(talk_graph(), *fit_data(), quick_fit(epochs=2, batch_size=16), out_dir=tmp_path / "a")
+    monkeypatch.undo()
+
+    def no_room(tensors, path, metadata=None):
+        Path(path).write_bytes(b"\x00" * 8)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", no_room)
+    g = talk_graph().build(torch.randn(2, 8))
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{tmp_path / 'b' / 'model'}/agents/\w+/\w+\.safetensors: could not be written "
+        r"\(\[Errno 28\] No space left on device\)",
+    ):
+        checkpoint.save_model(tmp_path / "b" / "model", g)
+    assert not (tmp_path / "b" / "model").exists()

@@ -132,3 +132,28 @@ def test_differences_name_at_most_a_few_keys():
     old = {"a": list(range(8))}
     said = differences(old, {"a": [x + 1 for x in range(8)]}, most=2)
     assert said == ["a.0: 0 -> 1", "a.1: 1 -> 2", "and 6 more"]
+
+
+def test_a_bit_flipped_in_run_json_or_a_byte_not_utf8_is_named(tmp_path):
+    configuration = {"graph": talk_graph().to_dict(), "fit": {"epochs": 1, "lr": 0.001}}
+    assert claim(tmp_path, configuration) is False
+    record = tmp_path / "run.json"
+    raw = bytearray(record.read_bytes())
+    raw[raw.index(b'"finished": false') + 12] ^= 1  # false -> galse: not JSON
+    record.write_bytes(bytes(raw))
+    with pytest.raises(RunFolderError, match=r"run\.json: not valid JSON .*--overwrite"):
+        claim(tmp_path, configuration)
+    raw[raw.index(b'"finished": galse') + 12] ^= 1
+    raw[raw.index(b'"lr": 0.001') + 10] ^= 2  # 0.001 -> 0.003: still JSON, another config
+    record.write_bytes(bytes(raw))
+    with pytest.raises(RunFolderError, match=r"run\.json: checksum mismatch: it changed since"):
+        claim(tmp_path, configuration)
+    record.write_bytes(b"\xfe" + bytes(raw))
+    with pytest.raises(RunFolderError, match=r"run\.json: not UTF-8 text \(byte 0xfe on line 1\)"):
+        claim(tmp_path, configuration)
+
+
+def test_a_lock_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / ".lock").write_bytes(b'{"host": "\xff"}')
+    with pytest.raises(RunFolderError, match=rf"its lock: {tmp_path / '.lock'}"):
+        Lock(tmp_path).acquire()

@@ -239,3 +239,15 @@ def test_peers_learn_each_on_its_own_data():
         F.mse_loss(graph.agents["b"](data["b"].tensors[0]).y.squeeze(-1), data["b"].tensors[1]),
     )
     assert {"interact[a]", "interact[b]", "logit[a->b]", "logit[b->a]"} <= set(out.losses.terms)
+
+
+def test_an_input_of_the_wrong_width_given_to_the_orchestrator_names_the_agent_and_shapes():
+    from tests.helpers import two_node
+
+    step = Orchestrator(two_node())  # built for x [B, 6]
+    with pytest.raises(
+        GraphError,
+        match=r"^Agent '(teacher|student)' cannot read this input \(x \[4, 5\] float32\): mat1 and "
+        r"mat2 shapes cannot be multiplied .* Does the data have the width",
+    ):
+        step(torch.randn(4, 5), torch.randn(4))

@@ -461,7 +461,7 @@ def student_agent(
 
 def pretrain_teacher(
     ml: Any, seed: int, path: str | os.PathLike, *, recipe: Recipe = TEACHER,
-    holdout: float | None = HOLDOUT,
+    holdout: float | None = HOLDOUT, info: dict[str, Any] | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Train the teacher on every genre's training ratings and save its backbone (its
     vocabulary included) to ``path`` (safetensors, written atomically).
@@ -473,7 +473,8 @@ def pretrain_teacher(
     is left out. ``None`` stops early on the validation split instead. ``ml`` is a
     :class:`~agora.data.movielens.MovieLens` (or anything with its ``meta`` and
     ``splits(None)``). Returns ``{"seed": seed, "steps": ..., **metrics}``: the held-out (or
-    validation) metrics at the chosen step.
+    validation) metrics at the chosen step, which the file's metadata holds with ``info``
+    (:func:`paper_teacher` adds the ``recipe`` its cache is keyed by).
     """
     from agora.graph import Graph
     from agora.train import fit
@@ -497,7 +498,7 @@ def pretrain_teacher(
     metrics = {"seed": seed, "steps": steps, **chosen.metrics}
     backbone = {f"{part}.{k}": v.contiguous() for part in ("lower", "upper", "head")
                 for k, v in getattr(agent, part).state_dict().items()}  # fmt: skip
-    write_teacher(path, backbone, metrics)
+    write_teacher(path, backbone, {**metrics, **(info or {})})
     return metrics
 
 
@@ -522,11 +523,43 @@ def teacher_file(seed: int = 0, cache_dir: str | os.PathLike | None = None, tag:
     True
     """
     root = cache_dir or os.environ.get("AGORA_CACHE_DIR") or Path.home() / ".cache" / "agora"
+    name = f"teacher-{teacher_recipe(tag)}-seed{seed}.safetensors"
+    return Path(root).expanduser() / "movielens" / name
+
+
+def teacher_recipe(tag: str = "") -> str:
+    """The short digest of the teacher's model and pre-training (with ``tag``) that
+    :func:`teacher_file` names the file by, and its metadata holds (``"recipe"``)."""
     recipe = json.dumps(
         [asdict(TEACHER), "steps from a held-out", HOLDOUT, asdict(RecommenderConfig(1, 1, 1)), tag]
     )
-    digest = hashlib.sha256(recipe.encode()).hexdigest()[:8]
-    return Path(root).expanduser() / "movielens" / f"teacher-{digest}-seed{seed}.safetensors"
+    return hashlib.sha256(recipe.encode()).hexdigest()[:8]
+
+
+def check_cached_teacher(path: str | os.PathLike, seed: int, recipe: str) -> None:
+    """Check a cached teacher's metadata against the key its name stands for: the ``seed`` it
+    was pre-trained with and its ``recipe`` (:func:`teacher_recipe`; a file of an older agora
+    does not record it, and only its seed is checked).
+
+    Raises:
+        ValueError: naming the file and what differs (a file copied or renamed into the name
+            of another seed or recipe): delete it, and it is pre-trained again.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            info = json.loads((f.metadata() or {}).get("agora", "{}"))
+    except (OSError, SafetensorError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable teacher file ({error}); delete it") from None
+    expected = {"seed": seed, **({"recipe": recipe} if "recipe" in info else {})}
+    for key, value in expected.items():
+        if info.get(key) != value:
+            raise ValueError(
+                f"{path}: holds a teacher pre-trained with {key} {info.get(key)!r}, but its name "
+                f"is the cache's for {key} {value!r} (a file copied or renamed into it); delete "
+                "it, and it is pre-trained again"
+            )
 
 
 def paper_teacher(
@@ -571,11 +604,14 @@ def paper_teacher(
         # one start the same whether the teacher was pre-trained now or read from the cache
         states = random.getstate(), np.random.get_state()
         with torch.random.fork_rng():
-            metrics = pretrain_teacher(ml, seed, path, recipe=recipe)
+            metrics = pretrain_teacher(
+                ml, seed, path, recipe=recipe, info={"recipe": teacher_recipe(tag)}
+            )
         random.setstate(states[0])
         np.random.set_state(states[1])
         scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()) if "/" in k)
         print(f"agora: teacher pre-trained (seed {seed}: {scores})", file=sys.stderr, flush=True)
+    check_cached_teacher(path, seed, teacher_recipe(tag))
     try:
         return teacher_agent(ml.meta, path, name=name)
     except (RuntimeError, SafetensorError) as error:  # a corrupt file, or one for other data

@@ -7,7 +7,6 @@ subclass with a ``name`` registers it, so a new protocol is one file that is imp
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 
 from agora.errors import GraphError
 from agora.losses import Losses
+from agora.trust import import_object
 
 if TYPE_CHECKING:
     from agora.agent import Agent, AgentOutput
@@ -115,11 +115,7 @@ def get_protocol(name: str) -> Protocol:
         Logit('logit')
     """
     if name not in PROTOCOLS and ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as error:
-            raise GraphError(f"Cannot import protocol {name!r}: {error}") from None
+        cls = import_object(name, "protocol")
         if not (isinstance(cls, type) and issubclass(cls, Protocol) and cls.name):
             raise GraphError(f"{name!r} is not a Protocol subclass with a name")
         PROTOCOLS.setdefault(name, PROTOCOLS[cls.name])

@@ -309,7 +309,7 @@ fit: {epochs: 1, batch_size: 64, progress: false}
     capsys.readouterr()
     with pytest.raises(SystemExit):  # the run names this test's factories: code outside agora
         main(["cka", str(run_dir), "--out", str(out), "--groups", "genre"])
-    assert "names code outside agora" in capsys.readouterr().err
+    assert "is not agora's own code" in capsys.readouterr().err
     assert main(["cka", str(run_dir), "--out", str(out), "--groups", "genre", "--trust-code"]) == 0
     printed = capsys.readouterr().out
     assert "Comedy (n=" in printed and "Drama (n=" in printed and "War" not in printed

@@ -213,3 +213,35 @@ def test_a_cached_teacher_is_verified_against_the_digest_written_with_it(tmp_pat
     save_file(backbone, str(path))  # no digest: an older file, or one written by hand
     with pytest.raises(ValueError, match="carries no digest"):
         mlp.teacher_agent(meta, path)
+
+
+def test_a_cached_teacher_of_another_seed_or_recipe_is_refused_under_this_ones_name(tmp_path):
+    import os
+    import shutil
+    from pathlib import Path
+
+    data = Path(os.environ.get("AGORA_DATA_DIR", "nowhere"))
+    if not (data / "ml-100k" / "u.data").is_file():
+        pytest.skip("MovieLens 100K not found: set AGORA_DATA_DIR to a folder holding ml-100k/")
+    from agora.data.movielens import MovieLens
+
+    teacher = mlp.teacher_agent(MovieLens(data, download=False).meta)
+    backbone = {f"{part}.{k}": v.contiguous() for part in ("lower", "upper", "head")
+                for k, v in getattr(teacher, part).state_dict().items()}  # fmt: skip
+    seed0 = mlp.teacher_file(0, tmp_path)
+    seed0.parent.mkdir(parents=True)
+    mlp.write_teacher(seed0, backbone, {"seed": 0, "recipe": mlp.teacher_recipe()})
+    assert mlp.paper_teacher(seed=0, data_dir=str(data), cache_dir=str(tmp_path)).frozen
+    shutil.copy(seed0, mlp.teacher_file(1, tmp_path))  # seed 0's teacher under seed 1's name
+    with pytest.raises(
+        ValueError,
+        match=r"seed1\.safetensors: holds a teacher pre-trained with seed 0, but its name is the "
+        r"cache's for seed 1 .* delete it",
+    ):
+        mlp.paper_teacher(seed=1, data_dir=str(data), cache_dir=str(tmp_path))
+    short = {"seed": 0, "recipe": mlp.teacher_recipe("epochs1")}  # a 1-epoch pre-training
+    mlp.write_teacher(seed0, backbone, short)
+    with pytest.raises(ValueError, match=r"seed0\.safetensors: holds a teacher pre-trained with "):
+        mlp.paper_teacher(seed=0, data_dir=str(data), cache_dir=str(tmp_path))
+    mlp.write_teacher(seed0, backbone, {"seed": 0})  # an older agora's: no recipe, seed checked
+    assert mlp.paper_teacher(seed=0, data_dir=str(data), cache_dir=str(tmp_path)).frozen
