@@ -18,7 +18,6 @@ leaves a checkpoint that a pointer names half-written.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import pickle
@@ -34,7 +33,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from agora.folder import read_json, read_text, umask_mode, with_digest, written_in_place
+from agora.folder import (
+    file_sha256,
+    read_json,
+    read_text,
+    umask_mode,
+    with_digest,
+    written_in_place,
+)
 from agora.graph import Graph
 from agora.trust import UntrustedCodeError, trusting
 
@@ -74,14 +80,6 @@ def _tensors(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_model(
     directory: str | os.PathLike,
     graph: Graph,
@@ -117,10 +115,10 @@ def save_model(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 metadata = {"agora": json.dumps({"file": relative, "format": FORMAT})}
                 save_file(_tensors(module), str(path), metadata=metadata)
-                checksums[f"{relative}.safetensors"] = _sha256(path)
+                checksums[f"{relative}.safetensors"] = file_sha256(path)
             if sample is not None:
                 save_sample(tmp, sample)
-                checksums[SAMPLE] = _sha256(tmp / SAMPLE)
+                checksums[SAMPLE] = file_sha256(tmp / SAMPLE)
             document = {
                 "format": FORMAT,
                 "graph": graph.to_dict(),
@@ -158,7 +156,7 @@ def load_weights(
                 f"{directory / 'graph.json'}: no checksum for {relative}.safetensors, so it "
                 "cannot be verified (pass verify=False to load an unverified file)"
             )
-        if verify and _sha256(path) != expected[relative + ".safetensors"]:
+        if verify and file_sha256(path) != expected[relative + ".safetensors"]:
             raise CheckpointError(
                 f"{path}: checksum mismatch, the file is corrupted or was changed"
             )
@@ -320,7 +318,7 @@ def seal_state(directory: Path) -> None:
     digest of that list itself (so a changed byte in it is told apart from a changed file)."""
     state = directory / "state"
     digests = {
-        str(path.relative_to(state)): _sha256(path)
+        str(path.relative_to(state)): file_sha256(path)
         for path in sorted(state.rglob("*"))
         if path.is_file()
     }
@@ -353,7 +351,7 @@ def verify_state(directory: Path) -> None:
         path = state / name
         if name not in present:
             raise CheckpointError(f"{path}: missing; {directory.name} cannot resume exactly")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise CheckpointError(
                 f"{path}: checksum mismatch (the file changed since it was written)"
             )
@@ -550,7 +548,7 @@ def _rebuild(directory: Path, document: Mapping[str, Any], agents: Any) -> Graph
             f"{sample_file}: missing; it records the input shapes the codecs were built for"
         )
     expected = document.get("files", {}).get(SAMPLE)  # an older agora did not list it
-    if expected is not None and _sha256(sample_file) != expected:
+    if expected is not None and file_sha256(sample_file) != expected:
         raise CheckpointError(
             f"{sample_file}: checksum mismatch, the file is corrupted or was changed"
         )

@@ -433,3 +433,12 @@ def read_json(path: Path, error: type[Exception], remedy: str) -> Any:
     if isinstance(document, dict):
         check_digest(document, path, error, remedy)
     return document
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in blocks (a file larger than memory works)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from agora.agent import Agent, AgentOutput
 from agora.data.download import cache_dir
+from agora.folder import file_sha256
 
 VERSION = 1
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -135,14 +136,6 @@ def store_key(agent: str, dataset: str, dtype: str = "fp32") -> str:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # shards this process has checked, by (path, size, mtime): a run that opens a store many times
 # (a benchmark, a notebook) reads each shard whole once
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -156,7 +149,7 @@ def _verified(path: Path, expected: str) -> None:
         raise StoreError(f"{path}: missing from its store ({error}); fill it again") from None
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if _VERIFIED.get(key) != expected:
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise StoreError(
                 f"{path}: checksum mismatch, the shard is corrupt; delete its folder "
                 f"{path.parent} and fill the store again (agora cache CONFIG)"
@@ -483,7 +476,7 @@ def _write(
             file = folder / f"shard-{number:05d}.safetensors"
             save_file(tensors, str(file), metadata={"rows": f"{first}:{end}"})
             shards.append(
-                {"file": file.name, "rows": [first, end], "sha256": _sha256(file),
+                {"file": file.name, "rows": [first, end], "sha256": file_sha256(file),
                  "bytes": file.stat().st_size}
             )  # fmt: skip
     finally:
