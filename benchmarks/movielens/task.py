@@ -212,6 +212,52 @@ class DataView:
         return {k: v.head(self.limit) for k, v in self.ml.splits(which).items()}
 
 
+def seen_in_training(data: DataView, genres: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per genre, how many test ratings come from a user or movie that the teacher's training
+    ratings (every genre's, ``data.splits(None)``) or the student's (the genre's own) hold:
+    where a frozen teacher could know what its student does not. Counts of test ratings:
+
+    - ``test``: all of them;
+    - ``user_teacher``, ``movie_teacher``: whose user (movie) the teacher's training ratings
+      hold; ``user_student``, ``movie_student``: the student's;
+    - ``teacher_only``: whose user or movie the teacher's hold and the student's do not;
+    - ``user_ratings_teacher``, ``user_ratings_student``: over the test ratings whose user the
+      teacher saw, that user's training ratings in each one's data, summed.
+
+    Example (with the data in ``$AGORA_DATA_DIR/ml-100k/``):
+        >>> from agora.data.movielens import MovieLens
+        >>> seen_in_training(DataView(MovieLens()), ["War"])["War"]["test"]  # doctest: +SKIP
+        939
+    """
+    teacher_train = data.splits(None)["train"]
+    teacher_users, teacher_movies, _ = teacher_train.vocabulary()
+    rows = data.meta.n_users + 1
+    teacher_count = torch.bincount(teacher_train.user, minlength=rows)  # [n_users + 1]
+    seen = {}
+    for genre in genres:
+        splits = data.splits(genre)
+        test, train = splits["test"], splits["train"]
+        student_users, student_movies, _ = train.vocabulary()
+        student_count = torch.bincount(train.user, minlength=rows)  # [n_users + 1]
+        user_teacher = torch.isin(test.user, teacher_users)  # [N], N test ratings
+        user_student = torch.isin(test.user, student_users)
+        movie_teacher = torch.isin(test.movie, teacher_movies)
+        movie_student = torch.isin(test.movie, student_movies)
+        teacher_only = (user_teacher & ~user_student) | (movie_teacher & ~movie_student)
+        known = test.user[user_teacher]  # the users the teacher saw, one per test rating
+        seen[genre] = {
+            "test": len(test),
+            "user_teacher": int(user_teacher.sum()),
+            "user_student": int(user_student.sum()),
+            "movie_teacher": int(movie_teacher.sum()),
+            "movie_student": int(movie_student.sum()),
+            "teacher_only": int(teacher_only.sum()),
+            "user_ratings_teacher": int(teacher_count[known].sum()),
+            "user_ratings_student": int(student_count[known].sum()),
+        }
+    return seen
+
+
 def teacher_path(name: str, seed: int, cache: Path, budget: Budget) -> Path:
     """Where tutor ``name`` pre-trained with ``seed`` is kept. The all-genre ``teacher`` is the
     library's own (:func:`~agora.models.recommender.teacher_file`, what ``agora run
@@ -514,6 +560,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **stamp(args),
         "genres": plan.genres,
         "genre_ranking": ml.genre_ranking(),
+        "seen": seen_in_training(DataView(ml, limit=budget.limit), plan.genres),
         "seeds": plan.seeds,
         "budget": json.loads(json.dumps(asdict(plan.budget))),
         "grid": {k: {n: list(v) for n, v in spec.items()} for k, spec in plan.grid.items()},

@@ -73,6 +73,7 @@ def test_paper_run_trains_the_student_of_the_pretrained_teacher_on_one_genre(pap
     assert (edge["learner"], edge["tutor"]) == ("student", "teacher")
     assert edge["weights"] == configured.weights
     assert agents["student"]["rounds"] == packaged.agents[1].rounds
+    assert agents["student"]["kwargs"]["dropout"] == packaged.agents[1].kwargs["dropout"]
     # pre-trained into the given cache, said so, and frozen: the run kept its weights
     teacher = teacher_file(0, cache, "epochs1")
     assert f"pre-training the MovieLens teacher (seed 0, at most 1 epoch) into {teacher}" in (
@@ -100,6 +101,20 @@ def test_a_second_run_reuses_the_teacher_and_trains_the_same_student(paper_run, 
     again = json.loads((tmp_path / "again" / "model" / "graph.json").read_text())["metrics"]
     # pre-training in the first run left the random state of the agents built after it alone
     assert again == pytest.approx(first, rel=1e-4)
+
+
+def test_the_student_trains_as_the_benchmark_chose():
+    """The packaged student's dropout, rounds and weights are what `python -m benchmarks
+    movielens` chose on validation (docs/results/movielens.json)."""
+    results = Path(__file__).resolve().parents[2] / "docs" / "results" / "movielens.json"
+    td = json.loads(results.read_text())["chosen_params"]["TD"]
+    config = load_config("paper-movielens")
+    student, [edge] = config.graph.agents[1], config.graph.edges
+    weights = dict(td["weights"])
+    assert student.kwargs["dropout"] == td["dropout"] == 0.3
+    assert (student.rounds, student.interact_weight) == (td["rounds"], weights.pop("interact"))
+    assert (list(edge.protocols), edge.weights) == (td["protocols"], weights)
+    assert config.fit.lr == td["lr"]
 
 
 @needs_data

@@ -63,6 +63,14 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def test_student_agent_takes_its_dropout_or_the_students_default():
+    def rates(agent):
+        return {m.p for m in agent.upper.modules() if isinstance(m, nn.Dropout)}
+
+    assert rates(mlp.student_agent(META, dropout=0.3)) == {0.3}
+    assert rates(mlp.student_agent(META)) == {RecommenderConfig.student(META).dropout} == {0.2}
+
+
 def test_student_is_a_quarter_of_the_teacher_per_layer():
     teacher, student = Recommender.teacher(META), Recommender.student(META)
     assert (teacher.config.input_dim, student.config.input_dim) == (300, 75)
