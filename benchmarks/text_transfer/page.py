@@ -315,10 +315,11 @@ def _tuning(r: dict[str, Any]) -> list[str]:
     body = []
     for search in r["searches"]:
         cells = [
-            f"**{v:g}: {100 * s:.1f}**" if v == search["chosen"] else f"{v:g}: {100 * s:.1f}"
+            f"{v:g}: not run" if s < 0
+            else f"**{v:g}: {100 * s:.1f}**" if v == search["chosen"] else f"{v:g}: {100 * s:.1f}"
             for v, s in zip(search["grid"], search["scores"])
-        ]
-        edge = "on the edge" if search["on_edge"] else "inside"
+        ]  # fmt: skip
+        edge = {True: "on the edge", False: "inside", None: "incomplete"}[search["on_edge"]]
         body.append([search["method"], search["param"], ", ".join(cells), edge])
     return [
         "## Tuning",
@@ -347,6 +348,15 @@ def _timing(r: dict[str, Any]) -> list[str]:
         "",
         f"LD with the store / Scratch, median of the paired ratios "
         f"({', '.join(f'{x:.3f}' for x in t['ratios'])}): **{t['ratio']:.3f}**.",
+        *(
+            [
+                "",
+                "Measured by an earlier invocation of the same command (read back from its "
+                "run log).",
+            ]
+            if t.get("reused")
+            else []
+        ),
         "",
         "## Wall time",
         "",

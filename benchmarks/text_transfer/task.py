@@ -201,14 +201,18 @@ class Tuner:
     """Runs arms (reading finished runs back from the store) and searches a setting on
     validation with seed 0 on the tuning transfer subset."""
 
-    def __init__(self, runner: Runner, store: RunStore, budget: Budget, max_widen: int) -> None:
+    def __init__(self, runner: Runner, store: RunStore, budget: Budget, max_widen: int,
+                 finished: bool = False) -> None:  # fmt: skip
         self.runner, self.store, self.budget, self.max_widen = runner, store, budget, max_widen
+        self.finished = finished  # read finished runs back, run nothing new
         self.searches: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
 
     def runs(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int,
              label: str) -> list[dict[str, Any]]:  # fmt: skip
         tasks = [(arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms]
+        if self.finished:
+            tasks = [task for task in tasks if self.store.get(_key(task)) is not None]
         rows = run_all(
             self.runner, train_student, tasks, self.store, _key, label,
             cost=lambda t: (1 + 2 * t[0].rounds) * (1 + len(t[0].protocols)),
@@ -225,16 +229,19 @@ class Tuner:
         def score(todo: list[float]) -> list[float]:
             rows = self.runs([(make(v), labels) for v in todo], [0], size, f"{name}: {param}")
             self.rows += rows
-            return [row["valid_accuracy"] for row in rows]
+            found = {row["setting"]: row["valid_accuracy"] for row in rows}
+            return [found.get(make(v).describe(), -1.0) for v in todo]  # -1: not run
 
         widen = 0 if param == "rounds" else self.max_widen
         values, scores, best, edge = widening_search(
             values, score, lambda v, up: v * 3 if up else v / 3, widen, max
         )
+        if any(scores[v] < 0 for v in values):  # with --finished, some values have not run
+            edge = None
         self.searches.append({
             "method": name, "param": param, "grid": values,
             "scores": [scores[v] for v in values], "chosen": best,
-            "on_edge": edge and param != "rounds", "setting": make(best).describe(),
+            "on_edge": edge if param != "rounds" else False, "setting": make(best).describe(),
         })  # fmt: skip
         return make(best)
 
@@ -400,19 +407,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     clock = time.perf_counter()
     teacher = prepare_teacher(budget, args, folder)
     timings["teacher and its stores"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    timing = store_timing(budget, teacher, args.data_dir)
-    timings["store timing"] = time.perf_counter() - clock
-
     full = teacher["sizes"]["transfer"]
     budget = plan.budget = replace(
         budget, transfer_size=full, steps=budget.epochs * -(-full // budget.transfer_batch_size)
     )
     runs = RunStore(Path(args.out) / f"{args.benchmark}{'-quick' * args.quick}-runs.jsonl",
                     {**asdict(budget), "teacher": Path(teacher["file"]).name})  # fmt: skip
+    clock = time.perf_counter()
+    timing = runs.get("store timing")  # measured once, like every run, and read back after
+    if timing is None:
+        timing = store_timing(budget, teacher, args.data_dir)
+        runs.add("store timing", timing)
+    timings["store timing"] = time.perf_counter() - clock
     initargs = (args.data_dir, teacher["file"], teacher["store_dir"], teacher["pseudo"])
     with Runner(args.workers, args.threads, _init_worker, initargs) as runner:
-        tuner = Tuner(runner, runs, budget, plan.max_widen)
+        tuner = Tuner(runner, runs, budget, plan.max_widen, args.finished)
         clock = time.perf_counter()
         chosen, rows = tune_and_run(tuner, plan, full)
         timings["arms (tuning, then every seed)"] = time.perf_counter() - clock
@@ -442,7 +451,12 @@ def _arms(text: str) -> tuple[str, ...]:
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    """``--transfer``, ``--epochs``, ``--transfer-batch-size``, ``--arms``."""
+    """``--transfer``, ``--epochs``, ``--transfer-batch-size``, ``--arms``, ``--finished``."""
+    parser.add_argument(
+        "--finished", action="store_true",
+        help="write the page from the runs an earlier invocation finished (its run log); "
+        "train nothing new: a stopped benchmark's page, its missing runs marked",
+    )  # fmt: skip
     parser.add_argument(
         "--arms", default=",".join(ARMS),
         help="the arms to run, comma-separated (Scratch, self-training, LD and all labels "

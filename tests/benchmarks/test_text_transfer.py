@@ -38,3 +38,10 @@ def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     assert store["examples"] == full and store["bytes"] > 0
     assert "| Self-training |" in page and "Lead recovered" in page and "## Marks" in page
     assert "LD with the store / Scratch" in page and (tmp_path / "text-transfer-quick.png").exists()
+
+    # --finished writes the page from the run log alone: every run (and the timing) read back
+    args = ["text-transfer", "--quick", "--workers", "1", "--out", str(tmp_path), "--finished"]
+    assert main(args) == 0
+    again = json.loads((tmp_path / "text-transfer-quick.json").read_text())
+    assert again["rows"] and all(row.get("reused") for row in again["rows"])
+    assert again["timing"]["reused"]
