@@ -452,7 +452,7 @@ def _write(
             lengths = torch.zeros(end - first, dtype=torch.int64)
             for batch in _batches(dataset, first, end, batch_size):
                 x = to_device(rows(data, batch), device)
-                out = agent(x)
+                out = agent.read(x)  # an input it cannot read is named
                 mask = agent.attention_mask(x)
                 parts = {"y": out.y, "s": out.s, "e": out.e}
                 parts = {k: v for k, v in parts.items() if v is not None}
