@@ -26,6 +26,8 @@ def alone(graph: Graph) -> Graph:
     """The students of ``graph`` with nobody to learn from: a copy of it (the same initial
     weights, so that runs pair) without its edges. Train it with the same data and
     :class:`~agora.train.FitConfig`, and :func:`compare` tells whether the edges helped.
+    A learner that aggregated several tutors (``"weights"``, ``"router"``) has none left: its
+    copy aggregates by ``"mean"``, which is never used without a tutor.
 
     Example:
         >>> from agora.models.toy import mlp_agent
@@ -41,7 +43,9 @@ def alone(graph: Graph) -> Graph:
     for edge in [*solo.edge_modules]:
         del solo.edge_modules[edge]
     for agent in solo.agents.values():
-        agent.aggregator = None if agent.aggregation in AGGREGATIONS else agent.aggregator
+        if agent.aggregation in AGGREGATIONS:
+            # with no tutor there is nothing to weigh: learned weights and routers need two
+            agent.aggregation, agent.aggregator = "mean", None
     solo._built = False if any(a.codec is None for a in solo.agents.values()) else graph.built
     return solo
 

@@ -5,11 +5,18 @@ import json
 import pytest
 import torch
 
-from agora import Graph, alone, compare, fit
+from agora import Graph, alone, compare, fit, load
 from agora.baseline import comparison_lines
 from agora.config import load_config
 from agora.run import run_config
-from tests.helpers import assert_same, clone_weights, fit_data, quick_fit, talk_graph
+from tests.helpers import (
+    assert_same,
+    clone_weights,
+    fit_data,
+    mlp_agent,
+    quick_fit,
+    talk_graph,
+)
 
 
 def test_alone_is_the_same_students_without_edges_and_leaves_the_graph_untouched():
@@ -23,6 +30,24 @@ def test_alone_is_the_same_students_without_edges_and_leaves_the_graph_untouched
     assert shared.keys() == {k for k in before if not k.startswith("edge_modules")}
     assert_same(shared, {k: v for k, v in solo.state_dict().items() if k in shared})
     assert all(p.data_ptr() != q.data_ptr() for p, q in zip(graph.parameters(), solo.parameters()))
+
+
+@pytest.mark.parametrize("aggregation", ["weights", "router"])
+def test_a_learner_that_weighs_several_tutors_trains_alone_after_the_graph(tmp_path, aggregation):
+    # issue 23: the copy kept 'weights' and fit(out_dir=...) failed with advice about tutors
+    train, valid = fit_data()
+    torch.manual_seed(0)
+    teachers = [mlp_agent(name, 8, 16, frozen=True) for name in ("t1", "t2")]
+    graph = Graph([*teachers, mlp_agent("student", 8, 8, aggregation=aggregation)], message_dim=8)
+    graph.add_edge("student", "t1")
+    graph.add_edge("student", "t2")
+    graph.build(train[:8][0])
+    fit(graph, train, valid, quick_fit(epochs=1), out_dir=tmp_path / "graph")
+    solo = alone(graph)
+    assert solo.agents["student"].aggregation == "mean"
+    assert graph.agents["student"].aggregation == aggregation  # the graph is untouched
+    fit(solo, train, valid, quick_fit(epochs=1), out_dir=tmp_path / "alone")
+    assert load(tmp_path / "alone", agents=dict(solo.agents)).edges == []
 
 
 def test_the_student_alone_trains_exactly_as_a_graph_of_the_student_by_itself():
