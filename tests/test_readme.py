@@ -1,13 +1,16 @@
 """The README's example runs as written, at weights that move the student."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 
 from agora.analysis.gradients import relative, term_gradients
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def example() -> str:
@@ -36,3 +39,15 @@ def test_readme_weights_pull_the_student_at_least_a_tenth_as_hard_as_its_task():
         "state_consistency[student->teacher]",
     }
     assert max(talk.values()) >= 0.1, talk
+
+
+def test_the_readme_test_command_says_why_each_test_skipped(tmp_path):
+    # the README promises that skipped tests name the variable to set, under the configured -q
+    test = tmp_path / "test_skips.py"
+    test.write_text("import pytest\n\n\ndef test_data():\n    pytest.skip('set AGORA_DATA_DIR')\n")
+    config = ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path)]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", *config, "-p", "no:cacheprovider", test.name],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "SKIPPED [1] test_skips.py:5: set AGORA_DATA_DIR" in run.stdout, run.stdout
