@@ -2,6 +2,8 @@
 
 - ``Results: results/`` in mkdocs.yml's nav becomes every ``docs/results/*.md`` (written by
   ``python -m benchmarks``), each under its own first heading, in name order; no pages, no section.
+  A smoke test's page (``<name>-quick.md``, from ``--quick --out docs/results``) is never
+  listed: it is not a result (mkdocs.yml's ``exclude_docs`` keeps it out of the site too).
 - An :data:`OPTIONAL` page stays in the nav only while its file exists, so that
   ``mkdocs build --strict`` passes before it is written.
 """
@@ -13,6 +15,7 @@ from typing import Any
 
 OPTIONAL = {"graphs.md"}  # docs/graphs.md is written separately
 RESULTS = "results/"
+QUICK = "-quick"  # python -m benchmarks NAME --quick writes NAME-quick.md: a smoke test
 
 
 def on_config(config: Any) -> Any:
@@ -25,7 +28,8 @@ def _nav(items: list[Any], docs: Path) -> list[Any]:
     for item in items:
         title, value = next(iter(item.items())) if isinstance(item, dict) else (None, item)
         if value == RESULTS:
-            value = sorted(f"results/{p.name}" for p in (docs / "results").glob("*.md"))
+            pages = (docs / "results").glob("*.md")
+            value = sorted(f"results/{p.name}" for p in pages if not p.stem.endswith(QUICK))
         elif isinstance(value, list):
             value = _nav(value, docs)
         elif value in OPTIONAL and not (docs / value).is_file():
