@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import needs
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 # pages whose ```python blocks run top to bottom in one namespace (```py blocks are excerpts)
@@ -21,11 +23,7 @@ RUNNABLE = [
     "howto/unlabelled.md",
 ]
 
-NEEDS_TEXT = pytest.mark.skipif(
-    importlib.util.find_spec("transformers") is None,
-    reason="the text extra is not installed: pip install 'agora-distill[text]'",
-)
-RUNNABLE += [pytest.param("howto/text-models.md", marks=NEEDS_TEXT)]
+RUNNABLE += [pytest.param("howto/text-models.md", marks=needs("text"))]
 
 
 @pytest.mark.parametrize("page", RUNNABLE)

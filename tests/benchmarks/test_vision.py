@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from tests.needs import skip_module_without
 
-pytest.importorskip("transformers", reason="pip install 'agora-distill[vision]'")
+skip_module_without("vision")
 
 
 def test_quick_bench_runs_every_method_and_writes_its_page(tmp_path):

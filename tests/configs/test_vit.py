@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-transformers = pytest.importorskip(
-    "transformers", reason="the vision extra is not installed: pip install 'agora-distill[vision]'"
-)
+from tests.needs import skip_module_without
+
+skip_module_without("vision")
+
+import transformers  # noqa: E402
 
 from agora.cli import main  # noqa: E402
 from agora.config import load_config  # noqa: E402

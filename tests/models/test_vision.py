@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformers = pytest.importorskip(
-    "transformers", reason="the vision extra is not installed: pip install 'agora-distill[vision]'"
-)
+from tests.needs import skip_module_without
+
+skip_module_without("vision")
+
+import transformers  # noqa: E402
 
 from agora import Graph  # noqa: E402
 from agora.models.vision import load_vit, resnet_agent, vit_agent, vit_student  # noqa: E402
