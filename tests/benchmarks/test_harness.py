@@ -21,7 +21,9 @@ class FakeRunner:
 
 
 def test_every_benchmark_folder_is_found():
-    assert set(benchmarks()) == {"gradients", "graphs", "movielens", "speed", "text", "vision"}
+    assert set(benchmarks()) == {
+        "gradients", "graphs", "movielens", "speed", "text", "text-transfer", "vision",
+    }  # fmt: skip
 
 
 def test_finished_runs_are_kept_and_reused_across_a_restart(tmp_path):
