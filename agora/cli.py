@@ -90,7 +90,10 @@ def run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = "-".join([Path(args.config).stem, *(value for _, value in args.options), stamp])
     out = Path(args.out) if args.out else Path("runs") / name
-    results = run_config(config, out, baseline=args.baseline, overwrite=args.overwrite)
+    try:
+        results = run_config(config, out, baseline=args.baseline, overwrite=args.overwrite)
+    except RunFolderError as error:
+        raise error.advising("--overwrite") from None
     for stage, result in results.items():
         if stage == "alone":
             continue

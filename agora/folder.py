@@ -39,9 +39,35 @@ LOCK = ".lock"
 WRITTEN = ("checkpoints", "model", "metrics.jsonl", RECORD, "stages", "alone", "comparison.json")
 
 
+AFRESH = "{afresh}"  # in a RunFolderError's message: how its caller starts afresh
+
+
 class RunFolderError(ValueError):
     """A run folder this run may not write: held by another run, finished, or of another
-    configuration. The message says which, and what to do."""
+    configuration. The message says which, and what to do.
+
+    Starting afresh is spelled differently by each caller: this module's ``overwrite=True``,
+    :func:`~agora.train.fit`'s ``resume=False``, ``agora run``'s ``--overwrite``. The message
+    says :data:`AFRESH` where the fix goes, and each caller re-raises the error
+    :meth:`advising` its own spelling.
+
+    Args:
+        message (str): what is wrong and what to do, :data:`AFRESH` standing for the fix.
+        afresh (str): how the caller starts afresh. (default: ``"overwrite=True"``)
+
+    Example:
+        >>> error = RunFolderError(f"runs/x holds a finished run; {AFRESH} trains it again")
+        >>> str(error.advising("--overwrite"))
+        'runs/x holds a finished run; --overwrite trains it again'
+    """
+
+    def __init__(self, message: str, afresh: str = "overwrite=True") -> None:
+        self.template, self.afresh = message, afresh
+        super().__init__(message.replace(AFRESH, afresh))
+
+    def advising(self, afresh: str) -> RunFolderError:
+        """The same error, saying how the caller that re-raises it starts afresh."""
+        return type(self)(self.template, afresh)
 
 
 class Terminated(SystemExit):
@@ -111,13 +137,12 @@ def claim(out_dir: Path, configuration: Mapping[str, Any], *, overwrite: bool = 
             changed = differences(record.get("configuration", {}), configuration)
             raise RunFolderError(
                 f"{out_dir} holds a run of another configuration ({'; '.join(changed)}); give "
-                "a new folder, or --overwrite (overwrite=True) to train afresh in this one"
+                f"a new folder, or {AFRESH} to train afresh in this one"
             )
         if record.get("finished"):
             raise RunFolderError(
                 f"{out_dir} holds a finished run of this configuration (its model is in "
-                f"{out_dir / 'model'}); give a new folder, or --overwrite (overwrite=True) to "
-                "train it again"
+                f"{out_dir / 'model'}); give a new folder, or {AFRESH} to train it again"
             )
         return True
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -307,8 +332,8 @@ class Lock:
                     raise RunFolderError(
                         f"{self.path}: the lock file is {broken}, so it names no run; a run "
                         "that died as it took the lock leaves one. Remove it if no run is "
-                        f"writing {self.path.parent} (--overwrite, overwrite=True, also breaks "
-                        "it, and trains afresh)"
+                        f"writing {self.path.parent} ({AFRESH} also breaks it, and trains "
+                        "afresh)"
                     ) from None
                 raise RunFolderError(
                     f"{self.path.parent} is being written by process {owner['pid']} on "

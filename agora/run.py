@@ -19,6 +19,7 @@ from typing import Any
 from agora.baseline import alone, compare
 from agora.config import ConfigError, RunConfig, build_data, build_graph, config_from_dict
 from agora.errors import GraphError
+from agora.folder import RunFolderError
 from agora.train import FitResult
 from agora.trust import trusting
 
@@ -84,14 +85,19 @@ def run_config(
     common = {
         "run_config": config.to_dict(), "resume": not overwrite, "transfer": data.get("transfer")
     }  # fmt: skip
-    if stages:
-        return fit_stages(graph, stages, data["train"], data["valid"], config.fit,
-                          out_dir=out_dir, **common)  # fmt: skip
-    solo = alone(graph) if baseline else None  # before training: the same initial students
-    results = {"": fit(graph, data["train"], data["valid"], config.fit, out_dir=out_dir, **common)}
+    try:  # a refused folder says how run_config starts afresh
+        if stages:
+            return fit_stages(graph, stages, data["train"], data["valid"], config.fit,
+                              out_dir=out_dir, **common)  # fmt: skip
+        solo = alone(graph) if baseline else None  # before training: the same initial students
+        results = {"": fit(graph, data["train"], data["valid"], config.fit, out_dir=out_dir,
+                           **common)}  # fmt: skip
+        if solo is not None:
+            results["alone"] = fit(solo, data["train"], data["valid"], config.fit,
+                                   out_dir=out_dir / "alone", **common)  # fmt: skip
+    except RunFolderError as error:
+        raise error.advising("overwrite=True") from None
     if solo is not None:
-        results["alone"] = fit(solo, data["train"], data["valid"], config.fit,
-                               out_dir=out_dir / "alone", **common)  # fmt: skip
         test = data.get("test")
         comparison = compare(graph, solo, data["valid"], test)
         (out_dir / "comparison.json").write_text(json.dumps(comparison, indent=2))

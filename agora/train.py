@@ -426,11 +426,17 @@ def run_folder(
     out_dir: Path, configuration: Mapping[str, Any], config: FitConfig, *, overwrite: bool
 ) -> Iterator[None]:
     """Hold ``out_dir`` for a run (:func:`agora.folder.writing`) from the main process; every
-    process starts once it is claimed."""
+    process starts once it is claimed. A refusal says ``resume=False``, fit's way to start
+    afresh."""
     state = PartialState(cpu=config.cpu or _launched_without_gpu())
-    with folder.writing(out_dir, configuration, overwrite=overwrite, main=state.is_main_process):
-        state.wait_for_everyone()
-        yield
+    try:
+        with folder.writing(
+            out_dir, configuration, overwrite=overwrite, main=state.is_main_process
+        ):
+            state.wait_for_everyone()
+            yield
+    except folder.RunFolderError as error:
+        raise error.advising("resume=False") from None
 
 
 # FitConfig fields that change how a run reports, or where it reads from, not what it trains

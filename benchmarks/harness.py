@@ -9,7 +9,8 @@ how to write its page(s) from those results. The harness gives each the same com
 
 Every number on a page is computed from the results file by the page's code, so
 ``--report-only`` rewrites the page from ``<out>/<name>.json`` without training anything.
-``--quick`` (a smoke test) writes ``<name>-quick.*`` files, never over a full result.
+``--quick`` (a smoke test) writes ``<name>-quick.*`` files, never over a full result, and by
+default into ``runs/quick``, not ``docs/results``: a smoke test is never a page of the site.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from typing import Any
 import torch
 
 from agora.folder import written_in_place
+
+RESULTS = "docs/results"  # the site lists every page here under Results (docs/hooks.py)
+QUICK = "runs/quick"  # smoke tests: git-ignored, never on the site
 
 
 class BenchmarkError(ValueError):
@@ -104,7 +108,9 @@ def make_parser() -> argparse.ArgumentParser:
     for name, bench in benchmarks().items():
         sub = names.add_parser(name, help=bench.summary, description=bench.summary)
         sub.add_argument("--quick", action="store_true", help="a smoke test, not a result")
-        sub.add_argument("--out", default="docs/results", help="(default: docs/results)")
+        sub.add_argument(
+            "--out", help=f"(default: {RESULTS}; with --quick, {QUICK}, never the site's pages)"
+        )
         sub.add_argument(
             "--report-only",
             action="store_true",
@@ -115,6 +121,12 @@ def make_parser() -> argparse.ArgumentParser:
         if bench.arguments is not None:
             bench.arguments(sub)
     return parser
+
+
+def out_dir(args: argparse.Namespace) -> Path:
+    """Where the results go: ``--out``, else ``docs/results`` (the site's Results), or
+    ``runs/quick`` for a smoke test, which the site must never show as a result."""
+    return Path(args.out or (QUICK if args.quick else RESULTS))
 
 
 def stem(args: argparse.Namespace) -> str:
@@ -129,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "benchmarks", *argv])
     bench = benchmarks()[args.benchmark]
-    out = Path(args.out)
+    out = out_dir(args)
+    args.out = str(out)  # the benchmark's run store and teachers live beside its results
     try:
         if args.report_only:
             results = read_results(out / f"{stem(args)}.json")

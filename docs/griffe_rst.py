@@ -4,7 +4,8 @@ agora's docstrings follow PyTorch Geometric's style (``../shared/STYLE.md``): Go
 with reStructuredText inside them. mkdocstrings renders Markdown, so before rendering this
 turns, in every docstring:
 
-- ``.. math::`` blocks into ``$$ ... $$`` (MathJax, through ``pymdownx.arithmatex``);
+- ``.. math::`` blocks into ``$$ ... $$`` (``pymdownx.arithmatex``; ``docs/hooks.py`` renders
+  them to MathML when the site is built), several lines into a table aligned at each ``&``;
 - ``:math:`x``` into ``$x$``;
 - ``:class:`~agora.graph.Graph```, ``:meth:`build```, ... into links to the API pages (as
   optional cross-references: a name that is not documented stays plain code);
@@ -77,11 +78,18 @@ def _math_blocks(text: str) -> str:
         while body and not body[-1].strip():
             body.pop()
         math = textwrap.dedent("\n".join(body)).strip()
-        if "\\\\" in math:  # several lines: MathJax breaks lines inside an environment only
-            math = "\\begin{gathered}\n" + math + "\n\\end{gathered}"
+        if "\\\\" in math:  # several lines: one table row each, as TeX's align sets them
+            math = f"\\begin{{array}}{{{_columns(math)}}}\n" + math + "\n\\end{array}"
         block = ["", "$$", *math.splitlines(), "$$", ""]
         out.extend(indent + line if line else "" for line in block)
     return "\n".join(out)
+
+
+def _columns(math: str) -> str:
+    """The array columns of multi-line math: centred lines without ``&``, else right and left
+    alternately at each ``&``, as TeX's ``align`` sets them (``s &= a && x``: ``rlrl``)."""
+    columns = 1 + max(line.count("&") for line in math.split("\\\\"))
+    return "c" if columns == 1 else ("rl" * columns)[:columns]
 
 
 def _reference(body: str, scope: griffe.Object | None) -> str:

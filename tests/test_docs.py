@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+
+from tests.needs import needs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -21,11 +24,7 @@ RUNNABLE = [
     "howto/unlabelled.md",
 ]
 
-NEEDS_TEXT = pytest.mark.skipif(
-    importlib.util.find_spec("transformers") is None,
-    reason="the text extra is not installed: pip install 'agora-distill[text]'",
-)
-RUNNABLE += [pytest.param("howto/text-models.md", marks=NEEDS_TEXT)]
+RUNNABLE += [pytest.param("howto/text-models.md", marks=needs("text"))]
 
 
 @pytest.mark.parametrize("page", RUNNABLE)
@@ -66,9 +65,30 @@ def test_house_docstrings_become_markdown():
     out = rst.convert(text)
     assert '<autoref identifier="agora.graph.Graph" optional><code>Graph</code></autoref>' in out
     assert '<autoref identifier="agora.graph.Graph.build" optional>' in out
-    assert "$$\n\\begin{gathered}\nm = E(s, e) \\\\\n(s', e') = D(m)\n\\end{gathered}\n$$" in out
+    assert "$$\n\\begin{array}{c}\nm = E(s, e) \\\\\n(s', e') = D(m)\n\\end{array}\n$$" in out
     assert "$k$ rounds of `SOMETHING`:\n" in out  # unresolved: plain code, no link
     assert "\nExamples:\n    >>> 1" in out and ".. math" not in out
+
+
+def test_formulas_are_rendered_when_the_site_is_built_and_need_no_network():
+    # issue 23: MathJax came from a CDN, and 14 pages showed raw TeX offline
+    pytest.importorskip("latex2mathml", reason="the docs extra: pip install -e '.[docs]'")
+    from mkdocs.exceptions import PluginError
+
+    hooks = _module("hooks")
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="concepts.md"))
+    html = (
+        '<p>A question <span class="arithmatex">\\(m = E(s, e)\\)</span> and a reply:</p>\n'
+        '<div class="arithmatex">\\[r = \\tfrac{1}{n}\\sum_i r_i\\]</div>'
+    )
+    out = hooks.on_page_content(html, page)
+    assert "arithmatex" not in out and "\\" not in out
+    assert out.count("<math ") == 2 and out.count('display="block"') == 1
+    assert "&#x02211;" in out  # the sum, drawn by the browser from MathML
+    with pytest.raises(PluginError, match=r"concepts\.md: the formula '\\\\nosuch\{x\}' uses"):
+        hooks.on_page_content('<span class="arithmatex">\\(\\nosuch{x}\\)</span>', page)
+    config = (DOCS.parent / "mkdocs.yml").read_text()
+    assert not re.search(r"^\s*- https?://", config, re.M)  # no script or style from a server
 
 
 def test_optional_pages_and_results_join_the_nav(tmp_path):
@@ -76,14 +96,14 @@ def test_optional_pages_and_results_join_the_nav(tmp_path):
     (tmp_path / "results").mkdir()
     nav = [{"Home": "index.md"}, {"Graphs": "graphs.md"}, {"Results": "results/"}]
     assert hooks.on_config({"nav": nav, "docs_dir": str(tmp_path)})["nav"] == [{"Home": "index.md"}]
-    for name in ("speed.md", "movielens.md", "movielens.csv"):
+    for name in ("speed.md", "movielens.md", "movielens.csv", "vision-quick.md"):
         (tmp_path / "results" / name).write_text("# x\n")
     (tmp_path / "graphs.md").write_text("# Graphs\n")
     assert hooks.on_config({"nav": nav, "docs_dir": str(tmp_path)})["nav"] == [
         {"Home": "index.md"},
         {"Graphs": "graphs.md"},
         {"Results": ["results/movielens.md", "results/speed.md"]},
-    ]
+    ]  # a smoke test's page (NAME-quick.md) is never listed as a result
 
 
 def test_the_graphs_page_runs_as_written(tmp_path, monkeypatch, capsys):

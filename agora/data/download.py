@@ -107,10 +107,9 @@ def locate(
     (see the module's lookup order).
 
     Raises:
-        DataMissingError: a given folder without the files, or no files and ``download``
-            false; the message says where to put them.
+        DataMissingError: a given folder without the files, no files and ``download``
+            false, or a download that failed (no network); the message says where to put them.
         ChecksumError: a download that fails verification (nothing is extracted).
-        OSError: the download itself failed (no network).
     """
     if data_dir is not None:
         return _resolve(source, Path(data_dir).expanduser(), f"data_dir={data_dir}")
@@ -123,7 +122,16 @@ def locate(
         raise DataMissingError(
             f"{source.name} is not in {root}/ and download=False. " + source.where_to_put()
         )
-    return download_archive(source.archive, root.parent)
+    try:
+        return download_archive(source.archive, root.parent)
+    except DataError:
+        raise
+    except OSError as error:  # no network, or the publisher's server is down
+        reason = getattr(error, "reason", None) or error
+        raise DataMissingError(
+            f"{source.name} is not in {root}/ and could not be downloaded from "
+            f"{source.archive.url} ({reason}). " + source.where_to_put()
+        ) from None
 
 
 def read_verified(source: Source, root: Path, name: str, verify: bool = True) -> bytes:

@@ -554,12 +554,4 @@ def genre_task(
     >>> len(genre_task("War")["test"])  # doctest: +SKIP
     939
     """
-    try:
-        ml = MovieLens(data_dir)
-    except DataError:
-        raise
-    except OSError as error:  # the download from GroupLens failed
-        raise DataError(
-            f"MovieLens 100K could not be downloaded: {error}. " + ML_100K.where_to_put()
-        ) from None
-    return ml.splits(genre)
+    return MovieLens(data_dir).splits(genre)

@@ -20,6 +20,8 @@ needed.
 from __future__ import annotations
 
 import os
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -127,26 +129,75 @@ def vit_student(
 
 
 def load_vit(name_or_path: str | os.PathLike = PAPER_VIT) -> nn.Module:
-    """A pre-trained ``ViTModel`` from a local folder, or from the Hugging Face Hub when online.
+    """A pre-trained ``ViTModel`` from a local folder, or by its Hub name: from the Hub's cache,
+    else downloaded when online.
+
+    A folder, or a name only a path can have (``vit-b32/``, ``./vit``), is read locally and
+    never sends a request. For a Hub name not in the cache the Hub is asked once, without
+    retries, so that an offline machine says so at once.
 
     Raises:
-        OSError: offline without the weights, saying where to put them.
+        OSError: the folder is missing or incomplete, or the weights cannot be had; the
+            message says where to put them.
     """
     transformers = _transformers()
-    local = os.path.isdir(name_or_path)
+    load = partial(transformers.ViTModel.from_pretrained, add_pooling_layer=False)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        try:
+            return load(str(path), local_files_only=True)
+        except OSError:
+            raise OSError(
+                f"{path} is not a folder holding config.json and model.safetensors. {_PUT_VIT}"
+            ) from None
+    name = str(name_or_path)
+    if not _hub_name(name):
+        raise OSError(f"{name}: folder not found. {_PUT_VIT}")
     try:
-        return transformers.ViTModel.from_pretrained(str(name_or_path), add_pooling_layer=False)
-    except OSError as error:
-        where = (
-            f"{name_or_path} is not a folder holding config.json and model.safetensors"
-            if local
-            else f"{name_or_path} could not be downloaded ({str(error).splitlines()[0]})"
-        )
+        return load(name, local_files_only=True)  # the Hub's cache: no request
+    except OSError:
+        pass
+    if (unreachable := _hub_unreachable(name)) is not None:
         raise OSError(
-            f"{where}. Without a network, put the checkpoint's files (config.json, "
-            f"model.safetensors) in a folder and pass its path: on a machine with one, "
-            f"`huggingface-cli download {PAPER_VIT} --local-dir vit-b32` fetches them"
-        ) from None
+            f"{name}: folder not found, and not in the Hub's cache; {unreachable}. {_PUT_VIT}"
+        )
+    try:
+        return load(name)
+    except OSError as error:
+        first = str(error).splitlines()[0]
+        raise OSError(f"{name} could not be downloaded ({first}). {_PUT_VIT}") from None
+
+
+_PUT_VIT = (
+    "Without a network, put the checkpoint's files (config.json, model.safetensors) in a folder "
+    "and pass its path (agora run vit-cifar10 --weights DIR); on a machine with one, "
+    f"`hf download {PAPER_VIT} --local-dir vit-b32` fetches them"
+)
+
+
+def _hub_name(name: str) -> bool:
+    """Whether ``name`` can name a model on the Hub (``org/model``), not only a path."""
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _hub_unreachable(name: str) -> str | None:
+    """Why the Hub cannot give ``name``'s files now, asked once without retries (the
+    library's own download retries for half a minute offline); ``None`` when it can."""
+    import huggingface_hub
+
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(name, "config.json"))
+    except Exception as error:  # the Hub library's own: offline mode, network, HTTP status
+        return f"the Hub cannot be asked ({str(error).splitlines()[0]})"
+    return None
 
 
 def paper_vit_teacher(

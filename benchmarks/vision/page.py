@@ -21,12 +21,17 @@ def write(results: dict[str, Any], out: Path, stem: str = "vision") -> None:
 def page(results: dict[str, Any]) -> str:
     """The results page, computed from ``results``."""
     r, b = results, results["budget"]
+    teacher = (
+        f"`{r['weights']}`, a tiny random ViT (never trained) standing in for ViT-B/32"
+        if r.get("quick")
+        else f"`{r['weights']}` (ViT-B/32 pre-trained on ImageNet-21k; 12 blocks, though the "
+        "appendix says 16 in one place)"
+    )
     lines = [
         *header("Images: ViT-B/32 teaches a 4-layer ViT (the paper's Tables 4, 6 and 9)", r),
         "## Protocol",
         "",
-        f"Teacher: `{r['weights']}` (ViT-B/32 pre-trained on ImageNet-21k; 12 blocks, though the "
-        "appendix says 16 in one place), frozen, split after block 6, without a head for these "
+        f"Teacher: {teacher}, frozen, split after block 6, without a head for these "
         "labels; LD and Hybrid learn from a linear probe on its CLS token trained on the training "
         "split. Student: its first 4 blocks and a fresh classifier, split after block 2. "
         f"Per-token messages of size {b['message_dim']}, codecs of hidden size "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.harness import RunStore, benchmarks, cell, main, run_all
@@ -104,6 +106,25 @@ def test_quick_results_have_names_of_their_own(tmp_path):
     quick = make_parser().parse_args(["speed", "--quick", "--out", str(tmp_path)])
     full = make_parser().parse_args(["speed", "--out", str(tmp_path)])
     assert (stem(quick), stem(full)) == ("speed-quick", "speed")
+
+
+def test_a_smoke_test_never_writes_into_the_sites_results_unless_told(tmp_path, monkeypatch):
+    # issue 23: `vision --quick` wrote into docs/results, and the site listed it as a result
+    from benchmarks.harness import make_parser, out_dir
+
+    def out(*argv: str) -> Path:
+        return out_dir(make_parser().parse_args(["speed", *argv]))
+
+    assert out() == Path("docs/results") and out("--quick") == Path("runs/quick")
+    assert out("--quick", "--out", str(tmp_path)) == tmp_path
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("benchmarks.speed.BENCHMARK.run", lambda args: {"quick": args.quick})
+    written = []
+    monkeypatch.setattr("benchmarks.speed.BENCHMARK.write", lambda r, o, s: written.append((o, s)))
+    assert main(["speed", "--quick"]) == 0
+    assert written == [(Path("runs/quick"), "speed-quick")]
+    assert (tmp_path / "runs" / "quick" / "speed-quick.json").is_file()
+    assert not (tmp_path / "docs").exists()
 
 
 def test_a_cell_is_mean_and_standard_error():

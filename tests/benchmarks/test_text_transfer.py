@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-from pathlib import Path
 
-import pytest
-
-DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
-
-needs_sst2 = pytest.mark.skipif(
-    not (Path(DATA_DIR) / "sst2" / "train.tsv").is_file(),
-    reason="SST-2 not found: set AGORA_DATA_DIR to a folder holding sst2/{train,dev}.tsv",
-)
-needs_text = pytest.mark.skipif(
-    importlib.util.find_spec("transformers") is None,
-    reason="the text extra is not installed: pip install 'agora-distill[text]'",
-)
+from tests.needs import needs, needs_sst2
 
 
 @needs_sst2
-@needs_text
+@needs("text")
 def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     from benchmarks.harness import main
 

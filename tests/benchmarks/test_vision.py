@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from tests.needs import skip_module_without
 
-pytest.importorskip("transformers", reason="pip install 'agora-distill[vision]'")
+skip_module_without("vision")
 
 
 def test_quick_bench_runs_every_method_and_writes_its_page(tmp_path):
@@ -22,6 +22,7 @@ def test_quick_bench_runs_every_method_and_writes_its_page(tmp_path):
     page = (tmp_path / "vision-quick.md").read_text()
     assert "## CIFAR-10 (test accuracy, %)" in page and "| TD k=2 |" in page
     assert "| 94.10 |" in page  # the paper's Table 4 beside it
+    assert "tiny random ViT" in page and "ImageNet-21k" not in page  # it says what it ran
     (tmp_path / "vision-quick.md").unlink()
     assert main(["vision", "--quick", "--report-only", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "vision-quick.md").read_text() == page

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
-DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
-
-
-needs_sst2 = pytest.mark.skipif(
-    not (Path(DATA_DIR) / "sst2" / "train.tsv").is_file(),
-    reason="SST-2 not found: set AGORA_DATA_DIR to a folder holding sst2/{train,dev}.tsv",
-)
+from tests.needs import needs, needs_sst2
 
 
 @needs_sst2
+@needs("text")
 def test_the_packaged_config_runs_end_to_end_on_a_slice(tmp_path):
     from agora.cli import main
 

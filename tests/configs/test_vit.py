@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-transformers = pytest.importorskip(
-    "transformers", reason="the vision extra is not installed: pip install 'agora-distill[vision]'"
-)
+from tests.needs import skip_module_without
+
+skip_module_without("vision")
+
+import transformers  # noqa: E402
 
 from agora.cli import main  # noqa: E402
 from agora.config import load_config  # noqa: E402
@@ -62,3 +64,34 @@ def test_without_the_weights_offline_the_error_says_where_to_put_them(
         main(["run", "vit-cifar10", "--out", str(tmp_path / "run"), *TINY])
     assert caught.value.code == 2
     assert "put the checkpoint's files" in capsys.readouterr().err
+
+
+def test_offline_without_data_or_with_a_wrong_folder_the_run_says_what_to_do_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    # issue 23: no data offline ended in a 77-line urllib traceback; a wrong --weights folder
+    # was "could not be downloaded (Repo id must be in the form ...)"
+    from urllib.error import URLError
+
+    from agora.data import download
+
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(download, "urlopen", offline)
+    monkeypatch.delenv("AGORA_DATA_DIR", raising=False)
+    monkeypatch.setenv("AGORA_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "vit-cifar10", "--out", str(tmp_path / "run"), *TINY])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "CIFAR-10 is not in" in err and "could not be downloaded" in err
+    assert "$AGORA_DATA_DIR/cifar-10-batches-bin/" in err
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-bin", n=8)
+    monkeypatch.setenv("AGORA_DATA_DIR", str(tmp_path / "data"))
+    weights = tmp_path / "no-such-dir"
+    with pytest.raises(SystemExit):
+        main(["run", "vit-cifar10", "--weights", str(weights), "--out", str(tmp_path / "r"), *TINY])
+    err = capsys.readouterr().err
+    assert f"{weights}: folder not found" in err and "Repo id" not in err

