@@ -278,10 +278,14 @@ class RunStore:
         >>> RunStore(path, {"epochs": 8}).add("a", {"rmse": 1.0})
         >>> RunStore(path, {"epochs": 8}).get("a"), RunStore(path, {"epochs": 1}).get("a")
         ({'rmse': 1.0, 'reused': True}, None)
+        >>> RunStore(path, {"sizes": (1, 2)}).add("b", {"rmse": 2.0})
+        >>> RunStore(path, {"sizes": (1, 2)}).get("b")  # the tuple was written as a list
+        {'rmse': 2.0, 'reused': True}
     """
 
     def __init__(self, path: Path | None, stamp: dict[str, Any]) -> None:
-        self.path, self.stamp = path, stamp
+        # as the file holds it: a tuple in the stamp reads back as a list, and must still match
+        self.path, self.stamp = path, json.loads(json.dumps(stamp))
         self.rows: dict[str, Any] = {}  # read back from the file, then added by this process
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
@@ -292,7 +296,7 @@ class RunStore:
                         f"{path}: skipping an unreadable line: {line[:80]!r}", stacklevel=2
                     )
                     continue
-                if record.get("stamp") == stamp:
+                if record.get("stamp") == self.stamp:
                     self.rows[record["key"]] = _reused(record["row"])
 
     def get(self, key: str) -> Any:
