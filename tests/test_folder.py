@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -172,5 +173,6 @@ def test_a_bit_flipped_in_run_json_or_a_byte_not_utf8_is_named(tmp_path):
 
 def test_a_lock_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / ".lock").write_bytes(b'{"host": "\xff"}')
-    with pytest.raises(RunFolderError, match=rf"its lock: {tmp_path / '.lock'}"):
+    lock = re.escape(str(tmp_path / ".lock"))
+    with pytest.raises(RunFolderError, match=rf"{lock}: the lock file is unreadable \('utf-8'"):
         Lock(tmp_path).acquire()
