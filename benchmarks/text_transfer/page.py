@@ -173,10 +173,20 @@ def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         body,
     )  # fmt: skip
     missing = [name for name in ARMS if name not in arms]
-    if missing:
-        body.append([f"*not run: {', '.join(missing)}*", *[""] * 7])
+    seeds = {name: len(rows) for name, rows in arms.items()}
     lines += [
         "",
+        *(
+            [
+                f"**Not run yet: {', '.join(missing)}.** Seeds run so far: "
+                + ", ".join(f"{name} {n}" for name, n in seeds.items())
+                + f" of {len(r['seeds'])}. The same command (without `--finished`) resumes from the "
+                "run log and runs the rest.",
+                "",
+            ]
+            if missing or any(n < len(r["seeds"]) for n in seeds.values())
+            else []
+        ),
         f'"Lead recovered" is `(arm − Scratch) / (teacher − Scratch)` from the means over '
         f'seeds, with the teacher at {teacher_dev:.2f} % on dev. "(2 SE)" marks a paired '
         "difference larger than twice its standard error. s / 100 steps: the median run's wall "
@@ -268,7 +278,8 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
     ld = recovered(arms["LD"], scratch, teacher_dev)
     overall = max((n for n in arms if n != "All labels"), key=lambda n: _mean(arms[n]))
     top = recovered(arms[overall], scratch, teacher_dev)
-    beats, by = _beats(arms[best], selfish) if selfish else (False, "no self-training")
+    beats, by = _beats(arms[best], selfish) if selfish else (False, "no self-training run")
+    by = "not judged with fewer than 2 paired seeds" if by == "too few seeds" else f"{by} points"
     talk = [n for n in ("TD", "TD + LD") if n in arms]
     talking = max(talk, key=lambda n: _mean(arms[n])) if talk else None
     reaches = talking is not None and _mean(arms[talking]) >= _mean(arms["LD"])
@@ -285,8 +296,9 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         if ld_se is not None and scratch_se is not None
         else f"- LD with the transfer set recovers **{100 * ld:.0f} %** of the teacher's lead "
         f"(mark: at least 70 %): {'met' if ld >= 0.7 else 'missed'}.",
-        f"- The best distillation arm, {best}, against self-training, paired: {by} points "
-        f"(mark: more than 2 SE): {'met' if beats else 'missed'}.",
+        f"- The best distillation arm, {best}, against self-training, paired: {by} "
+        f"(mark: more than 2 SE): "
+        f"{'met' if beats else 'not judged' if by.startswith('not judged') else 'missed'}.",
     ]
     if talking is not None:
         lines.append(
@@ -299,7 +311,8 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         f"(mark: 85 %): {'met' if top >= 0.85 else 'missed'}.",
         f"- The whole CPU track, tuning included, in {duration(total)} (mark: at most 60 min)"
         + (
-            f": not judged, {reused} runs were read back from the run log."
+            f": not judged, {reused} runs were read back from the run log; the runs' own times "
+            f"add up to {duration(_run_seconds(r))} on {r['workers']} workers."
             if reused
             else f": {'met' if total <= 3600 else 'missed'}."
         ),
@@ -309,6 +322,13 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         "",
     ]
     return lines
+
+
+def _run_seconds(r: dict[str, Any]) -> float:
+    """Every distinct run's own wall time, summed (reused runs included)."""
+    rows = {(row["method"], row["setting"], row["labels"], row["transfer"], row["seed"]): row
+            for row in [*r["tuning_rows"], *r["rows"]]}  # fmt: skip
+    return sum(row["seconds"] for row in rows.values())
 
 
 def _tuning(r: dict[str, Any]) -> list[str]:

@@ -232,10 +232,13 @@ class Tuner:
             found = {row["setting"]: row["valid_accuracy"] for row in rows}
             return [found.get(make(v).describe(), -1.0) for v in todo]  # -1: not run
 
+        def beyond(v: float, up: bool) -> float | None:
+            further = v * 3 if up else v / 3
+            ran = self.store.get(_key((make(further), labels, size, 0, self.budget)))
+            return None if self.finished and ran is None else further  # --finished: what ran
+
         widen = 0 if param == "rounds" else self.max_widen
-        values, scores, best, edge = widening_search(
-            values, score, lambda v, up: v * 3 if up else v / 3, widen, max
-        )
+        values, scores, best, edge = widening_search(values, score, beyond, widen, max)
         if any(scores[v] < 0 for v in values):  # with --finished, some values have not run
             edge = None
         self.searches.append({
