@@ -158,8 +158,9 @@ def _verified(path: Path, expected: str) -> None:
     return None
 
 
-def _memmaps(path: Path) -> dict[str, np.memmap]:
-    """Each tensor of a safetensors file, memory-mapped (nothing is read until used)."""
+def _memmaps(path: Path) -> tuple[dict[str, np.memmap], dict[str, torch.dtype]]:
+    """Each tensor of a safetensors file, memory-mapped (nothing is read until used), and
+    its torch dtype (a bf16 tensor is mapped as uint16)."""
     with open(path, "rb") as f:
         size = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(size))
@@ -174,7 +175,7 @@ def _memmaps(path: Path) -> dict[str, np.memmap]:
         maps[name] = np.memmap(
             path, dtype=_NUMPY[info["dtype"]], mode="r", offset=8 + size + start, shape=shape
         )
-    return maps
+    return maps, {name: _TORCH[info["dtype"]] for name, info in header.items()}
 
 
 @dataclass
@@ -205,13 +206,9 @@ class TeacherStore:
             file = path / entry["file"]
             _verified(file, entry["sha256"])
             try:
-                tensors = _memmaps(file)
-                with open(file, "rb") as f:
-                    size = int.from_bytes(f.read(8), "little")
-                    header = json.loads(f.read(size))
+                tensors, dtypes = _memmaps(file)
             except (OSError, ValueError, KeyError) as error:
                 raise StoreError(f"{file}: unreadable ({error}); fill the store again") from None
-            dtypes = {k: _TORCH[v["dtype"]] for k, v in header.items() if k != "__metadata__"}
             lengths = np.asarray(tensors["lengths"]) if "lengths" in tensors else None
             offsets = {}
             if self.packed and lengths is not None:
