@@ -226,7 +226,7 @@ class Runner:
         initializer: Callable[..., None] | None = None,
         initargs: tuple = (),
     ) -> None:
-        self.pool = None
+        self.pool, self.workers = None, workers
         if workers > 1:
             import multiprocessing as mp
 

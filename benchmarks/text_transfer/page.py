@@ -94,7 +94,8 @@ def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
         f"train on labels alone (Scratch on its {sizes['train']}; self-training and all labels "
         f"on the labelled and transfer sentences together) take as many steps, "
         f"self-training and all labels with {budget['batch_size'] + budget['transfer_batch_size']}"
-        f" sentences a step. Each run is scored {budget['evals']} times on validation, evenly "
+        f" sentences a step. Each run is scored {budget['evals'] * budget['epochs']} times on "
+        f"validation, evenly "
         f"spaced, and keeps its best (AdamW, batches grouped by length).",
         "",
         "- **Scratch**: the student on its labels alone.",

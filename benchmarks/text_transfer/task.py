@@ -78,10 +78,10 @@ class Budget:
     teacher_train_size: int = 10000
     transfer_size: int | None = 20000  # None: every remaining sentence
     figure_sizes: tuple[int, ...] = (0, 2000, 5000)
-    epochs: int = 1  # passes over the whole transfer set: every run's steps
+    epochs: int = 2  # passes over the whole transfer set: every run's steps
     batch_size: int = 32  # labelled sentences a step
     transfer_batch_size: int = 64  # transfer sentences a step
-    evals: int = 4  # validation scores a run, evenly spaced; the best one is kept
+    evals: int = 4  # validation scores an epoch, evenly spaced; the run keeps its best
     steps: int = 0  # set from the transfer set's size: epochs * its batches
     timing_sentences: int = 4000
     timing_repeats: int = 3
@@ -95,7 +95,7 @@ def quick_budget() -> Budget:
     """A smoke test: tiny slices, one epoch."""
     return Budget(
         train_size=64, valid_size=32, max_length=16, test_size=32, teacher_train_size=128,
-        transfer_size=256, figure_sizes=(0,), batch_size=16, transfer_batch_size=32,
+        transfer_size=256, figure_sizes=(0,), epochs=1, batch_size=16, transfer_batch_size=32,
         evals=2, timing_sentences=64, timing_repeats=1,
     )  # fmt: skip
 
@@ -151,14 +151,14 @@ Task = tuple[Method, str, int, int, Budget]
 def config(budget: Budget, lr: float, seed: int, store: str | None, batches: int,
            union: bool) -> FitConfig:  # fmt: skip
     """Every run's FitConfig: ``budget.steps`` steps whatever an epoch holds (``batches``),
-    ``budget.evals`` evaluations; an arm on labels alone takes a labelled and a transfer
+    ``budget.evals`` evaluations an epoch of the transfer set; an arm on labels alone takes a labelled and a transfer
     batch's worth of sentences a step."""
     batch = budget.batch_size + (budget.transfer_batch_size if union else 0)
     return FitConfig(
         epochs=-(-budget.steps // batches), max_steps=budget.steps, batch_size=batch,
         transfer_batch_size=budget.transfer_batch_size, lr=lr, seed=seed,
         metric="student/accuracy", group_by_length=True,
-        eval_every=-(-budget.steps // budget.evals), teacher_store=store is not None,
+        eval_every=-(-budget.steps // (budget.evals * budget.epochs)), teacher_store=store is not None,
         store_dir=store, progress=False, log_every=10**9,
     )  # fmt: skip
 
@@ -207,16 +207,29 @@ class Tuner:
         self.finished = finished  # read finished runs back, run nothing new
         self.searches: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
+        self.queue: list[Task] = []  # runs the plan needs later: they fill idle workers
+
+    def later(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int) -> None:
+        """Runs the plan will need whatever comes next (an arm's other seeds, once it is
+        chosen): a search that leaves a worker idle runs one of them beside its own."""
+        self.queue += [
+            (arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms
+        ]
 
     def runs(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int,
              label: str) -> list[dict[str, Any]]:  # fmt: skip
         tasks = [(arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms]
         if self.finished:
             tasks = [task for task in tasks if self.store.get(_key(task)) is not None]
+        todo = {_key(t) for t in tasks if self.store.get(_key(t)) is None}
+        spare = -len(todo) % self.runner.workers
+        fillers = [t for t in self.queue if self.store.get(_key(t)) is None
+                   and _key(t) not in todo][:spare]  # fmt: skip
         rows = run_all(
-            self.runner, train_student, tasks, self.store, _key, label,
+            self.runner, train_student, tasks + fillers, self.store, _key,
+            label + "".join(f" (and {t[0].describe()}, seed {t[3]})" for t in fillers),
             cost=lambda t: (1 + 2 * t[0].rounds) * (1 + len(t[0].protocols)),
-        )  # fmt: skip
+        )[: len(tasks)]  # fmt: skip
         # a run found under its key may have been a search's: it takes the arm's name
         return [{**row, "method": task[0].name} for task, row in zip(tasks, rows)]
 
@@ -261,16 +274,22 @@ def tune_and_run(tuner: Tuner, plan: Plan, full: int) -> tuple[dict[str, Any], l
         arms = [chosen[name] for name in names if name in chosen]
         rows.extend(tuner.runs(arms, plan.seeds, full, f"arms: {', '.join(names)}"))
 
-    lrs, grids = plan.lrs, plan.grids
+    lrs, grids, others = plan.lrs, plan.grids, plan.seeds[1:]
+    # the two searches on labels alone share their first grid's runs
+    tuner.runs([(method("Scratch", lr=v), labels) for v in lrs for labels in ("", "teacher")],
+               [0], full, "Scratch and self-training: lr")  # fmt: skip
     scratch = tuner.search("Scratch", lambda v: method("Scratch", lr=v), lrs, "lr")
+    chosen["Scratch"] = (scratch, "")
+    tuner.later([chosen["Scratch"]], others, full)
     selfish = tuner.search("Self-training", lambda v: method("Scratch", lr=v), lrs, "lr",
                            labels="teacher")  # fmt: skip
+    chosen["Self-training"] = (replace(selfish, name="Self-training"), "teacher")
+    chosen["All labels"] = (replace(selfish, name="All labels"), "real")
+    tuner.later([chosen["Self-training"]], others, full)
+    tuner.later([chosen["All labels"]], plan.seeds, full)
     ld = tuner.search("LD", lambda v: method("LD", v, lr=scratch.lr), grids["LD"], "weight")
     ld = tuner.search("LD", lambda v: ld.set("lr", v), lrs, "lr")
-    chosen["Scratch"] = (scratch, "")
-    chosen["Self-training"] = (replace(selfish, name="Self-training"), "teacher")
     chosen["LD"] = (ld, "")
-    chosen["All labels"] = (replace(selfish, name="All labels"), "real")
     final(["Scratch", "Self-training", "LD", "All labels"])
     if "TD" not in plan.arms:
         return chosen, rows
@@ -469,7 +488,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "--transfer", default="20000",
         help="transfer sentences, or 'all' (every remaining one: a GPU's budget); default 20000",
     )  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=1, help="passes over the transfer set")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="passes over the transfer set (default: 2)")  # fmt: skip
     parser.add_argument("--transfer-batch-size", type=int, default=64,
                         help="transfer sentences a step, beside 32 labelled (default: 64)")  # fmt: skip
 
