@@ -1,7 +1,18 @@
 """agora: PyTorch models that talk to each other to learn.
 
-Talking-model Distillation on a graph of agents: each agent owns a codec into one message
-space, edges say who learns from whom and how, and an orchestrator runs the rounds.
+Talking-model Distillation on a graph of agents: each :class:`Agent` is a model split into
+``lower`` (x -> s), ``upper`` (s -> e) and ``head`` (e -> y), with a codec into one message
+space; a :class:`Graph` (a ``networkx.DiGraph``) holds the agents, and each :class:`Edge`
+``learner -> tutor`` names the protocols by which the learner learns: ``"talk"`` (the paper's
+rounds), or one-way ``"logit"``, ``"feature"``, ``"fitnet"``, ``"relational"``. The
+:class:`Orchestrator` runs one step: round 0 for every agent, the task losses, then each
+learner's protocols, each adding its named terms (with their owners) to a :class:`Losses`.
+:func:`fit` trains a graph on labelled (and optionally unlabelled, ``transfer=``) data with
+Hugging Face Accelerate, writing a run folder of safetensors checkpoints that :func:`load`
+reads back; :func:`fit_stages` runs stages, :func:`alone` and :func:`compare` the students
+without their tutors. A :class:`GraphSpec` is a graph as data: what YAML configs and
+checkpoints hold, made a graph by :meth:`Graph.from_spec`. The layers and their imports are
+drawn in ``docs/architecture.md``.
 """
 
 from agora.agent import Agent, AgentOutput

@@ -39,14 +39,10 @@ from typing import Any, Literal, Union
 
 import torch
 import yaml
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from torch import nn
 from torch.utils.data import Dataset
 
-from agora.agent import Agent
 from agora.errors import FieldError, GraphError
-from agora.graph import Graph, GraphSpec, agent_from_spec, apply_spec, import_object
+from agora.graph import Graph, GraphSpec, import_object
 from agora.stages import Stage, check_stage_names
 from agora.train import FitConfig
 
@@ -449,31 +445,6 @@ def load_config(path_or_name: str | Path, overrides: Iterable[str] = ()) -> RunC
 # -- building ----------------------------------------------------------------------------------
 
 
-def load_backbone(agent: Agent, path: str | Path, *, key: str = "pretrained") -> None:
-    """Load backbone weights (``lower.*``, ``upper.*``, ``head.*``) from a safetensors file.
-
-    Raises:
-        ConfigError: naming ``key`` and the file for a missing file or tensors that do not fit.
-    """
-    parts = nn.ModuleDict(
-        {role: m for role in ("lower", "upper", "head") if (m := getattr(agent, role)) is not None}
-    )
-    try:
-        tensors = load_file(str(path))
-    except (OSError, SafetensorError) as error:
-        raise ConfigError(f"cannot read safetensors file {str(path)!r}: {error}", key) from None
-    own = parts.state_dict()
-    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-    shapes = [k for k in own.keys() & tensors.keys() if own[k].shape != tensors[k].shape]
-    if missing or unexpected or shapes:
-        raise ConfigError(
-            f"{str(path)!r} does not fit agent {agent.name!r}: missing tensors {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, wrong shapes {sorted(shapes)[:5]}",
-            key,
-        )
-    parts.load_state_dict(tensors)
-
-
 def build_graph(config: RunConfig) -> Graph:
     """The config's graph, unbuilt: agents made by their factories (seeded by ``config.seed``),
     pretrained backbones loaded, edges added. Call ``graph.build(sample)`` to make the codecs.
@@ -493,26 +464,11 @@ def build_graph(config: RunConfig) -> Graph:
         (True, 8)
     """
     torch.manual_seed(config.seed)
-    agents = {}
-    for i, spec in enumerate(config.graph.agents):
-        key = f"graph.agents.{i}"
-        try:
-            agent = agent_from_spec(spec)
-        except GraphError as error:  # the factory returns no Agent
-            raise ConfigError(error.message, f"{key}.factory", config.source) from None
-        except (TypeError, ValueError, OSError) as error:  # a keyword, value or file it rejects
-            raise ConfigError(f"{spec.factory}: {error}", f"{key}.kwargs", config.source) from None
-        if spec.pretrained is not None:
-            try:
-                load_backbone(agent, spec.pretrained, key=f"{key}.pretrained")
-            except ConfigError as error:
-                raise error.within(None, config.source) from None
-        apply_spec(agent, spec)
-        agents[agent.name] = agent
     try:
-        return Graph.from_spec(config.graph, agents)
-    except (GraphError, ValueError) as error:
-        raise ConfigError(str(error), "graph", config.source) from None
+        return Graph.from_spec(config.graph)
+    except GraphError as error:  # its key is the spec's: under the config's "graph"
+        key = f"graph.{error.key}" if error.key else "graph"
+        raise ConfigError(error.message, key, config.source) from None
 
 
 def _call_factory(config: RunConfig, data: TransferConfig, key: str) -> Any:

@@ -3,11 +3,15 @@ whom, and how; and its data form, :class:`GraphSpec`, which configs and checkpoi
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from agora.agent import Agent, check_codec_kind, check_learner_settings, check_name
@@ -314,7 +318,10 @@ class Graph(nn.Module):
         protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
         edge = Edge(learner, tutor, protocols, **options)
         check_edge_ends(edge, list(self.agents), self.edges)
-        self.nx.add_edge(learner, tutor, edge=edge)
+        return self._insert(edge)
+
+    def _insert(self, edge: Edge) -> Edge:
+        self.nx.add_edge(edge.learner, edge.tutor, edge=edge)
         self._built = False
         return edge
 
@@ -565,24 +572,39 @@ class Graph(nn.Module):
 
     @classmethod
     def from_spec(cls, spec: GraphSpec, agents: Mapping[str, Agent] | None = None) -> Graph:
-        """Build the graph a :class:`GraphSpec` describes, unbuilt (no codecs yet). Agents are
-        taken from ``agents`` by name, or made by their ``factory``; either way the spec's
-        settings (frozen, task, rounds, ...) are applied to them."""
+        """Build the graph a :class:`GraphSpec` describes, unbuilt (no codecs yet): the one
+        path from data to a graph (a config's :func:`~agora.config.build_graph` takes it too).
+
+        Agents are taken from ``agents`` by name, or made by their ``factory``; either way
+        their ``pretrained`` backbone is loaded and the spec's settings (frozen, task, rounds,
+        ...) are applied, once. The spec's edges were checked when it was made: each is added
+        as a copy, not checked again.
+
+        Raises:
+            GraphError: keyed by the spec's field (``agents.1.kwargs``, ``agents.0.pretrained``)
+                for a factory that fails, a pretrained file that does not fit, or an agent given
+                that the spec does not hold.
+        """
         agents = dict(agents or {})
         graph = cls(
             message_dim=spec.message_dim, codec=spec.codec, codec_hidden=spec.codec_hidden,
             codec_dropout=spec.codec_dropout, distance=spec.distance,
         )  # fmt: skip
-        for entry in spec.agents:
-            agent = agents.pop(entry.name, None)
-            if agent is None:
-                agent = agent_from_spec(entry)
-            apply_spec(agent, entry)
+        for i, entry in enumerate(spec.agents):
+            try:
+                agent = agents.pop(entry.name, None)
+                if agent is None:
+                    agent = agent_from_spec(entry)
+                if entry.pretrained is not None:
+                    load_backbone(agent, entry.pretrained)
+                apply_spec(agent, entry)
+            except GraphError as error:
+                raise error.under(f"agents.{i}") from None
             graph.add_agent(agent)
         if agents:
-            raise GraphError(f"Agents {sorted(agents)} are not in the graph's data")
+            raise GraphError(f"Agents {sorted(agents)} are not in the graph's data", "agents")
         for edge in spec.edges:
-            graph.add_edge(**{**edge.to_dict(), "protocols": tuple(edge.protocols)})
+            graph._insert(copy.deepcopy(edge))
         return graph
 
     @classmethod
@@ -628,7 +650,12 @@ def agent_from_spec(spec: AgentSpec) -> Agent:
             "factory",
         )
     factory = import_object(spec.factory, "factory")
-    agent = factory(name=spec.name, **spec.kwargs)
+    try:
+        agent = factory(name=spec.name, **spec.kwargs)
+    except GraphError:
+        raise
+    except (TypeError, ValueError, OSError) as error:  # a keyword, value or file it rejects
+        raise GraphError(f"{spec.factory}: {error}", "kwargs") from None
     if not isinstance(agent, Agent):
         raise GraphError(
             f"Agent {spec.name!r}: factory {spec.factory!r} returned {type(agent).__name__}",
@@ -637,6 +664,35 @@ def agent_from_spec(spec: AgentSpec) -> Agent:
     agent.name = spec.name
     agent.spec = {"factory": spec.factory, "kwargs": dict(spec.kwargs)}
     return agent
+
+
+def load_backbone(agent: Agent, path: str | Path, *, key: str = "pretrained") -> None:
+    """Load backbone weights (``lower.*``, ``upper.*``, ``head.*``) from a safetensors file
+    (a run's ``agents/<name>/backbone.safetensors``).
+
+    Raises:
+        GraphError: naming ``key``, the agent and the file, for a missing file or tensors that
+            do not fit.
+    """
+    parts = nn.ModuleDict(
+        {role: m for role in ("lower", "upper", "head") if (m := getattr(agent, role)) is not None}
+    )
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as error:
+        raise GraphError(
+            f"Agent {agent.name!r}: cannot read safetensors file {str(path)!r}: {error}", key
+        ) from None
+    own = parts.state_dict()
+    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    shapes = [k for k in own.keys() & tensors.keys() if own[k].shape != tensors[k].shape]
+    if missing or unexpected or shapes:
+        raise GraphError(
+            f"{str(path)!r} does not fit agent {agent.name!r}: missing tensors {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shapes {sorted(shapes)[:5]}",
+            key,
+        )
+    parts.load_state_dict(tensors)
 
 
 def apply_spec(agent: Agent, spec: AgentSpec) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -94,36 +94,76 @@ def logit_distance(
 # -- the weighted sum of named terms ----------------------------------------------------------
 
 
-class Losses:
-    """Named loss terms with their weights; ``total`` is the weighted sum.
+class Owner(NamedTuple):
+    """Whom a loss term trains: its ``learner``, the ``edge`` it belongs to (``None`` for a
+    learner's own term, such as its task or its interact term), and whether it is the
+    learner's ``task`` term."""
 
-    A term added twice under one name (the interact loss of each round) accumulates.
+    learner: str
+    edge: str | None = None
+    task: bool = False
+
+
+class Losses:
+    """Named loss terms with their weights and owners; ``total`` is the weighted sum.
+
+    A term added twice under one name (the interact loss of each round) accumulates. Each term
+    carries its :class:`Owner` (:attr:`owners`), so that the balancer and the run log know
+    whom it trains without reading its name; :attr:`notes` hold values a protocol reports for
+    the log (how a learner weighed its tutors' replies), not terms of the loss.
 
     Example:
         >>> losses = Losses()
-        >>> losses.add("task[student]", 1.0, torch.tensor(2.0))
-        >>> losses.add("interact[student]", 0.5, torch.tensor(4.0))
+        >>> losses.add("task[student]", 1.0, torch.tensor(2.0), learner="student", task=True)
+        >>> losses.add("interact[student]", 0.5, torch.tensor(4.0), learner="student")
         >>> losses
         L = 1.0 * task[student] + 0.5 * interact[student]
         >>> losses.total
         tensor(4.)
+        >>> losses.owners["interact[student]"]
+        Owner(learner='student', edge=None, task=False)
     """
 
     def __init__(self) -> None:
         self.terms: dict[str, tuple[float, Tensor]] = {}
+        self.owners: dict[str, Owner] = {}
+        self.notes: dict[str, Tensor] = {}
 
-    def add(self, name: str, weight: float, value: Tensor) -> None:
-        """Add ``weight * value`` under ``name``; a second value under one name adds up."""
+    def add(
+        self,
+        name: str,
+        weight: float,
+        value: Tensor,
+        *,
+        learner: str,
+        edge: str | None = None,
+        task: bool = False,
+    ) -> None:
+        """Add ``weight * value`` under ``name``, a term that trains ``learner`` (on ``edge``,
+        or its own when ``None``; its task term when ``task``); a second value under one name
+        adds up."""
         if name in self.terms:
             weight, previous = self.terms[name][0], self.terms[name][1]
             value = previous + value
         self.terms[name] = (weight, value)
+        self.owners[name] = Owner(learner, edge, task)
+
+    def note(self, name: str, value: Tensor) -> None:
+        """Report ``value`` (detached) to the log under ``name``; a later note replaces it."""
+        self.notes[name] = value.detach()
 
     def extend(self, other: Losses, scale: float = 1.0) -> None:
-        """Add every term of ``other``, its value times ``scale``, under the same name and
-        weight (the labelled and the transfer part of a step, each by its share)."""
+        """Add every term of ``other``, its value times ``scale``, under the same name, weight
+        and owner (the labelled and the transfer part of a step, each by its share); its notes
+        are pooled by the same shares."""
         for name, (weight, value) in other.terms.items():
-            self.add(name, weight, scale * value)
+            self.add(name, weight, scale * value, **other.owners[name]._asdict())
+        for name, value in other.notes.items():
+            self.notes[name] = self.notes.get(name, 0) + scale * value
+
+    def task_term(self, learner: str) -> str | None:
+        """The name of ``learner``'s task term, ``None`` when it has none in this step."""
+        return next((n for n, o in self.owners.items() if o.task and o.learner == learner), None)
 
     @property
     def total(self) -> Tensor:
@@ -139,12 +179,6 @@ class Losses:
 
 
 # -- balancing each distillation term against its learner's task ------------------------------
-
-
-def _learner(term: str) -> str:
-    """The agent a term trains: ``task[student]`` and ``interact[student]`` -> ``student``,
-    ``logit[student->teacher]`` -> ``student``."""
-    return term[term.index("[") + 1 : -1].split("->")[0]
 
 
 def gradient(value: Tensor, params: Sequence[Tensor]) -> list[Tensor | None]:
@@ -196,8 +230,8 @@ class LossBalancer:
     Example:
         >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
         >>> losses = Losses()
-        >>> losses.add("task[student]", 1.0, (w**2).sum())  # gradient (2, -4): norm 4.47
-        >>> losses.add("interact[student]", 0.5, 0.01 * w.sum())  # gradient (0.01, 0.01)
+        >>> losses.add("task[student]", 1.0, (w**2).sum(), learner="student", task=True)
+        >>> losses.add("interact[student]", 0.5, 0.01 * w.sum(), learner="student")
         >>> balancer = LossBalancer({"student": [w]})
         >>> total = balancer(losses)
         >>> round(balancer.scales["interact[student]"], 1)  # 4.47 / 0.0141
@@ -232,10 +266,11 @@ class LossBalancer:
             self.calls += 1
         total = 0
         for name, (weight, value) in losses.terms.items():
-            learner = _learner(name)
-            task_weight = losses.terms.get(f"task[{learner}]", (0.0, None))[0]
-            task, own = self.means.get(f"task[{learner}]"), self.means.get(name)
-            if name.startswith("task[") or not task or not own:
+            owner = losses.owners[name]
+            task_name = losses.task_term(owner.learner)
+            task_weight = losses.terms[task_name][0] if task_name is not None else 0.0
+            task, own = self.means.get(task_name or ""), self.means.get(name)
+            if owner.task or not task or not own:
                 total = total + weight * value
                 continue
             self.scales[name] = task_weight * task / own
@@ -245,13 +280,13 @@ class LossBalancer:
     def norms(self, losses: Losses) -> dict[str, float]:
         """The norm of each term's (unweighted) gradient on its learner's parameters; terms of
         an agent without parameters here are left out, a term that does not reach them is 0."""
-        names = [n for n in losses.terms if _learner(n) in self.parameters]
+        names = [n for n in losses.terms if losses.owners[n].learner in self.parameters]
         if not names:
             return {}
         norms = []
         for name in names:
             value = losses.terms[name][1]
-            grads = gradient(value, self.parameters[_learner(name)])
+            grads = gradient(value, self.parameters[losses.owners[name].learner])
             norms.append(gradient_dot(grads, grads).sqrt().to(value.device))
         stacked = torch.stack(norms).detach()
         if self.reduce is not None:

@@ -201,7 +201,8 @@ class Orchestrator(nn.Module):
                         f"{sorted(y)} only"
                     )
                 target = y[name] if isinstance(y, Mapping) else y
-                losses.add(f"task[{name}]", agent.task_weight, agent.task_loss(out.y, target))
+                value = agent.task_loss(out.y, target)
+                losses.add(f"task[{name}]", agent.task_weight, value, learner=name, task=True)
 
 
 def _examples(out: AgentOutput) -> int:

@@ -804,13 +804,7 @@ class RunLog:
         values = {f"train/{k}": v.item() for k, v in out.losses.values().items()}
         if balancer is not None:
             values.update({f"scale/{k}": v for k, v in balancer.scales.items()})
-        for learner, agent in self.graph.agents.items():
-            weights = getattr(agent.aggregator, "last_weights", None)
-            tutors = [edge.tutor for edge in self.graph.talk_edges(learner, active=True)]
-            if weights is not None and weights.shape[-1] == len(tutors):  # [n] or [B, (T,) n]
-                mean = weights.reshape(-1, weights.shape[-1]).float().mean(0).tolist()
-                for tutor, w in zip(tutors, mean):
-                    values[f"aggregation/{learner}/{tutor}"] = w
+        values.update({name: note.item() for name, note in out.losses.notes.items()})
         self.write(
             {"step": state.step, "epoch": state.epoch, "loss": out.loss.item(), "lr": lr, **values}
         )

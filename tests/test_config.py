@@ -19,6 +19,7 @@ from agora.config import (
     packaged_configs,
 )
 from agora.data.synthetic import _target, regression
+from agora.graph import Graph
 from agora.models.toy import mlp_agent
 
 TINY = load_config("tiny")
@@ -238,7 +239,9 @@ def test_a_pretrained_file_that_does_not_fit_is_named(tmp_path):
     ):
         build_graph(config)
     missing = load_config("tiny", [f"graph.agents.0.pretrained={tmp_path}/none.safetensors"])
-    with pytest.raises(ConfigError, match=r"graph\.agents\.0\.pretrained: cannot read"):
+    with pytest.raises(
+        ConfigError, match=r"graph\.agents\.0\.pretrained: Agent 'teacher': cannot read"
+    ):
         build_graph(missing)
 
 
@@ -293,3 +296,37 @@ def test_synthetic_regression_is_deterministic_with_a_fixed_target():
     assert torch.equal(everything, torch.cat([a["train"].tensors[0], a["valid"].tensors[0]]))
     with pytest.raises(ValueError, match="test_fraction"):
         regression(n=10, test_fraction=1.0)
+
+
+def test_graph_from_spec_and_the_config_give_the_same_graph_pretrained_included(tmp_path):
+    source = mlp_agent("teacher", d_in=8, width=32, depth=2)
+    path = backbone_file(tmp_path / "teacher.safetensors", source)
+    config = load_config("tiny", [f"graph.agents.0.pretrained={path}"])
+    from_config = build_graph(config)
+    torch.manual_seed(config.seed)
+    from_spec = Graph.from_spec(config.graph)
+    assert repr(from_spec) == repr(from_config)
+    state, other = from_config.state_dict(), from_spec.state_dict()
+    assert state.keys() == other.keys()
+    assert all(torch.equal(state[k], other[k]) for k in state)
+    loaded = from_spec.agents["teacher"].backbone_parameters()
+    assert all(torch.equal(a, b) for a, b in zip(loaded, source.backbone_parameters()))
+
+
+def test_the_spec_is_applied_once_and_each_edge_checked_once(monkeypatch):
+    import agora.graph
+
+    config = load_config("tiny")
+    calls = {"apply_spec": 0, "check_edge_ends": 0}
+    for name in calls:
+        original = getattr(agora.graph, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(agora.graph, name, counted)
+    graph = build_graph(config)
+    assert calls == {"apply_spec": len(config.graph.agents), "check_edge_ends": 0}
+    assert [e.name for e in graph.edges] == [e.name for e in config.graph.edges]
+    assert graph.edges[0] is not config.graph.edges[0]  # the graph's own copy

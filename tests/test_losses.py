@@ -55,9 +55,9 @@ def test_a_balanced_term_pulls_its_learner_weight_times_as_hard_as_the_task():
 
     def losses(talk_weight):
         out = Losses()
-        out.add("task[a]", 2.0, ((a - target) ** 2).mean())
-        out.add("interact[a]", talk_weight, 1e-3 * (a**2).sum())  # tiny by nature
-        out.add("feature[b->t]", 1.0, (b**2).mean())  # b has no task term: left raw
+        out.add("task[a]", 2.0, ((a - target) ** 2).mean(), learner="a", task=True)
+        out.add("interact[a]", talk_weight, 1e-3 * (a**2).sum(), learner="a")  # tiny by nature
+        out.add("feature[b->t]", 1.0, (b**2).mean(), learner="b", edge="b->t")  # no task: raw
         return out
 
     for weight in (0.3, 1.0, 3.0):
@@ -80,8 +80,8 @@ def test_the_norms_are_measured_every_few_calls_as_running_means_and_carry_no_gr
     seen = []
     for task, term in ((1.0, 0.1), (5.0, 5.0), (3.0, 0.3)):  # the second call is not measured
         losses = Losses()
-        losses.add("task[a]", 1.0, task * p)  # gradient norm: task
-        losses.add("interact[a]", 1.0, term * p)  # gradient norm: term
+        losses.add("task[a]", 1.0, task * p, learner="a", task=True)  # gradient norm: task
+        losses.add("interact[a]", 1.0, term * p, learner="a")  # gradient norm: term
         total = balancer(losses)
         seen.append(balancer.scales["interact[a]"])
     # means after calls 1 and 3: task 0.5 * 1 + 0.5 * 3 = 2; term 0.5 * 0.1 + 0.5 * 0.3 = 0.2
@@ -103,7 +103,38 @@ def test_a_term_that_does_not_reach_its_learner_keeps_its_raw_weight():
 
     p, codec = torch.tensor(1.0, requires_grad=True), torch.tensor(1.0, requires_grad=True)
     losses = Losses()
-    losses.add("task[a]", 1.0, 3.0 * p)
-    losses.add("message_consistency[a->t]", 0.5, 2.0 * codec)  # trains a's codec only
+    losses.add("task[a]", 1.0, 3.0 * p, learner="a", task=True)
+    losses.add(
+        "message_consistency[a->t]", 0.5, 2.0 * codec, learner="a", edge="a->t"
+    )  # codec only
     total = LossBalancer({"a": [p]})(losses)
     assert total.item() == pytest.approx(3.0 + 0.5 * 2.0)
+
+
+def test_the_balancer_reads_a_terms_learner_from_its_owner_not_its_name():
+    from agora import Losses
+    from agora.losses import LossBalancer
+
+    a, b = torch.tensor(1.0, requires_grad=True), torch.tensor(1.0, requires_grad=True)
+    losses = Losses()
+    losses.add("fit a", 1.0, 4.0 * a, learner="a", task=True)  # no brackets to parse
+    losses.add("pull", 1.0, 0.5 * a + 100.0 * b, learner="a", edge="a->t")
+    balancer = LossBalancer({"a": [a], "b": [b]})
+    balancer(losses)
+    # measured on a's parameter only (norm 0.5, not b's 100), scaled to a's task (norm 4)
+    assert balancer.means == {"fit a": 4.0, "pull": 0.5}
+    assert balancer.scales == {"pull": pytest.approx(8.0)}
+    assert losses.task_term("a") == "fit a" and losses.task_term("b") is None
+
+
+def test_extend_keeps_owners_and_pools_notes_by_share():
+    from agora import Losses
+
+    labelled, transfer, step = Losses(), Losses(), Losses()
+    for part, w in ((labelled, 0.2), (transfer, 0.6)):
+        part.add("interact[s]", 1.0, torch.tensor(1.0), learner="s")
+        part.note("aggregation/s/t1", torch.tensor(w))
+    step.extend(labelled, 0.25)
+    step.extend(transfer, 0.75)
+    assert step.owners["interact[s]"].learner == "s" and step.owners["interact[s]"].edge is None
+    assert step.notes["aggregation/s/t1"].item() == pytest.approx(0.25 * 0.2 + 0.75 * 0.6)

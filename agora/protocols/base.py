@@ -93,7 +93,10 @@ class Protocol:
         weight_name = next(iter(self.weights))
         for link in links:
             value = self.loss(link, graph.distance)
-            losses.add(f"{self.name}[{link.edge.name}]", link.edge.weights[weight_name], value)
+            losses.add(
+                f"{self.name}[{link.edge.name}]", link.edge.weights[weight_name], value,
+                learner=link.learner.name, edge=link.edge.name,
+            )  # fmt: skip
 
     def loss(self, link: Link, distance: str) -> Tensor:
         """The edge's term, unweighted; ``distance`` is the graph's (``"l2"``, ``"cosine"``)."""

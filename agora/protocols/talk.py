@@ -73,6 +73,8 @@ class Talk(Protocol):
                 f"message_consistency[{edge.name}]",
                 edge.weights["message_consistency"],
                 distance(learner.m, tutor.m, kind, mask),
+                learner=link.learner.name,
+                edge=edge.name,
             )
         if not edge.weights["state_consistency"]:
             return None
@@ -81,8 +83,9 @@ class Talk(Protocol):
         consistency = distance((learner.s, learner.e), decoded_by_learner, kind, mask)
         consistency = consistency + distance((tutor.s, tutor.e), decoded_by_tutor, kind, mask)
         losses.add(
-            f"state_consistency[{edge.name}]", edge.weights["state_consistency"], consistency
-        )
+            f"state_consistency[{edge.name}]", edge.weights["state_consistency"], consistency,
+            learner=link.learner.name, edge=edge.name,
+        )  # fmt: skip
         return decoded_by_tutor
 
     def converse(
@@ -98,11 +101,13 @@ class Talk(Protocol):
                 for link in links
             ]
             reply = self.aggregate(learner, replies, question, graph)
+            self.report(losses, learner, links)
             decoded = self.listen(learner, reply)  # (s'_u, e'_u)
             losses.add(
                 f"interact[{learner.name}]",
                 learner.interact_weight,
                 distance(state, decoded, graph.distance, out.mask),
+                learner=learner.name,
             )
             if i + 1 < learner.rounds:  # the last follow-up would never be answered
                 state, question = self.follow_up(learner, decoded[0], out.mask)
@@ -131,6 +136,15 @@ class Talk(Protocol):
         if len(replies) != len(talk):
             tutors = [i for i, edge in enumerate(talk) if edge.active]
         return learner.aggregator(torch.stack(replies), question, tutors=tutors)
+
+    def report(self, losses: Losses, learner: Agent, links: list[Link]) -> None:
+        """Note, for the log, the weight the learner gave each tutor's reply (its mean over
+        examples and tokens): ``aggregation/<learner>/<tutor>``."""
+        weights = learner.aggregator.last_weights if len(links) > 1 else None
+        if weights is not None and weights.shape[-1] == len(links):  # [n] or [B, (T,) n]
+            mean = weights.reshape(-1, weights.shape[-1]).float().mean(0)
+            for link, weight in zip(links, mean):
+                losses.note(f"aggregation/{learner.name}/{link.tutor.name}", weight)
 
     def listen(self, learner: Agent, reply: Tensor) -> State:
         """The learner decodes the (aggregated) reply: ``(s'_u, e'_u) = D_u(r)``."""
