@@ -1,4 +1,10 @@
-"""Codecs: an agent's encoder into the shared message space and decoder back out of it."""
+"""Codecs: an agent's encoder into the shared message space and decoder back out of it.
+
+Shapes name ``B`` the batch, ``T`` the tokens of a per-token codec, ``d_s`` and ``d_e`` the
+flattened sizes of ``s`` and ``e`` (their sum is :attr:`Codec.state_dim`), ``m_dim`` the
+message size, and ``C, H, W`` a feature map's channels and grid (``c_s``, ``c_e``: the
+channels of ``s`` and ``e``).
+"""
 
 from __future__ import annotations
 
@@ -75,7 +81,7 @@ class Codec(nn.Module):
     def pack_states(self, s: Tensor, e: Tensor) -> Tensor:
         """The states as the encoder reads them: ``{s; e}``, ``[B, d_s + d_e]`` (or per token
         ``[B, T, d_s + d_e]``), of size :attr:`state_dim`."""
-        state, _ = pack([s, e], self.pattern)
+        state, _ = pack([s, e], self.pattern)  # [B, d_s + d_e] or [B, T, d_s + d_e]
         return state
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,7 +91,8 @@ class Codec(nn.Module):
                 f"Agent {self.owner!r}: decoder expects messages of size {self.message_dim}, "
                 f"got {list(m.shape)}"
             )
-        state = self.decoder(m)  # [B, d_s + d_e]
+        state = self.decoder(m)  # [B, d_s + d_e] or [B, T, d_s + d_e]
+        # -> s [B, *s_shape], e [B, *e_shape] (per token: [B, T, *s_shape], [B, T, *e_shape])
         s, e = unpack(state, [self.s_shape, self.e_shape], self.pattern)
         return s, e
 
@@ -195,7 +202,7 @@ class _WholeStates(MLPCodec):
 
     def encode(self, s: Tensor, e: Tensor) -> Tensor:
         """``m = E(pack_states(s, e))``: the states reshaped as the networks read them."""
-        return self.encoder(self.pack_states(s, e))
+        return self.encoder(self.pack_states(s, e))  # [B, m_dim], or [B, H W, m_dim] (spatial)
 
     @property
     def state_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -247,17 +254,18 @@ class PooledCodec(_WholeStates):
                 )
             _, axis = _channels(shape)
             positions = [1 + i for i in range(len(shape)) if i != axis]
-            pooled.append(state.mean(dim=positions) if positions else state)
-        return super().pack_states(*pooled)
+            pooled.append(state.mean(dim=positions) if positions else state)  # [B, C]
+        return super().pack_states(*pooled)  # [B, c_s + c_e]
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """Decode one vector per state and broadcast it over the state's positions."""
-        vectors = super().decode(m)
+        vectors = super().decode(m)  # [B, c_s], [B, c_e]
         out = []
         for vector, shape in zip(vectors, self.full_shapes):
             channels, axis = _channels(shape)
             view = [1] * len(shape)
             view[axis] = channels
+            # [B, C] -> [B, *shape]: the same vector at every position
             out.append(vector.reshape(vector.shape[0], *view).expand(vector.shape[0], *shape))
         return out[0], out[1]
 
@@ -290,13 +298,14 @@ class SpatialCodec(_WholeStates):
         super().__init__((s_shape[0],), (e_shape[0],), message_dim, tokens=True, **mlp)
 
     def pack_states(self, s: Tensor, e: Tensor) -> Tensor:
-        """The maps read as tokens, one per position: ``[B, H W, C_s + C_e]``."""
+        """The maps read as tokens, one per position: ``[B, H W, c_s + c_e]``."""
+        # [B, C, H, W] -> [B, H W, C] each, packed: [B, H W, c_s + c_e]
         return super().pack_states(*(rearrange(t, "b c h w -> b (h w) c") for t in (s, e)))
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """Decode each position and put the tokens back on the grid."""
         h, w = self.grid
-        s, e = super().decode(m)
+        s, e = super().decode(m)  # [B, H W, c_s], [B, H W, c_e]
         return tuple(rearrange(t, "b (h w) c -> b c h w", h=h, w=w) for t in (s, e))  # type: ignore[return-value]
 
 

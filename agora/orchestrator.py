@@ -1,4 +1,9 @@
-"""The orchestrator: one training step over a graph of agents."""
+"""The orchestrator: one training step over a graph of agents.
+
+Shapes name ``B`` the examples of a batch (each learner's own, with per-learner batches; the
+transfer batch's, for a transfer set), ``T`` tokens, ``C`` classes, ``m_dim`` the message
+size, and ``...`` the trailing shape of an agent's own states.
+"""
 
 from __future__ import annotations
 
@@ -181,11 +186,11 @@ class Orchestrator(nn.Module):
         """Round 0 of one agent: ``y, s, e = agent(x)`` and, when it speaks, ``m = E(s, e)``."""
         if agent.frozen:
             with torch.no_grad():  # a frozen backbone needs no graph; its codec still learns
-                out = agent.read(x)
+                out = agent.read(x)  # y [B] or [B, C]; s, e [B, ...] or [B, T, ...]
         else:
-            out = agent.read(x)
+            out = agent.read(x)  # y [B] or [B, C]; s, e [B, ...] or [B, T, ...]
         if message:
-            out.m = agent.codec.encode(out.s, out.e)
+            out.m = agent.codec.encode(out.s, out.e)  # [B, m_dim] or [B, T, m_dim]
         return out
 
     def task_losses(
@@ -200,14 +205,14 @@ class Orchestrator(nn.Module):
                         f"Agent {name!r} trains on task {agent.task!r}, but the targets hold "
                         f"{sorted(y)} only"
                     )
-                target = y[name] if isinstance(y, Mapping) else y
+                target = y[name] if isinstance(y, Mapping) else y  # [B] or [B, ...]
                 value = agent.task_loss(out.y, target)
                 losses.add(f"task[{name}]", agent.task_weight, value, learner=name, task=True)
 
 
 def _examples(out: AgentOutput) -> int:
     """The examples an agent's round 0 was about (its states' batch size)."""
-    return out.s.shape[0]
+    return out.s.shape[0]  # B
 
 
 def check_learner_data(graph: Graph, data: Mapping[str, Any], what: str = "data") -> None:

@@ -1,0 +1,104 @@
+"""Edges: the protocols and weights an edge ends up with, what it refuses (naming the edge and
+the key at fault), and its data form."""
+
+import json
+
+import pytest
+
+from agora.edge import Edge
+from agora.errors import GraphError
+
+
+def test_a_bare_edge_talks_with_the_default_weights():
+    edge = Edge("student", "teacher")
+    assert edge.protocols == ("talk",) and edge.talks and edge.active
+    assert edge.weights == {"message_consistency": 1.0, "state_consistency": 1.0}
+    assert edge.name == "student->teacher"
+
+
+def test_protocols_are_normalised_aliases_expanded_and_each_kept_once():
+    assert Edge("s", "t", "logit").protocols == ("logit",)  # a string is one protocol
+    hybrid = Edge("s", "t", ("hybrid", "logit", "talk"))
+    assert hybrid.protocols == ("logit", "feature", "talk")
+    assert Edge("s", "t", "agora.protocols.logit:Logit").protocols == ("logit",)  # by its path
+    assert not Edge("s", "t", "hybrid").talks
+
+
+def test_weights_given_override_the_defaults_and_become_floats():
+    edge = Edge("s", "t", ("talk", "logit"), weights={"logit": 2, "state_consistency": 0})
+    assert edge.weights == {"message_consistency": 1.0, "state_consistency": 0.0, "logit": 2.0}
+    assert all(type(value) is float for value in edge.weights.values())
+
+
+@pytest.mark.parametrize(
+    "options, key, match",
+    [
+        ({"protocols": ()}, "protocols", r"^Edge s->t: no protocol given$"),
+        (
+            {"protocols": ("logit", "gossip")},
+            "protocols.1",
+            r"^Edge s->t: unknown protocol 'gossip'; known: \[.*'talk'",
+        ),
+        ({"weights": [("logit", 1.0)]}, "weights", r"weights must be a mapping of name -> number"),
+        (
+            {"weights": {"logit": 1.0}},
+            "weights",
+            r"weights \['logit'\] do not belong to protocols \['talk'\]; valid weights: "
+            r"\['message_consistency', 'state_consistency'\]",
+        ),
+        (
+            {"protocols": "logit", "weights": {"logit": True}},
+            "weights.logit",
+            "weight 'logit' must be a number, got True",
+        ),
+        (
+            {"protocols": "logit", "weights": {"logit": float("inf")}},
+            "weights.logit",
+            "weight 'logit' must be finite and >= 0, got inf",
+        ),
+        (
+            {"weights": {"rounds": 2}},
+            "weights.rounds",
+            r"'rounds' is the learner's setting, not an edge's: give it to the agent, "
+            r"Agent\(rounds=...\) \(in a config, graph\.agents\.<i>\.rounds\)",
+        ),
+        ({"noise": -0.1}, "noise", "noise must be >= 0, got -0.1"),
+        ({"noise": "loud"}, "noise", "noise must be >= 0, got 'loud'"),
+        (
+            {"logit_distance": "l1"},
+            "logit_distance",
+            r"logit_distance must be one of \('mse', 'kl'\), got 'l1'",
+        ),
+        ({"temperature": 0.0}, "temperature", "temperature must be > 0, got 0.0"),
+    ],
+)
+def test_a_bad_field_names_the_edge_and_its_key(options, key, match):
+    with pytest.raises(GraphError, match=match) as caught:
+        Edge("s", "t", **options)
+    assert caught.value.key == key
+    assert str(caught.value).startswith("Edge s->t: ")
+
+
+def test_a_keyword_that_is_no_edge_option_lists_the_options_an_edge_takes():
+    with pytest.raises(GraphError, match=r"^Edge s->t: not an edge's option: 'colour'; ") as caught:
+        Edge("s", "t", colour="red")
+    for option in ("protocols", "weights", "noise", "logit_distance", "temperature", "active"):
+        assert repr(option) in str(caught.value)
+
+
+def test_misplaced_keywords_are_each_sent_home_even_with_the_ends_given_by_name():
+    with pytest.raises(GraphError) as caught:
+        Edge(learner="pupil", tutor="t", aggregation="mean", codec="linear")
+    message = str(caught.value)
+    assert message.startswith("Edge pupil->t: not an edge's option: ")
+    assert "'aggregation' is the learner's: Agent('pupil', ..., aggregation=...)" in message
+    assert "'codec' is the graph's: Graph(agents, codec=...)" in message
+
+
+def test_to_dict_is_plain_data_that_builds_the_same_edge():
+    edge = Edge("s", "t", ("hybrid",), weights={"logit": 0.5}, noise=0.1, logit_distance="kl",
+                temperature=2.0, active=False)  # fmt: skip
+    data = edge.to_dict()
+    assert data["protocols"] == ["logit", "feature"]
+    assert json.loads(json.dumps(data)) == data
+    assert Edge(**data) == edge
