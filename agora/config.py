@@ -42,7 +42,7 @@ import yaml
 from torch.utils.data import Dataset
 
 from agora.errors import FieldError, GraphError
-from agora.graph import Graph, GraphSpec, import_object
+from agora.graph import Graph, GraphSpec, check_trains, import_object
 from agora.stages import Stage, check_stage_names
 from agora.train import FitConfig
 
@@ -149,6 +149,10 @@ class RunConfig:
     source: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        try:  # the graph as configured trains (stages may then freeze some of it)
+            check_trains(self.graph.agents, self.graph.edges)
+        except GraphError as error:
+            raise error.under("graph") from None
         for i, agent in enumerate(self.graph.agents):
             if agent.factory is None:
                 raise GraphError(

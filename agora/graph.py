@@ -83,6 +83,28 @@ def check_edge_ends(edge: Edge, agents: Sequence[str], edges: Iterable[Edge]) ->
         )
 
 
+def check_trains(
+    agents: Sequence[AgentSpec], edges: Sequence[Edge], *, codec_learners: bool = False
+) -> None:
+    """Something trains, and every active edge's learner does. With ``codec_learners`` (the
+    state a stage leaves a graph in, which a checkpoint holds), an agent whose codec trains
+    counts, though its backbone is frozen.
+
+    Raises:
+        GraphError: keyed ``agents`` or ``edges.<i>.learner``.
+    """
+    frozen = {a.name: a.frozen and (a.codec_frozen or not codec_learners) for a in agents}
+    if all(frozen.values()):
+        raise GraphError(
+            f"every agent of {list(frozen)} is frozen; unfreeze the student(s)", "agents"
+        )
+    for i, edge in enumerate(edges):
+        try:
+            check_learner(edge, frozen[edge.learner] and edge.active)
+        except GraphError as error:
+            raise error.under(f"edges.{i}") from None
+
+
 def check_learner(edge: Edge, learner_frozen: bool) -> None:
     """A learner must train."""
     if learner_frozen:
@@ -198,15 +220,14 @@ class GraphSpec:
             if agent.name in names:
                 raise GraphError(f"duplicate agent {agent.name!r}", f"agents.{i}.name")
             names.append(agent.name)
-        if all(agent.frozen for agent in self.agents):
-            raise GraphError(f"every agent of {names} is frozen; unfreeze the student(s)", "agents")
-        frozen = {agent.name: agent.frozen for agent in self.agents}
         for i, edge in enumerate(self.edges):
             try:
                 check_edge_ends(edge, names, self.edges[:i])
-                check_learner(edge, frozen[edge.learner] and edge.active)
             except GraphError as error:
                 raise error.under(f"edges.{i}") from None
+        # a stage may leave a learner's backbone frozen while its codec trains: a checkpoint
+        # holds that state (a config is held to the stricter rule, RunConfig)
+        check_trains(self.agents, self.edges, codec_learners=True)
         for i, agent in enumerate(self.agents):
             talk = [e for e in self.edges if e.learner == agent.name and e.talks]
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -224,3 +225,25 @@ def test_codecs_can_train_alone_between_the_student_alone_and_everything_togethe
     assert seen[1] == {"backbone": False, "codec": True, "steps": 4}  # the codecs alone
     assert seen[2]["backbone"] and seen[2]["codec"]
     assert not student.frozen  # every flag back as the last stage set it
+
+
+@pytest.mark.parametrize("train", [[], ["teacher"]])
+def test_a_stage_that_trains_codecs_alone_runs_into_a_run_folder(tmp_path, train):
+    from torch.utils.data import TensorDataset
+
+    from agora import FitConfig
+
+    torch.manual_seed(0)
+    graph = Graph([mlp_agent("teacher", 8, 32, frozen=True), mlp_agent("student", 8, 8)],
+                  message_dim=8)  # fmt: skip
+    graph.add_edge("student", "teacher")
+    graph.build(torch.randn(2, 8))
+    data = TensorDataset(torch.randn(32, 8), torch.randn(32))
+    stages = [Stage("codecs", train=train), Stage("all", train=["student"])]
+    config = FitConfig(epochs=1, batch_size=16, progress=False)
+    results = fit_stages(graph, stages, data, data, config, out_dir=tmp_path)
+    assert list(results) == ["codecs", "all"]
+    stage = json.loads(next((tmp_path / "stages" / "codecs").rglob("graph.json")).read_text())
+    spec = {agent["name"]: agent for agent in stage["graph"]["agents"]}
+    assert spec["student"]["frozen"] and not spec["student"]["codec_frozen"]
+    assert (tmp_path / "model").is_dir()
