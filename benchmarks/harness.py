@@ -5,7 +5,8 @@ A benchmark is a folder of this package whose ``__init__`` defines ``BENCHMARK``
 how to write its page(s) from those results. The harness gives each the same command line,
 ``python -m benchmarks NAME [--quick] [--out DIR] [--report-only] ...``, the same worker pool
 (:class:`Runner`), the same run store that lets a stopped benchmark resume (:class:`RunStore`,
-:func:`run_all`), and the same page helpers (:func:`header`, :func:`cell`, :func:`table`).
+:func:`run_all`), the same progress lines for the parts a benchmark runs one after another
+(:func:`run_parts`), and the same page helpers (:func:`header`, :func:`cell`, :func:`table`).
 
 Every number on a page is computed from the results file by the page's code, so
 ``--report-only`` rewrites the page from ``<out>/<name>.json`` without training anything.
@@ -31,7 +32,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
@@ -134,12 +135,17 @@ def stem(args: argparse.Namespace) -> str:
     return args.benchmark + ("-quick" if args.quick else "")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``python -m benchmarks NAME ...``; a user's error prints one line and exits 2."""
+def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
+    """Run ``python -m benchmarks NAME ...``; a user's error prints one line and exits 2.
+
+    ``started`` is the command's :func:`time.perf_counter` at its start (default: now); a
+    benchmark reads it as ``args.started`` to report its whole wall time."""
+    started = time.perf_counter() if started is None else started
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "benchmarks", *argv])
+    args.started = started
     bench = benchmarks()[args.benchmark]
     out = out_dir(args)
     args.out = str(out)  # the benchmark's run store and teachers live beside its results
@@ -341,6 +347,67 @@ def _reused(row: Any) -> Any:
     if isinstance(row, dict):
         return {**row, "reused": True}
     return [_reused(r) for r in row]
+
+
+# -- a benchmark's parts in a row, with progress -----------------------------------------------
+
+
+@dataclass
+class Part:
+    """One part of a benchmark that runs in this process, for :func:`run_parts`.
+
+    Args:
+        name: what the progress line calls it: the measurement and its configuration.
+        run: ``() -> result``.
+        cost: its expected time relative to the other parts' (any unit they share); the
+            estimate of the time left weighs the parts by it.
+    """
+
+    name: str
+    run: Callable[[], Any]
+    cost: float = 1.0
+
+
+def run_parts(
+    label: str, parts: Sequence[Part], started: float | None = None, file: TextIO | None = None
+) -> tuple[list[Any], dict[str, float]]:
+    """Run ``parts`` in order, with a line on ``file`` (default: stderr) as each starts: which
+    part, i of n, the time since ``started`` (a :func:`time.perf_counter`; default: now) and,
+    from the second part on, the time left: the parts' time so far scaled by the costs to do
+    over the costs done. Returns the parts' results and wall times: each part's, and ``"total"``
+    from ``started`` to the last part's end, which holds whatever ran before and between
+    the parts too.
+
+    >>> import io
+    >>> log = io.StringIO()
+    >>> results, seconds = run_parts(
+    ...     "demo", [Part("one", lambda: 1), Part("two", lambda: 2, cost=3)], file=log)
+    >>> results, list(seconds)
+    ([1, 2], ['one', 'two', 'total'])
+    >>> print(log.getvalue(), end="")  # doctest: +ELLIPSIS
+    demo [1/2] one: ... so far
+    demo [2/2] two: ... so far, about ... left
+    demo: 2 parts done in ...
+    """
+    names = [part.name for part in parts]
+    if len(set(names)) < len(names) or "total" in names:
+        raise ValueError(f"{label}: each part needs its own name, and not 'total': {names}")
+    started = time.perf_counter() if started is None else started
+    results, seconds, done, to_do = [], {}, 0.0, sum(part.cost for part in parts)
+    for i, part in enumerate(parts, 1):
+        elapsed = time.perf_counter() - started
+        spent = sum(seconds.values())  # the parts' own: the start-up is no part's rate
+        left = f", about {duration(spent * to_do / done)} left" if done > 0 else ""
+        line = f"{label} [{i}/{len(parts)}] {part.name}: {duration(elapsed)} so far{left}"
+        print(line, file=file or sys.stderr, flush=True)
+        clock = time.perf_counter()
+        results.append(part.run())
+        seconds[part.name] = time.perf_counter() - clock
+        done, to_do = done + part.cost, to_do - part.cost
+    seconds["total"] = time.perf_counter() - started
+    line = f"{label}: {len(parts)} parts done in {duration(seconds['total'])}"
+    print(line, file=file or sys.stderr, flush=True)
+    return results, seconds
 
 
 # -- page helpers ------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from benchmarks.harness import duration, table
+
 
 def write(results: dict[str, Any], out: Path, stem: str = "speed") -> None:
     """Write ``<stem>.md`` into ``out``."""
@@ -24,7 +26,7 @@ def render(r: dict[str, Any]) -> str:
         f"- Threads: {r['threads']} (`torch.set_num_threads`); batch {r['batch_size']}; "
         f"medians over {r['repeats']} repeats of {r['steps_per_block']}-step blocks, "
         "A and B alternating",
-        f"- Wall time of the whole benchmark: {r['seconds']:.0f} s",
+        _wall_time(r),
     ]
     if r["quick"]:
         lines += ["", "> **--quick: a smoke test with few repeats, not a measurement.**"]
@@ -71,7 +73,36 @@ def render(r: dict[str, Any]) -> str:
     if ("agora", 2, 1) in by and ("hand", 2, 1) in by:
         lines += ["", f"Step peak, agora / hand-written (k = 2): "
                   f"**{by[('agora', 2, 1)] / by[('hand', 2, 1)]:.3f}**."]  # fmt: skip
+    lines += _timings_section(r.get("timings"))
     return "\n".join(lines) + "\n"
+
+
+def _wall_time(r: dict[str, Any]) -> str:
+    if "timings" not in r:  # a page written before the command's start was recorded
+        return (
+            f"- Wall time: {r['seconds']:.0f} s from the start of the measurements "
+            "(Python's start and the imports before them not included)"
+        )
+    return (
+        f"- Wall time: {duration(r['timings']['total'])} in all, the whole command from its "
+        "start to the end of its last measurement (each part's at the end of the page)"
+    )
+
+
+def _timings_section(timings: dict[str, float] | None) -> list[str]:
+    if timings is None:
+        return []
+    parts = {name: s for name, s in timings.items() if name != "total"}
+    rest = timings["total"] - sum(parts.values())
+    rows = [[name, duration(s)] for name, s in parts.items()]
+    rows += [["before and between the parts (Python, torch, the data)", duration(rest)],
+             ["**total**", f"**{duration(timings['total'])}**"]]  # fmt: skip
+    return [
+        "", "## Wall time", "",
+        "The parts ran one after another, in this order; the total is the whole command's, "
+        "from its start to the end of the last part.", "",
+        *table(["part", "wall time"], rows),
+    ]  # fmt: skip
 
 
 def _balancer_section(b: dict | None) -> list[str]:

@@ -33,7 +33,7 @@ from agora.losses import LossBalancer
 from agora.models.recommender import student_agent, teacher_agent
 from agora.orchestrator import Orchestrator
 from agora.train import FitConfig
-from benchmarks.harness import stamp
+from benchmarks.harness import Part, grid, run_parts, stamp
 
 Step = Callable[[], None]
 
@@ -381,14 +381,66 @@ def peak_memory(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -- the benchmark ---------------------------------------------------------------------------
 
 
+def td_vs_hand(meta: Any, x: Any, y: Tensor, repeats: int, steps: int) -> dict[str, float]:
+    """agora's TD step (k = 2) against the hand-written one on a copy of the same graph."""
+    graph = paper_graph(meta, x, rounds=2)
+    twin = copy.deepcopy(graph)
+    hand = hand_written_step(twin, x, y, rounds=2, weight=0.1)
+    return paired(agora_step(graph, x, y), hand, repeats, steps)
+
+
+def balancer_cost(meta: Any, x: Any, y: Tensor, repeats: int, steps: int) -> dict[str, float]:
+    """The TD step (k = 2) with the loss balancer against the step without it."""
+    plain = paper_graph(meta, x, rounds=2)
+    balanced = balanced_step(copy.deepcopy(plain), x, y)
+    return {
+        **paired(balanced, agora_step(plain, x, y), repeats, steps),
+        "every": FitConfig().balance_every,
+    }
+
+
+def rounds_series(
+    meta: Any, x: Any, y: Tensor, values: list[int], repeats: int, steps: int
+) -> list[dict]:
+    """Step time for each number of rounds k in ``values`` (one tutor)."""
+    return series(
+        lambda k: agora_step(paper_graph(meta, x, rounds=k), x, y), values, repeats, steps
+    )
+
+
+def tutors_series(
+    meta: Any, x: Any, y: Tensor, values: list[int], repeats: int, steps: int
+) -> list[dict]:
+    """Step time for each number of tutors in ``values`` (k = 2, mean aggregation)."""
+    return series(
+        lambda n: agora_step(paper_graph(meta, x, tutors=n), x, y), values, repeats, steps
+    )
+
+
+def _step_cost(rounds: int = 2, tutors: int = 1) -> float:
+    """A TD step's expected time relative to the two-node step at k = 2, which the progress
+    lines' estimate weighs the parts by: ``(1 + tutors) (2 + rounds) / 8``, within 15% of
+    the page's series."""
+    return (1 + tutors) * (2 + rounds) / 8
+
+
+def _memory_part(config: dict[str, Any]) -> Part:
+    name = (
+        f"peak memory: {config['kind']} step, k = {config['rounds']}, "
+        f"{config['tutors']} tutor{'s' if config['tutors'] > 1 else ''}, in a fresh process"
+    )
+    cost = 100 + 4 * _step_cost(config["rounds"], config["tutors"])  # starting it, 4 steps
+    return Part(name, lambda: peak_memory([config])[0], cost)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure everything: step times against a hand-written step and torchdistill, scaling
-    with rounds and tutors, the state cache, peak memory."""
+    """Measure everything, one part after another with a progress line on stderr: step times
+    against a hand-written step and torchdistill, scaling with rounds and tutors, the state
+    cache, peak memory; and the wall times, each part's and the whole command's."""
     threads = args.threads
     torch.set_num_threads(threads)
     repeats, steps = (2, 1) if args.quick else (15, 10)
     batch_size = 256
-    started = time.perf_counter()
     meta, x, y = _meta_and_batch(args.data_dir, batch_size)
     results: dict[str, Any] = {
         **stamp(args, threads=threads),
@@ -396,32 +448,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "repeats": repeats,
         "steps_per_block": steps,
     }
-    rounds = 2
-    graph = paper_graph(meta, x, rounds=rounds)
-    twin = copy.deepcopy(graph)
-    results["td_vs_hand"] = paired(
-        agora_step(graph, x, y), hand_written_step(twin, x, y, rounds, 0.1), repeats, steps
-    )
-    plain = paper_graph(meta, x, rounds=rounds)
-    results["balancer"] = {
-        **paired(
-            balanced_step(copy.deepcopy(plain), x, y), agora_step(plain, x, y), repeats, steps
-        ),
-        "every": FitConfig().balance_every,
-    }
     rounds_values = [0, 2] if args.quick else [0, 1, 2, 3, 4]
-    results["rounds"] = series(
-        lambda k: agora_step(paper_graph(meta, x, rounds=k), x, y), rounds_values, repeats, steps
-    )
-    results["rounds_fit"] = linear_fit(results["rounds"])
     tutor_counts = [1, 2] if args.quick else [1, 2, 3, 4, 6, 8]
-    results["tutors"] = series(
-        lambda n: agora_step(paper_graph(meta, x, tutors=n), x, y), tutor_counts, repeats, steps
-    )
-    results["tutors_fit"] = linear_fit(results["tutors"])
-    results["torchdistill"] = torchdistill_comparison(meta, x, y, repeats, steps)
-    cache_runs = (args.data_dir, 1, "War") if args.quick else (args.data_dir, 3)
-    results["cache"] = cache_epochs(*cache_runs)
+    cache_repeats, genre = (1, "War") if args.quick else (3, "Drama")
+    epoch = {"Drama": 125, "War": 30}[genre]  # steps: 31,853 and 7,578 ratings, 256 a step
     memory = [
         {"kind": kind, "rounds": k, "tutors": n, "threads": threads, "data_dir": args.data_dir,
          "batch_size": batch_size}
@@ -429,9 +459,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            [("agora", 2, 1), ("hand", 2, 1), ("agora", 0, 1), ("agora", 1, 1),
                             ("agora", 4, 1), ("agora", 2, 2), ("agora", 2, 4), ("agora", 2, 8)])
     ]  # fmt: skip
-    results["memory"] = peak_memory(memory)
-    results["seconds"] = time.perf_counter() - started
-    return results
+    pair, once = 2 * (3 + repeats * steps), 1 + repeats * steps
+    parts = [  # costs in k = 2 steps, warm-up included
+        Part(
+            "TD step: agora vs hand-written (k = 2)",
+            lambda: td_vs_hand(meta, x, y, repeats, steps),
+            pair,
+        ),
+        Part(
+            "TD step: loss balancer on vs off (k = 2)",
+            lambda: balancer_cost(meta, x, y, repeats, steps),
+            pair,
+        ),
+        Part(
+            f"step time vs rounds k = {grid(rounds_values)}",
+            lambda: rounds_series(meta, x, y, rounds_values, repeats, steps),
+            once * sum(_step_cost(rounds=k) for k in rounds_values),
+        ),
+        Part(
+            f"step time vs tutors = {grid(tutor_counts)} (k = 2)",
+            lambda: tutors_series(meta, x, y, tutor_counts, repeats, steps),
+            once * sum(_step_cost(tutors=n) for n in tutor_counts),
+        ),
+        Part(
+            "LD step: agora vs torchdistill",
+            lambda: torchdistill_comparison(meta, x, y, repeats, steps),
+            pair / 3,
+        ),
+        Part(
+            f"state cache on vs off: {cache_repeats} x 2 runs of 2 epochs on {genre}",
+            lambda: cache_epochs(args.data_dir, cache_repeats, genre),
+            cache_repeats * 2 * 2 * epoch,
+        ),
+        *(_memory_part(config) for config in memory),
+    ]
+    done, seconds = run_parts("speed", parts, started=args.started)
+    td, balancer, rounds, tutors, ld, cache, *peaks = done
+    return {
+        **results,
+        "td_vs_hand": td,
+        "balancer": balancer,
+        "rounds": rounds,
+        "rounds_fit": linear_fit(rounds),
+        "tutors": tutors,
+        "tutors_fit": linear_fit(tutors),
+        "torchdistill": ld,
+        "cache": cache,
+        "memory": peaks,
+        "timings": seconds,  # each part's, and the total from the command's start
+    }
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,25 +1,63 @@
-"""`python -m benchmarks speed --quick` runs end to end and writes its page (a smoke test)."""
+"""`python -m benchmarks speed --quick` runs end to end, shows its progress and writes its page
+(a smoke test)."""
 
 import json
+import re
+import time
+
+import pytest
 
 from benchmarks.harness import main
+from tests.benchmarks.helpers import benchmark
 
 
-def test_quick_speed_benchmark_writes_its_page(tmp_path, capsys):
-    assert main(["speed", "--quick", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "speed-quick.json").read_text())
-    page = (tmp_path / "speed-quick.md").read_text()
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One ``python -m benchmarks speed --quick`` run as a user starts it: the finished
+    process, its wall time as seen from outside, and its folder."""
+    out = tmp_path_factory.mktemp("speed")
+    started = time.perf_counter()
+    done = benchmark("speed", "--quick", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return done, time.perf_counter() - started, out
+
+
+def test_quick_speed_benchmark_writes_its_page(quick):
+    done, _, out = quick
+    results = json.loads((out / "speed-quick.json").read_text())
+    page = (out / "speed-quick.md").read_text()
     assert results["command"].startswith("python -m benchmarks speed --quick")
     assert results["td_vs_hand"]["a_ms"] > 0 and results["td_vs_hand"]["b_ms"] > 0
     assert [p["value"] for p in results["rounds"]] == [0, 2]
     assert results["balancer"]["a_ms"] > 0 and "## The loss balancer's cost" in page
     assert "smoke test" in page and "hand-written" in page and "Threads: 1" in page
     assert {m["kind"] for m in results["memory"]} == {"agora", "hand"}
-    assert capsys.readouterr().out.strip().endswith("speed-quick.md")
+    assert done.stdout.strip().endswith("speed-quick.md")
     assert all(m["step_peak_mib"] > 0 for m in results["memory"])
-    (tmp_path / "speed-quick.md").unlink()
-    assert main(["speed", "--quick", "--report-only", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "speed-quick.md").read_text() == page
+    (out / "speed-quick.md").unlink()
+    assert main(["speed", "--quick", "--report-only", "--out", str(out)]) == 0
+    assert (out / "speed-quick.md").read_text() == page
+
+
+def test_the_speed_benchmark_shows_its_progress_and_its_whole_wall_time(quick):
+    done, seen_from_outside, out = quick
+    timings = json.loads((out / "speed-quick.json").read_text())["timings"]
+    parts = [name for name in timings if name != "total"]
+    # a line on stderr as each part starts: which, i of n, the time so far, then what is left
+    lines = re.findall(r"^speed \[(\d+)/(\d+)\] (.+): (.+) so far(.*)$", done.stderr, re.M)
+    assert [(int(i), int(n), name) for i, n, name, _, _ in lines] == [
+        (i, len(parts), name) for i, name in enumerate(parts, 1)
+    ], done.stderr
+    assert lines[0][4] == "" and all(left.startswith(", about ") for *_, left in lines[1:])
+    assert f"speed: {len(parts)} parts done in" in done.stderr
+    assert "so far" not in done.stdout
+    # the total is the whole command's: at least its parts, and all but Python's start and exit
+    assert timings["total"] >= sum(timings[name] for name in parts)
+    assert seen_from_outside - 5 < timings["total"] < seen_from_outside
+    page = (out / "speed-quick.md").read_text()
+    assert (
+        "## Wall time" in page and "| **total** |" in page and " in all, the whole command" in page
+    )
 
 
 def test_without_data_the_speed_models_run_on_random_ids_of_the_same_shapes(tmp_path):
