@@ -293,6 +293,7 @@ class RunStore:
         # as the file holds it: a tuple in the stamp reads back as a list, and must still match
         self.path, self.stamp = path, json.loads(json.dumps(stamp))
         self.rows: dict[str, Any] = {}  # read back from the file, then added by this process
+        self.others: dict[str, dict[str, Any]] = {}  # rows under other stamps, by stamp (JSON)
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
                 try:
@@ -304,6 +305,9 @@ class RunStore:
                     continue
                 if record.get("stamp") == self.stamp:
                     self.rows[record["key"]] = _reused(record["row"])
+                else:
+                    stamp = json.dumps(record.get("stamp"), sort_keys=True)
+                    self.others.setdefault(stamp, {})[record["key"]] = _reused(record["row"])
 
     def get(self, key: str) -> Any:
         """The row of the finished run ``key``, or ``None``; a row an earlier invocation

@@ -140,6 +140,7 @@ def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
         "",
         *_results(r, arms, scratch, selfish, teacher_dev),
         *_figure_section(r, figure),
+        *_other_budgets(r),
         *_marks(r, arms, scratch, selfish, teacher_dev),
         *_tuning(r),
         *_timing(r),
@@ -160,17 +161,18 @@ def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         if not rows:
             continue
         per_step = sorted(row["seconds"] / row["steps"] for row in rows)[len(rows) // 2]
+        best = sorted(row["best_step"] for row in rows)[len(rows) // 2]
         body.append([
             name, r["chosen"].get(name, "-"), _points([x["test_accuracy"] for x in rows]),
             _points([x["valid_accuracy"] for x in rows]),
             "-" if name == "Scratch" else _difference(rows, scratch),
             "-" if name == "Self-training" else _difference(rows, selfish),
             _share(recovered(rows, scratch, teacher_dev)) if scratch else "-",
-            f"{100 * per_step:.0f}",
+            f"{best} of {rows[0]['steps']}", f"{100 * per_step:.0f}",
         ])  # fmt: skip
     lines += table(
         ["Arm", "Setting", "Dev (test)", "Validation", "− Scratch, paired",
-         "− Self-training, paired", "Lead recovered", "s / 100 steps"],
+         "− Self-training, paired", "Lead recovered", "Best step", "s / 100 steps"],
         body,
     )  # fmt: skip
     missing = [name for name in ARMS if name not in arms]
@@ -189,13 +191,62 @@ def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
             else []
         ),
         f'"Lead recovered" is `(arm − Scratch) / (teacher − Scratch)` from the means over '
-        f'seeds, with the teacher at {teacher_dev:.2f} % on dev. "(2 SE)" marks a paired '
+        f"seeds, with the teacher at {teacher_dev:.2f} % on dev. Best step: the median over "
+        "seeds of the step whose validation score the run kept (a run that peaks at its last "
+        "evaluation would have gained from more steps). "
+        '"(2 SE)" marks a paired '
         "difference larger than twice its standard error. s / 100 steps: the median run's wall "
         "time (its evaluations included) per 100 steps, "
         f"{r['workers']} workers × {r['threads']} thread(s).",
         "",
     ]
     return lines
+
+
+def _arm_name(row: dict[str, Any]) -> str:
+    return {"teacher": "Self-training", "real": "All labels"}.get(row["labels"], row["method"])
+
+
+def _other_budgets(r: dict[str, Any]) -> list[str]:
+    """Each arm at another budget of steps (an earlier invocation's runs, from the run log):
+    its setting with the best seed-0 validation score, over the seeds it ran."""
+    full = r["teacher"]["sizes"]["transfer"]
+    now = _arms(r)
+    body = []
+    for other in r.get("other_budgets", []):
+        steps = other["budget"]["steps"]
+        by_arm: dict[str, dict[str, list[dict]]] = {}
+        for row in other["rows"]:
+            if row["transfer"] == full:
+                by_arm.setdefault(_arm_name(row), {}).setdefault(row["setting"], []).append(row)
+        for name in ARMS:
+            settings = by_arm.get(name)
+            if not settings:
+                continue
+            setting, rows = max(settings.items(), key=lambda item: max(
+                (x["valid_accuracy"] for x in item[1] if x["seed"] == 0), default=-1.0))  # fmt: skip
+            best = sorted(row["best_step"] for row in rows)[len(rows) // 2]
+            here = now.get(name)
+            body.append([
+                name, f"{steps}", setting, _points([x["test_accuracy"] for x in rows]),
+                f"{len(rows)}", f"{best} of {steps}",
+                _points([x["test_accuracy"] for x in here]) if here else "-",
+            ])  # fmt: skip
+    if not body:
+        return []
+    head = ["Arm", "Steps", "Setting", "Dev (test)", "Seeds", "Best step",
+            f"Dev at {r['budget']['steps']} steps"]  # fmt: skip
+    return [
+        "## Another number of steps",
+        "",
+        f"The same arms with another budget of steps, from an earlier invocation's runs (the "
+        f"run log): each arm's setting with the best validation score on seed 0 at that "
+        f"budget, dev accuracy (%) over the seeds it ran, beside this page's "
+        f"{r['budget']['steps']} steps.",
+        "",
+        *table(head, body),
+        "",
+    ]
 
 
 def _figure_rows(r: dict[str, Any]) -> dict[str, dict[int, float]]:

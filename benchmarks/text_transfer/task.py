@@ -455,6 +455,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timings["figure"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     return {
+        "other_budgets": other_budgets(runs, budget),
         **stamp(args), "seeds": plan.seeds, "budget": asdict(budget),
         "grid": {"lr": list(plan.lrs), **{k: list(v) for k, v in plan.grids.items()},
                  "rounds": list(plan.rounds), "max_widen": plan.max_widen},
@@ -462,6 +463,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "searches": tuner.searches, "teacher": teacher, "timing": timing, "rows": rows,
         "tuning_rows": tuner.rows, "timings": timings, "notes": plan.notes,
     }  # fmt: skip
+
+
+def other_budgets(runs: RunStore, budget: Budget) -> list[dict[str, Any]]:
+    """The runs an earlier invocation finished on the same data with other steps (another
+    ``--epochs``), from the run log: what fewer or more steps gave each arm on the whole
+    transfer set."""
+    same = {k: v for k, v in runs.stamp.items() if k not in ("epochs", "steps", "evals")}
+    found = []
+    for text, rows in runs.others.items():
+        stamp = json.loads(text)
+        if not isinstance(stamp, dict) or {k: stamp.get(k) for k in same} != same:
+            continue
+        arms = [row for row in rows.values() if isinstance(row, dict) and "method" in row]
+        if arms:
+            found.append({"budget": stamp, "rows": arms})
+    return sorted(found, key=lambda other: other["budget"]["steps"])
 
 
 def _arms(text: str) -> tuple[str, ...]:
