@@ -2,6 +2,8 @@
 
 Each carries the dotted ``key`` of the field at fault, relative to the object that raised it
 (``"tutor"``, ``"edges.1.weights"``), so that a config loader can name the key in the file.
+:class:`NonFiniteLossError` is what a run raises when a loss or a validation metric turns NaN
+or infinite.
 """
 
 from __future__ import annotations
@@ -30,3 +32,7 @@ class FieldError(ValueError):
 
 class GraphError(FieldError):
     """A graph that cannot train: the message names the agent, edge or stage at fault."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite; the message names the term (and its edge)."""

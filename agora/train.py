@@ -1,16 +1,18 @@
-"""Training on Hugging Face Accelerate: :func:`fit` and :func:`evaluate`.
+"""Training on Hugging Face Accelerate: :func:`fit`, its settings and its loop.
 
-Batching lives in :mod:`agora.loaders`, the frozen-state cache in :mod:`agora.cache`.
+:func:`fit` holds the run folder; :func:`~agora.prepare.prepare` makes what the loop needs
+(the accelerator, loaders, optimizer, schedule, frozen-state cache or store, the run log,
+resumed); then each batch is one training step (the graph's step, backward, clipping, the
+optimizer's step), and after each optimizer step the run log (:mod:`agora.runlog`) writes the
+loss terms, evaluates (:mod:`agora.evaluation`) and checkpoints when due. Batching lives in
+:mod:`agora.loaders`, the frozen-state cache in :mod:`agora.cache`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -18,31 +20,52 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.state import AcceleratorState, PartialState
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Dataset
+from accelerate.state import PartialState
 from tqdm.auto import tqdm
 
-from agora import checkpoint, folder
-from agora.agent import Agent
-from agora.cache import CachedOrchestrator, StateCache, open_stores
-from agora.data.download import DataError
-from agora.errors import FieldError, GraphError
+from agora import folder
+from agora.errors import FieldError, NonFiniteLossError
+from agora.evaluation import Data, default_metric, evaluate, improved, metric_names
 from agora.graph import Graph
-from agora.loaders import (
-    epoch_batches,
-    eval_loader,
-    first_x,
-    make_learner_loader,
-    make_loader,
-    make_transfer_loader,
-    split_batch,
-    step_inputs,
-    to_device,
+from agora.loaders import epoch_batches, step_inputs
+from agora.orchestrator import StepOutput
+from agora.prepare import (
+    Training,
+    _launched_without_gpu,
+    check_eval_data,
+    check_not_empty,
+    make_scheduler,
+    prepare,
 )
-from agora.losses import LossBalancer
-from agora.orchestrator import StepOutput, check_learner_data
+from agora.runlog import RunLog, TrainState
+
+# this module's names, and those it has always offered that now live in agora.evaluation,
+# agora.runlog, agora.prepare and agora.errors: `from agora.train import RunLog` works as ever
+__all__ = [
+    "FIT_CHECKS",
+    "MIXED_PRECISION",
+    "OPTIMIZERS",
+    "REPORTING",
+    "SCHEDULERS",
+    "STORE_DTYPES",
+    "Data",
+    "FitConfig",
+    "FitResult",
+    "NonFiniteLossError",
+    "RunLog",
+    "TrainState",
+    "check_eval_data",
+    "check_finite",
+    "check_not_empty",
+    "default_metric",
+    "evaluate",
+    "fit",
+    "improved",
+    "make_scheduler",
+    "metric_names",
+    "run_configuration",
+    "run_folder",
+]
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 SCHEDULERS = ("constant", "linear", "cosine")
@@ -198,173 +221,7 @@ class FitResult:
     ``balance_losses``)."""
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; the message names the term (and its edge)."""
-
-
-# -- evaluation ------------------------------------------------------------------------------
-
-
-Data = Dataset | DataLoader
-
-
-@torch.no_grad()
-def evaluate(
-    graph: Graph,
-    data: Data | Mapping[str, Data],
-    *,
-    batch_size: int = 1024,
-    accelerator: Accelerator | None = None,
-    agents: list[str] | None = None,
-) -> dict[str, float]:
-    """Metrics of every agent with a head and a task: RMSE (regression) or accuracy (classes).
-
-    With per-learner data (``{learner: data}``) each learner is evaluated on its own data,
-    and ``mean/rmse`` (``mean/accuracy``) averages the learners' metrics. A NaN or infinite
-    regression target is an error (:class:`~agora.data.download.DataError`, naming the agent
-    and how many), never a NaN metric.
-
-    Example:
-        >>> from agora.models.toy import mlp_agent
-        >>> graph = Graph([mlp_agent("student", 4, 8)], message_dim=8).build(torch.randn(2, 4))
-        >>> data = torch.utils.data.TensorDataset(torch.randn(10, 4), torch.randn(10))
-        >>> sorted(evaluate(graph, data))
-        ['student/loss', 'student/rmse']
-        >>> sorted(evaluate(graph, {"student": data}))
-        ['mean/rmse', 'student/loss', 'student/rmse']
-    """
-    if isinstance(data, Mapping):
-        metrics: dict[str, float] = {}
-        for name, part in data.items():
-            metrics.update(
-                evaluate(graph, part, batch_size=batch_size, accelerator=accelerator, agents=[name])
-            )
-        return {**metrics, **_means(metrics)}
-    agents = [
-        a
-        for a in graph.agents.values()
-        if a.task is not None and a.head is not None and (agents is None or a.name in agents)
-    ]
-    if not agents:
-        return {}
-    loader = eval_loader(data, batch_size)
-    device = accelerator.device if accelerator is not None else next(graph.parameters()).device
-    was_training = graph.training
-    graph.eval()
-    # per agent: the metric's sum, the loss's, and how many targets were not finite
-    sums = {a.name: torch.zeros(3, dtype=torch.float64, device=device) for a in agents}
-    count = torch.zeros((), dtype=torch.float64, device=device)
-    for batch in loader:
-        x, y = split_batch(batch)
-        x, y = to_device(x, device), to_device(y, device)
-        for agent in agents:
-            y_pred = agent.read(x).y  # the agent's own forward: token agents pool real tokens only
-            target = y[agent.name] if isinstance(y, Mapping) else y
-            if accelerator is not None:
-                y_pred, target = accelerator.gather_for_metrics((y_pred, target))
-            if agent.task == "regression":
-                error = (y_pred.reshape(target.shape).float() - target.float()).pow(2).sum()
-                bad = (~torch.isfinite(target)).sum()
-                sums[agent.name] += torch.stack([error, error, bad]).double()
-            else:
-                correct = (y_pred.argmax(-1) == target).sum()
-                loss = torch.nn.functional.cross_entropy(y_pred.float(), target, reduction="sum")
-                sums[agent.name] += torch.stack([correct, loss, loss.new_zeros(())]).double()
-        count += target.shape[0]
-    graph.train(was_training)
-    metrics = {}
-    for agent in agents:
-        first, second, _ = (sums[agent.name] / count.clamp_min(1)).tolist()
-        if bad := int(sums[agent.name][2]):
-            raise DataError(
-                f"evaluate: {bad} of {int(count)} targets of agent {agent.name!r} are NaN or "
-                "infinite, which no metric can score; fix or drop those examples of the data"
-            )
-        if agent.task == "regression":
-            metrics[f"{agent.name}/rmse"] = math.sqrt(first)
-            metrics[f"{agent.name}/loss"] = second
-        else:
-            metrics[f"{agent.name}/accuracy"] = first
-            metrics[f"{agent.name}/loss"] = second
-    return metrics
-
-
-def _means(metrics: Mapping[str, float]) -> dict[str, float]:
-    means = {}
-    for kind in ("rmse", "accuracy"):
-        values = [v for k, v in metrics.items() if k.endswith(f"/{kind}")]
-        if values:
-            means[f"mean/{kind}"] = sum(values) / len(values)
-    return means
-
-
-def metric_names(graph: Graph, learners: list[str] | None = None) -> list[str]:
-    """The metrics :func:`evaluate` reports for ``graph`` (``learners``: per-learner data).
-
-    Example:
-        >>> from agora.models.toy import mlp_agent
-        >>> metric_names(Graph([mlp_agent("student", 4, 8)]))
-        ['student/loss', 'student/rmse']
-    """
-    agents = [
-        a
-        for a in graph.agents.values()
-        if a.task is not None and a.head is not None and (learners is None or a.name in learners)
-    ]
-    names = [f"{a.name}/{'rmse' if a.task == 'regression' else 'accuracy'}" for a in agents]
-    names += [f"{a.name}/loss" for a in agents]
-    if learners is not None:
-        names += [
-            f"mean/{kind}" for kind in ("rmse", "accuracy") if any(n.endswith(kind) for n in names)
-        ]
-    return sorted(names)
-
-
-def default_metric(graph: Graph, learners: list[str] | None = None) -> str | None:
-    """The first trainable agent's metric; for per-learner eval data (``learners``), the
-    learners' mean (``mean/rmse``), or the single learner's own."""
-    if learners is not None:
-        tasks = [graph.agents[name].task for name in learners]
-        kind = "rmse" if "regression" in tasks else "accuracy"
-        return f"{learners[0]}/{kind}" if len(learners) == 1 else f"mean/{kind}"
-    for agent in graph.agents.values():
-        if agent.trainable and agent.task is not None and agent.head is not None:
-            return f"{agent.name}/{'rmse' if agent.task == 'regression' else 'accuracy'}"
-    return None
-
-
-def improved(metric: str, value: float, best: float | None) -> bool:
-    """True when ``value`` beats ``best``: higher accuracy, lower anything else."""
-    if best is None:
-        return True
-    return value > best if metric.endswith("accuracy") else value < best
-
-
 # -- the loop --------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainState:
-    """Where training stands; saved with every checkpoint (``state/agora.json``)."""
-
-    epoch: int = 0
-    batches_in_epoch: int = 0
-    step: int = 0
-    best: float | None = None
-    best_step: int | None = None
-    evals_without_improvement: int = 0
-
-    def patience_spent(self, patience: int | None) -> bool:
-        """Early stopping's decision: ``patience`` evaluations in a row without improvement
-        (a resumed run reads it back from its checkpoint's counts)."""
-        return patience is not None and self.evals_without_improvement >= patience
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
 
 
 def fit(
@@ -473,118 +330,24 @@ def _fit(
     transfer: Data | None = None,
 ) -> FitResult:
     started = time.perf_counter()
-    # Accelerate keeps its settings in a process-wide singleton; a second fit() in the same
-    # process (a benchmark, a notebook) may ask for another precision, so start it afresh.
-    # The process group (PartialState) stays, so this is safe under DDP too.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
-        gradient_accumulation_steps=config.grad_accumulation,
-        cpu=config.cpu or _launched_without_gpu(),
-        rng_types=[],
-        log_with=config.trackers or None,
-        project_dir=str(out_dir) if out_dir else None,
-        kwargs_handlers=[
-            DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)
-        ],
-    )
-    if config.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        warnings.warn(
-            "mixed_precision='fp16' needs a GPU; on the CPU this run trains in fp32 "
-            "(bf16 works on CPUs)",
-            stacklevel=2,
-        )
-    set_seed(config.seed)
-    check_not_empty(train_data, "train_data")
-    check_not_empty(eval_data, "eval_data")
-    check_not_empty(transfer, "transfer")
-    if isinstance(train_data, Mapping):
-        check_learner_data(graph, train_data, "train_data")
-    if transfer is not None:
-        loader, examples = make_transfer_loader(
-            train_data, transfer, config.batch_size,
-            config.transfer_batch_size or config.batch_size, config.seed, config.group_by_length,
-        )  # fmt: skip
-        shuffle = loader.batch_sampler
-    elif isinstance(train_data, Mapping):
-        loader, examples = make_learner_loader(
-            train_data, config.batch_size, config.seed, config.group_by_length
-        )
-        shuffle = loader.batch_sampler
-    else:
-        loader, shuffle = make_loader(
-            train_data, config.batch_size, config.seed, True, config.group_by_length
-        )
-        examples = len(shuffle)
-    sample = first_x(loader)
-    if not graph.built:
-        graph.build(sample)
-    learners = check_eval_data(graph, eval_data)
-    names = metric_names(graph, learners)
-    if config.metric is not None and eval_data is not None and config.metric not in names:
-        raise FieldError(
-            f"FitConfig.metric {config.metric!r} is not among this graph's metrics {names}",
-            "metric",
-        )
-    metric = config.metric or default_metric(graph, learners)
-    if metric is not None and _unchanging(graph, metric):
-        metric = None  # nothing it measures can change (a stage training codecs alone): keep the last weights
-    augmented = _augmented(train_data) or (transfer is not None and _augmented(transfer))
-    cache = StateCache(examples) if config.cache_frozen and not augmented else None
-    stores = {}
-    if config.teacher_store and not augmented:
-        datasets = _datasets(train_data, transfer)
-        with accelerator.main_process_first():  # the main process fills, the others open
-            stores = open_stores(
-                graph, datasets, config.store_dir, config.store_dtype, device=accelerator.device,
-                progress=config.progress and accelerator.is_local_main_process,
-            )  # fmt: skip
-    step_fn = CachedOrchestrator(graph, cache, stores)
-    params = [p for p in graph.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay)  # fmt: skip
-    else:
-        # the fused kernel: one pass over every tensor (on a CPU it is 5x faster than the loop
-        # over tensors, whose cost a large embedding table dominates)
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,
-                                      fused=fused or None)  # fmt: skip
-    total_steps = config.epochs * math.ceil(len(loader) / config.grad_accumulation)
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    within = math.ceil(len(loader) / config.evals_per_epoch) if config.evals_per_epoch else 0
-    scheduler = make_scheduler(optimizer, config, total_steps)
-    step_fn, optimizer, loader, scheduler = accelerator.prepare(
-        step_fn, optimizer, loader, scheduler
-    )
-    if isinstance(eval_data, Mapping):
-        eval_data = {k: accelerator.prepare(eval_loader(v)) for k, v in eval_data.items()}
-    elif eval_data is not None:
-        eval_data = accelerator.prepare(eval_loader(eval_data))
-    state = TrainState()
-    balancer = None
-    if config.balance_losses:
-        several = accelerator.num_processes > 1  # then every process scales alike
-        balancer = LossBalancer(
-            graph.backbone_parameters(), config.balance_momentum, config.balance_every,
-            reduce=(lambda t: accelerator.reduce(t, "mean")) if several else None,
-        )  # fmt: skip
-    resumable = {"train": state, **({"balancer": balancer} if balancer is not None else {})}
+    training = prepare(graph, train_data, eval_data, config, out_dir, run_config, transfer)
+    epoch_seconds = _train(training)
+    metrics = training.log.finish(training.state)
+    training.accelerator.end_training()
+    seconds = time.perf_counter() - started
+    state, balancer = training.state, training.balancer
+    scales = dict(balancer.scales) if balancer is not None else {}
+    return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds, scales)
 
-    log = RunLog(out_dir, accelerator, config, graph, run_config, sample, resumable)
-    if out_dir is not None and (latest := checkpoint.pointer(out_dir, "latest")):
-        checkpoint.load_state(accelerator, latest)
-        checkpoint.read_training_state(latest, resumable)
-    if out_dir is not None:
-        log.resumed(state.step)
-    if config.trackers:
-        accelerator.init_trackers("agora", config=_flat(asdict(config)))
 
+def _train(training: Training) -> list[float]:
+    """The loop: every epoch left, each batch a :func:`_train_step`; evaluate and checkpoint at
+    each epoch's end. Returns the seconds of each epoch it finished."""
+    config, state, log = training.config, training.state, training.log
     bar = tqdm(
-        total=total_steps,
+        total=training.total_steps,
         initial=state.step,
-        disable=not (config.progress and accelerator.is_local_main_process),
+        disable=not (config.progress and training.accelerator.is_local_main_process),
     )
     log.bar = bar  # each evaluation shows its metric, and the best so far, on the bar
     # a run resumed after its last step, or after early stopping said stop, trains no more
@@ -592,118 +355,72 @@ def _fit(
     stop = stop or state.patience_spent(config.patience)
     epoch_seconds: list[float] = []
     for epoch in range(state.epoch, config.epochs if not stop else state.epoch):
-        batches = epoch_batches(loader, shuffle, epoch, state.batches_in_epoch)
+        batches = epoch_batches(training.loader, training.shuffle, epoch, state.batches_in_epoch)
         epoch_started = time.perf_counter()
         for item in batches:
-            with accelerator.accumulate(step_fn):
-                out = step_fn(**step_inputs(item))
-                check_finite(out, state.step, log)
-                accelerator.backward(balancer(out.losses) if balancer else out.loss)
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            out = _train_step(training, item)
             state.batches_in_epoch += 1
-            if not accelerator.sync_gradients:
+            if not training.accelerator.sync_gradients:
                 continue
             state.step += 1
             bar.update(1)
-            if state.step % config.log_every == 0:
-                bar.set_postfix({"loss": f"{out.loss.item():.4f}", **log.shown})
-                log.train(state, out, scheduler.get_last_lr()[0], balancer)
-            evaluated = False
-            mid_epoch = within and state.batches_in_epoch % within == 0
-            if (config.eval_every and state.step % config.eval_every == 0) or (
-                mid_epoch and state.batches_in_epoch < len(loader)  # the epoch's end evaluates
-            ):
-                stop, evaluated = log.evaluate(state, eval_data, metric) or stop, True
-            periodic = config.checkpoint_every and state.step % config.checkpoint_every == 0
-            if periodic and state.batches_in_epoch < len(loader):  # else the epoch's end does it
-                log.checkpoint(state)
-            done = config.max_steps is not None and state.step >= config.max_steps
-            if done and state.batches_in_epoch < len(loader):  # else the epoch's end does it
-                if not evaluated:
-                    log.evaluate(state, eval_data, metric)
-                log.checkpoint(state)
-                stop = True
+            stop = _after_step(training, out, bar)
             if stop:
                 break
         else:
             epoch_seconds.append(time.perf_counter() - epoch_started)
             state.epoch, state.batches_in_epoch = epoch + 1, 0
-            stop = log.evaluate(state, eval_data, metric)
+            stop = log.evaluate(state, training.eval_data, training.metric)
             log.checkpoint(state)
         if stop or (config.max_steps is not None and state.step >= config.max_steps):
             break
     bar.close()
-    metrics = log.finish(state)
-    accelerator.end_training()
-    seconds = time.perf_counter() - started
-    scales = dict(balancer.scales) if balancer is not None else {}
-    return FitResult(metrics, out_dir, state.best_step, state.step, seconds, epoch_seconds, scales)
+    return epoch_seconds
 
 
-def _datasets(train_data: Any, transfer: Any) -> dict[str | None, Any]:
-    """The datasets a step's rows come from, by the key their indices carry: a learner's
-    name, ``None`` for shared data, :data:`~agora.loaders.TRANSFER`."""
-    from agora.loaders import TRANSFER
-
-    datasets = dict(train_data) if isinstance(train_data, Mapping) else {None: train_data}
-    return {**datasets, **({TRANSFER: transfer} if transfer is not None else {})}
-
-
-def _augmented(data: Any) -> bool:
-    """True (with a warning) when the training data draws a random view of each example on
-    every read (``dataset.augmented``): a frozen agent's cached states would be of another
-    view, so the cache is off."""
-    parts = data.values() if isinstance(data, Mapping) else [data]
-    parts = [getattr(p, "dataset", p) for p in parts]  # a DataLoader's dataset
-    if any(getattr(p, "augmented", False) for p in parts):
-        warnings.warn(
-            "The training data is augmented (a random view on every read), so the frozen "
-            "agents' state cache is off: cached states would be of another view",
-            stacklevel=3,
-        )
-        return True
-    return False
+def _train_step(training: Training, item: Any) -> StepOutput:
+    """One batch: the graph's step, the backward (of the balanced terms, with
+    ``balance_losses``), clipping and the optimizer's step. Under ``grad_accumulation``,
+    Accelerate holds the optimizer's step until the last batch of the group."""
+    accelerator, step_fn, balancer = training.accelerator, training.step_fn, training.balancer
+    optimizer, max_grad_norm = training.optimizer, training.config.max_grad_norm
+    with accelerator.accumulate(step_fn):
+        out = step_fn(**step_inputs(item))
+        check_finite(out, training.state.step, training.log)
+        accelerator.backward(balancer(out.losses) if balancer else out.loss)
+        if accelerator.sync_gradients and max_grad_norm:
+            accelerator.clip_grad_norm_(training.params, max_grad_norm)
+        optimizer.step()
+        training.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return out
 
 
-def check_not_empty(data: Any, name: str) -> None:
-    """A dataset (or each learner's) with no example is an error naming it."""
-    parts = data.items() if isinstance(data, Mapping) else [(None, data)]
-    for key, part in parts:
-        if part is not None and hasattr(part, "__len__") and len(part) == 0:
-            where = f"{name}[{key!r}]" if key is not None else name
-            raise ValueError(f"fit: {where} is empty: there is nothing to train or evaluate on")
-
-
-def check_eval_data(graph: Graph, eval_data: Any) -> list[str] | None:
-    """Per-learner eval data names agents with a task and a head, and every trainable one;
-    returns the names, or ``None`` for shared (or no) eval data."""
-    if not isinstance(eval_data, Mapping):
-        return None
-    for name in eval_data:
-        agent = graph.agents[name] if name in graph.agents else None
-        if agent is None or agent.task is None or agent.head is None:
-            raise GraphError(
-                f"eval_data holds data for {name!r}, which is not an agent with a task and a "
-                f"head; agents with tasks are "
-                f"{[a.name for a in graph.agents.values() if a.task and a.head is not None]}"
-            )
-    for agent in graph.agents.values():
-        if agent.trainable and agent.task is not None and agent.name not in eval_data:
-            raise GraphError(
-                f"Learner {agent.name!r} has no eval data: eval_data holds data for "
-                f"{sorted(eval_data)}; give every trainable agent with a task its own"
-            )
-    return list(eval_data)
-
-
-def _launched_without_gpu() -> bool:
-    """Several processes (``accelerate launch --multi_gpu`` or ``torchrun``) on a machine
-    without a GPU: Accelerate then needs ``cpu=True`` to choose DDP over gloo."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+def _after_step(training: Training, out: StepOutput, bar: Any) -> bool:
+    """After an optimizer step: log the loss terms, evaluate and checkpoint when due, the last
+    step (``max_steps``) included; an epoch's end is :func:`_train`'s. True: stop training."""
+    config, state, log = training.config, training.state, training.log
+    eval_data, metric, per_epoch = training.eval_data, training.metric, len(training.loader)
+    stop = False
+    if state.step % config.log_every == 0:
+        bar.set_postfix({"loss": f"{out.loss.item():.4f}", **log.shown})
+        log.train(state, out, training.scheduler.get_last_lr()[0], training.balancer)
+    evaluated = False
+    mid_epoch = training.within and state.batches_in_epoch % training.within == 0
+    if (config.eval_every and state.step % config.eval_every == 0) or (
+        mid_epoch and state.batches_in_epoch < per_epoch  # the epoch's end evaluates
+    ):
+        stop, evaluated = log.evaluate(state, eval_data, metric) or stop, True
+    periodic = config.checkpoint_every and state.step % config.checkpoint_every == 0
+    if periodic and state.batches_in_epoch < per_epoch:  # else the epoch's end does it
+        log.checkpoint(state)
+    done = config.max_steps is not None and state.step >= config.max_steps
+    if done and state.batches_in_epoch < per_epoch:  # else the epoch's end does it
+        if not evaluated:
+            log.evaluate(state, eval_data, metric)
+        log.checkpoint(state)
+        stop = True
+    return stop
 
 
 def check_finite(out: StepOutput, step: int, log: RunLog) -> None:
@@ -716,216 +433,3 @@ def check_finite(out: StepOutput, step: int, log: RunLog) -> None:
         f"Step {step}: loss is not finite; non-finite terms: {bad or ['total']}. "
         f"Training stopped; last good checkpoint: {where}"
     )
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: FitConfig, total_steps: int):
-    """A ``LambdaLR``: linear warm-up, then constant, linear or cosine decay."""
-    warmup = config.warmup_steps
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        if config.scheduler == "linear":
-            return max(0.0, 1.0 - progress)
-        if config.scheduler == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return 1.0
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _flat(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in d.items()}
-
-
-def _unchanging(graph: Graph, metric: str) -> bool:
-    """True when ``metric`` measures agents whose predictions cannot change (all fixed)."""
-    name = metric.partition("/")[0]
-    agents = [graph.agents[name]] if name in graph.agents else list(graph.agents.values())
-    return all(_fixed(agent) for agent in agents)
-
-
-def _fixed(agent: Agent) -> bool:
-    """True when nothing the agent predicts with can train (a frozen backbone may still share
-    a parameter with a trainable agent)."""
-    return not any(p.requires_grad for p in agent.backbone_parameters())
-
-
-def _logged_by(line: str, step: int) -> bool:
-    """Whether a ``metrics.jsonl`` line was written at or before ``step`` (a partial line, cut by
-    a kill while it was written, was not)."""
-    try:
-        return json.loads(line)["step"] <= step
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return False
-
-
-class RunLog:
-    """Everything a run writes: metrics, evaluations, checkpoints and the final model."""
-
-    def __init__(self, out_dir, accelerator, config, graph, run_config, sample, resumable) -> None:
-        self.out_dir, self.accelerator, self.config = out_dir, accelerator, config
-        self.graph, self.run_config = graph, dict(run_config or {})
-        self.sample = sample
-        self.resumable = resumable  # agora's own resume state, saved as JSON with each checkpoint
-        self.last_checkpoint: Path | None = None
-        self.best_metrics: dict[str, float] = {}
-        self.frozen_metrics: dict[str, float] | None = None  # frozen agents': they never change
-        self.main = accelerator.is_main_process
-        self.bar: Any = None  # the progress bar, once fit has made it
-        self.shown: dict[str, str] = {}  # the last evaluation, as the bar shows it
-        if out_dir is not None and self.main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.out_dir is not None and self.main:
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if self.config.trackers:
-            self.accelerator.log(
-                {k: v for k, v in record.items() if isinstance(v, float)}, step=record["step"]
-            )
-
-    def resumed(self, step: int) -> None:
-        """Drop lines a killed run wrote after its last checkpoint (every line, when it died
-        before its first: ``step`` 0), so none appear twice."""
-        path = self.out_dir / "metrics.jsonl"
-        if self.main and path.exists():
-            remedy = "remove that line, or start afresh (--overwrite)"
-            text = folder.read_text(path, checkpoint.CheckpointError, remedy)
-            lines = [line for line in text.splitlines() if _logged_by(line, step)]
-            checkpoint._write_text(path, "".join(line + "\n" for line in lines))
-        self.last_checkpoint = checkpoint.pointer(self.out_dir, "latest")
-
-    def train(
-        self, state: TrainState, out: StepOutput, lr: float, balancer: LossBalancer | None = None
-    ) -> None:
-        values = {f"train/{k}": v.item() for k, v in out.losses.values().items()}
-        if balancer is not None:
-            values.update({f"scale/{k}": v for k, v in balancer.scales.items()})
-        values.update({name: note.item() for name, note in out.losses.notes.items()})
-        self.write(
-            {"step": state.step, "epoch": state.epoch, "loss": out.loss.item(), "lr": lr, **values}
-        )
-
-    def evaluate(self, state: TrainState, eval_data: Any, metric: str | None) -> bool:
-        """Evaluate, remember the best weights; True when early stopping says stop."""
-        if eval_data is None or metric is None:
-            return False
-        metrics = self._metrics(eval_data)
-        if metric not in metrics:
-            raise KeyError(
-                f"FitConfig.metric {metric!r} is not among the metrics {sorted(metrics)}"
-            )
-        if not math.isfinite(metrics[metric]):
-            raise NonFiniteLossError(
-                f"The validation metric {metric} is {metrics[metric]} at step {state.step}: a "
-                f"non-finite prediction (its metrics: {metrics}); nothing after this evaluation "
-                "would be kept"
-            )
-        self.write(
-            {
-                "step": state.step,
-                "epoch": state.epoch,
-                **{f"eval/{k}": v for k, v in metrics.items()},
-            }
-        )
-        if improved(metric, metrics[metric], state.best):
-            state.best, state.best_step, state.evals_without_improvement = (
-                metrics[metric],
-                state.step,
-                0,
-            )
-            self.best_metrics = metrics
-            self.save_best(state)
-        else:
-            state.evals_without_improvement += 1
-        self.shown = {metric: f"{metrics[metric]:.4f}", "best": f"{state.best:.4f}"}
-        if self.bar is not None:
-            self.bar.set_postfix(self.shown)
-        return state.patience_spent(self.config.patience)
-
-    def _metrics(self, eval_data: Any) -> dict[str, float]:
-        """Every agent's metrics; those of an agent that cannot change (:func:`_fixed`) are
-        computed at the first evaluation only."""
-        agents = self.graph.agents.values()
-        if isinstance(eval_data, Mapping):  # per-learner data: only the learners are evaluated
-            return evaluate(self.graph, eval_data, accelerator=self.accelerator)
-        if self.frozen_metrics is None:
-            metrics = evaluate(self.graph, eval_data, accelerator=self.accelerator)
-            frozen = {f"{a.name}/" for a in agents if _fixed(a)}
-            self.frozen_metrics = {
-                k: v for k, v in metrics.items() if k[: k.index("/") + 1] in frozen
-            }
-            return metrics
-        trainable = [a.name for a in agents if not _fixed(a)]
-        return {
-            **self.frozen_metrics,
-            **evaluate(self.graph, eval_data, accelerator=self.accelerator, agents=trainable),
-        }
-
-    def _extra(self, state: TrainState) -> dict[str, Any]:
-        return {
-            "config": self.run_config,
-            "fit": asdict(self.config),
-            "state": state.state_dict(),
-            "metrics": self.best_metrics,
-        }
-
-    def _save_model(self, directory: Path, state: TrainState) -> None:
-        checkpoint.save_model(directory, self.graph, self._extra(state), self.sample)
-
-    def save_best(self, state: TrainState) -> None:
-        if self.out_dir is None:
-            self._best_in_memory = {
-                k: v.detach().clone() for k, v in self.graph.state_dict().items()
-            }
-            return
-        self.accelerator.wait_for_everyone()
-        if self.main:
-            name = f"best-{state.step:08d}"
-            directory = self.out_dir / "checkpoints" / name
-            if not (directory / "graph.json").exists():  # a resumed run's replay: the same weights
-                self._save_model(directory, state)
-            checkpoint.set_pointer(self.out_dir, "best", name)
-            checkpoint.prune(self.out_dir)
-
-    def checkpoint(self, state: TrainState) -> None:
-        """Write ``checkpoints/step-<N>/`` whole (the model, Accelerate's state and the
-        digests of its files) under a temporary name, rename it into place, then move
-        ``latest``: a folder a pointer names is complete and never rewritten."""
-        if self.out_dir is None:
-            return
-        self.accelerator.wait_for_everyone()
-        name = f"step-{state.step:08d}"
-        directory = self.out_dir / "checkpoints" / name
-        tmp = self.out_dir / "checkpoints" / f".{name}.writing"
-        if self.main:
-            shutil.rmtree(tmp, ignore_errors=True)  # left by a crash
-            self._save_model(tmp, state)
-        self.accelerator.wait_for_everyone()
-        with checkpoint.disk_space(tmp, final=directory):
-            self.accelerator.save_state(str(tmp / "state"))  # optimizer, scheduler, RNG
-        self.accelerator.wait_for_everyone()
-        if self.main:
-            with checkpoint.disk_space(tmp, final=directory):
-                checkpoint.write_training_state(tmp, self.resumable)
-                checkpoint.seal_state(tmp)
-            checkpoint.publish(tmp, directory)
-            checkpoint.set_pointer(self.out_dir, "latest", name)
-            checkpoint.prune(self.out_dir)
-        self.accelerator.wait_for_everyone()
-        self.last_checkpoint = directory
-
-    def finish(self, state: TrainState) -> dict[str, float]:
-        """Restore the best weights (when evaluated) and write the final ``model/``."""
-        self.accelerator.wait_for_everyone()
-        if self.out_dir is not None and (best := checkpoint.pointer(self.out_dir, "best")):
-            checkpoint.load_weights(best, self.graph)
-            self.best_metrics = checkpoint.read_document(best).get("metrics", self.best_metrics)
-        elif getattr(self, "_best_in_memory", None) is not None:
-            self.graph.load_state_dict(self._best_in_memory)
-        if self.out_dir is not None and self.main:
-            self._save_model(self.out_dir / "model", state)
-        return self.best_metrics

@@ -260,12 +260,12 @@ def test_max_steps_stops_within_an_epoch_evaluates_and_a_rerun_is_refused(tmp_pa
 
 
 def test_the_balancer_is_off_by_default_and_then_never_touches_the_loss(monkeypatch):
-    import agora.train
+    import agora.prepare
 
     def refuse(*args, **kwargs):
         raise AssertionError("a balancer was made")
 
-    monkeypatch.setattr(agora.train, "LossBalancer", refuse)
+    monkeypatch.setattr(agora.prepare, "LossBalancer", refuse)
     train, valid = fit_data()
     fit(talk_graph(), train, valid, quick_fit(epochs=1))  # runs: no balancer was asked for
 
