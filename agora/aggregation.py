@@ -18,7 +18,8 @@ class Aggregation(nn.Module):
     active or not). When a stage switches some of those edges off, ``tutors`` gives the
     positions of the active ones, whose weights are kept and renormalised to sum to one.
     The last weights used are kept in ``last_weights`` (detached) so a user can see which
-    tutor each learner listens to; :class:`~agora.runlog.RunLog` logs them by tutor name.
+    tutor each learner listens to; :meth:`Talk.report <agora.protocols.talk.Talk.report>` notes
+    them in the step's losses, which the run log writes by tutor name.
 
     Shapes:
         - **replies**: ``[n, B, m_dim]`` or ``[n, B, T, m_dim]``, ``n`` the active tutors
