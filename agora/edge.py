@@ -92,17 +92,21 @@ class Edge:
                 raise GraphError(f"Edge {self.name}: {error}", f"protocols.{i}") from None
         self.protocols = expand(tuple(self.protocols))
         self._check_weights()
-        if not isinstance(self.noise, (int, float)) or not self.noise >= 0:
-            raise GraphError(f"Edge {self.name}: noise must be >= 0, got {self.noise!r}", "noise")
+        if not _number(self.noise) or not self.noise >= 0:
+            raise GraphError(
+                f"Edge {self.name}: noise must be a finite number >= 0, got {self.noise!r}", "noise"
+            )
         if self.logit_distance is not None and self.logit_distance not in LOGIT_DISTANCES:
             raise GraphError(
                 f"Edge {self.name}: logit_distance must be one of {LOGIT_DISTANCES}, "
                 f"got {self.logit_distance!r}",
                 "logit_distance",
             )
-        if not self.temperature > 0:
+        if not _number(self.temperature) or not self.temperature > 0:
             raise GraphError(
-                f"Edge {self.name}: temperature must be > 0, got {self.temperature}", "temperature"
+                f"Edge {self.name}: temperature must be a finite number > 0, got "
+                f"{self.temperature!r}",
+                "temperature",
             )
 
     def _check_weights(self) -> None:
@@ -156,3 +160,8 @@ class Edge:
     def to_dict(self) -> dict[str, Any]:
         """The edge as plain data (what a config's ``graph.edges`` entry holds)."""
         return {**asdict(self), "protocols": list(self.protocols)}
+
+
+def _number(value: object) -> bool:
+    """A finite int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -62,14 +62,18 @@ def test_weights_given_override_the_defaults_and_become_floats():
             r"'rounds' is the learner's setting, not an edge's: give it to the agent, "
             r"Agent\(rounds=...\) \(in a config, graph\.agents\.<i>\.rounds\)",
         ),
-        ({"noise": -0.1}, "noise", "noise must be >= 0, got -0.1"),
-        ({"noise": "loud"}, "noise", "noise must be >= 0, got 'loud'"),
+        ({"noise": -0.1}, "noise", "noise must be a finite number >= 0, got -0.1"),
+        ({"noise": "loud"}, "noise", "noise must be a finite number >= 0, got 'loud'"),
+        ({"noise": float("inf")}, "noise", "noise must be a finite number >= 0, got inf"),
+        ({"noise": True}, "noise", "noise must be a finite number >= 0, got True"),
         (
             {"logit_distance": "l1"},
             "logit_distance",
             r"logit_distance must be one of \('mse', 'kl'\), got 'l1'",
         ),
-        ({"temperature": 0.0}, "temperature", "temperature must be > 0, got 0.0"),
+        ({"temperature": 0.0}, "temperature", "temperature must be a finite number > 0, got 0.0"),
+        ({"temperature": "2"}, "temperature", "temperature must be a finite number > 0, got '2'"),
+        ({"temperature": float("inf")}, "temperature", "finite number > 0, got inf"),
     ],
 )
 def test_a_bad_field_names_the_edge_and_its_key(options, key, match):
