@@ -185,8 +185,9 @@ def _verify_archive(archive: Archive, size: int, md5: str, sha256: str) -> None:
         )
 
 
-def _extract_tar(tar_path: Path, dest_dir: Path, folder: str) -> Path:
-    """The regular files directly under ``folder/`` of a tar.gz, each renamed into place."""
+def _extract_tar(tar_path: Path, dest_dir: Path, folder: str, name: str) -> Path:
+    """The regular files directly under ``folder/`` of a tar.gz, each renamed into place
+    (``name``: where the archive came from, for the error)."""
     import tarfile
 
     root = dest_dir / folder
@@ -196,7 +197,7 @@ def _extract_tar(tar_path: Path, dest_dir: Path, folder: str) -> Path:
             if m.isfile() and PurePosixPath(m.name).parts[:-1] == (folder,)
         ]  # fmt: skip
         if not members:
-            raise DataError(f"{tar_path}: the archive has no folder {folder}/ of files.")
+            raise DataError(f"{name}: the archive has no folder {folder}/ of files.")
         root.mkdir(parents=True, exist_ok=True)
         for member in members:
             with archive.extractfile(member) as src:  # type: ignore[union-attr]
@@ -217,13 +218,13 @@ def _write_whole(src: Any, target: Path) -> None:
         Path(part).unlink(missing_ok=True)
 
 
-def _extract(zip_path: Path, dest_dir: Path, folder: str) -> Path:
+def _extract(zip_path: Path, dest_dir: Path, folder: str, name: str) -> Path:
     if zipfile.is_zipfile(zip_path):
-        return _extract_zip(zip_path, dest_dir, folder)
-    return _extract_tar(zip_path, dest_dir, folder)
+        return _extract_zip(zip_path, dest_dir, folder, name)
+    return _extract_tar(zip_path, dest_dir, folder, name)
 
 
-def _extract_zip(zip_path: Path, dest_dir: Path, folder: str) -> Path:
+def _extract_zip(zip_path: Path, dest_dir: Path, folder: str, name: str) -> Path:
     root = dest_dir / folder
     with zipfile.ZipFile(zip_path) as zipped:
         members = [
@@ -232,7 +233,7 @@ def _extract_zip(zip_path: Path, dest_dir: Path, folder: str) -> Path:
             if not info.is_dir() and PurePosixPath(info.filename).parts[:-1] == (folder,)
         ]
         if not members:
-            raise DataError(f"{zip_path}: the zip has no folder {folder}/ of files.")
+            raise DataError(f"{name}: the zip has no folder {folder}/ of files.")
         root.mkdir(parents=True, exist_ok=True)
         for info in members:
             with zipped.open(info) as src:
@@ -271,6 +272,6 @@ def download_archive(
         with os.fdopen(fd, "wb") as file:
             size, md5, sha256 = _fetch(archive.url, file, timeout)
         _verify_archive(archive, size, md5, sha256)
-        return _extract(Path(part), dest_dir, archive.folder)
+        return _extract(Path(part), dest_dir, archive.folder, archive.url)
     finally:
         Path(part).unlink(missing_ok=True)

@@ -214,8 +214,9 @@ def test_a_download_cut_off_leaves_no_partial_file_and_says_where_to_put_the_fil
 
 def test_an_archive_without_the_folder_is_refused_and_leaves_nothing(tmp_path):
     archive = zipped(tmp_path / "toy.zip", {"toy-v2/ratings.csv": RATINGS})
-    with pytest.raises(DataError, match=r"has no folder toy-v1/ of files"):
+    with pytest.raises(DataError, match=r"has no folder toy-v1/ of files") as caught:
         download_archive(archive, tmp_path / "cache")
+    assert str(caught.value).startswith(f"{archive.url}: ")  # the source, not a deleted .part
     assert leftovers(tmp_path / "cache") == []
 
 
