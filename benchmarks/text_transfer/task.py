@@ -209,12 +209,13 @@ class Tuner:
         self.rows: list[dict[str, Any]] = []
         self.queue: list[Task] = []  # runs the plan needs later: they fill idle workers
 
-    def later(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int) -> None:
+    def later(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int,
+              first: bool = False) -> None:  # fmt: skip
         """Runs the plan will need whatever comes next (an arm's other seeds, once it is
-        chosen): a search that leaves a worker idle runs one of them beside its own."""
-        self.queue += [
-            (arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms
-        ]
+        chosen): a search that leaves a worker idle runs one of them beside its own; ``first``
+        puts them before those queued earlier."""
+        tasks = [(arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms]
+        self.queue = [*tasks, *self.queue] if first else [*self.queue, *tasks]
 
     def runs(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int,
              label: str) -> list[dict[str, Any]]:  # fmt: skip
@@ -288,6 +289,9 @@ def tune_and_run(tuner: Tuner, plan: Plan, full: int) -> tuple[dict[str, Any], l
     tuner.later([chosen["Self-training"]], others, full)
     tuner.later([chosen["All labels"]], plan.seeds, full)
     ld = tuner.search("LD", lambda v: method("LD", v, lr=scratch.lr), grids["LD"], "weight")
+    # most likely LD's final setting (its learning rate is searched next): its other seeds
+    # take the idle workers first, and are wasted only if another learning rate wins
+    tuner.later([(ld, "")], others, full, first=True)
     ld = tuner.search("LD", lambda v: ld.set("lr", v), lrs, "lr")
     chosen["LD"] = (ld, "")
     final(["Scratch", "Self-training", "LD", "All labels"])
