@@ -358,6 +358,16 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
             f"{_mean(arms[talking]):.2f} against LD {_mean(arms['LD']):.2f}: "
             f"{'met' if reaches else 'missed'}."
         )
+    if "All labels" in arms:
+        ceiling = recovered(arms["All labels"], scratch, teacher_dev)
+        lines.append(
+            f"- The ceiling: *all labels* (the transfer set's real labels, what a perfect "
+            f"teacher would give) recovers {100 * ceiling:.0f} % of the lead at this budget; LD "
+            f"recovers {100 * ld / ceiling:.0f} % of that, self-training "
+            f"{100 * recovered(selfish, scratch, teacher_dev) / ceiling:.0f} %."
+            if ceiling > 0 and selfish
+            else f"- The ceiling: *all labels* recovers {100 * ceiling:.0f} % of the lead."
+        )
     lines += [
         f"- Reach: the best arm but all labels, {overall}, recovers **{100 * top:.0f} %** "
         f"(mark: 85 %): {'met' if top >= 0.85 else 'missed'}.",
