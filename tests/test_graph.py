@@ -179,10 +179,20 @@ def test_tutors_that_reply_in_another_message_space_are_named():
     ],
 )
 def test_a_graph_spec_names_the_key_of_a_structural_fault(edges, key, words):
-    agents = [AgentSpec("teacher", frozen=True), AgentSpec("student")]
+    agents = [AgentSpec("teacher", frozen=True, codec_frozen=True), AgentSpec("student")]
     with pytest.raises(GraphError, match=words) as caught:
         GraphSpec(agents, edges)
     assert caught.value.key == key
+
+
+def test_a_spec_holds_a_frozen_learner_whose_codec_trains_as_a_stage_leaves_it():
+    # a stage may freeze a learner's backbone and train its codec alone: a checkpoint's
+    # graph.json holds that state; a config is held to the strict rule (tests/test_config.py)
+    GraphSpec([AgentSpec("teacher", frozen=True), AgentSpec("student", frozen=True)],
+              [Edge("student", "teacher")])  # fmt: skip
+    with pytest.raises(GraphError, match="every agent") as caught:
+        GraphSpec([AgentSpec(name, frozen=True, codec_frozen=True) for name in ("t", "s")])
+    assert caught.value.key == "agents"
 
 
 def test_a_graph_round_trips_through_its_spec():

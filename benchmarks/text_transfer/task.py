@@ -258,7 +258,8 @@ class Tuner:
         self.searches.append({
             "method": name, "param": param, "grid": values,
             "scores": [scores[v] for v in values], "chosen": best,
-            "on_edge": edge if param != "rounds" else False, "setting": make(best).describe(),
+            "on_edge": edge if edge is None or param != "rounds" else False,
+            "setting": make(best).describe(),
         })  # fmt: skip
         return make(best)
 
