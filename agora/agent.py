@@ -281,6 +281,12 @@ class Agent(nn.Module):
         }
         return cls(name, parts["lower"], parts["upper"], parts["head"], **kwargs)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "aggregation":  # a module would be registered by nn.Module, past the setter
+            type(self).aggregation.fset(self, value)  # type: ignore[attr-defined]
+            return
+        super().__setattr__(name, value)
+
     @property
     def aggregation(self) -> str:
         """How this agent combines its tutors' replies: ``"mean"``, ``"weights"``,

@@ -75,3 +75,15 @@ def test_logged_aggregation_weights_name_the_tutors(tmp_path):
     assert logged and all(not any(k.endswith("/0") for k in line) for line in lines)
     for line in logged:
         assert line["aggregation/student/t1"] + line["aggregation/student/t2"] == pytest.approx(1)
+
+
+def test_an_aggregator_of_ones_own_without_last_weights_steps_and_notes_nothing():
+    class Average(torch.nn.Module):  # any module with this forward; no Aggregation base
+        def forward(self, replies, question, tutors=None):
+            return replies.mean(0)
+
+    graph = tutors_graph(aggregation="mean", tutors=2)
+    graph.agents["student"].aggregation = Average()  # a module: it becomes the aggregator
+    x, y = regression_data(8)
+    out = Orchestrator(graph)(x, y)
+    assert "interact[student]" in out.losses.terms and out.losses.notes == {}

@@ -139,8 +139,9 @@ class Talk(Protocol):
 
     def report(self, losses: Losses, learner: Agent, links: list[Link]) -> None:
         """Note, for the log, the weight the learner gave each tutor's reply (its mean over
-        examples and tokens): ``aggregation/<learner>/<tutor>``."""
-        weights = learner.aggregator.last_weights if len(links) > 1 else None
+        examples and tokens): ``aggregation/<learner>/<tutor>``. An aggregator of the user's
+        own that keeps no ``last_weights`` reports nothing."""
+        weights = getattr(learner.aggregator, "last_weights", None) if len(links) > 1 else None
         if weights is not None and weights.shape[-1] == len(links):  # [n] or [B, (T,) n]
             mean = weights.reshape(-1, weights.shape[-1]).float().mean(0)
             for link, weight in zip(links, mean):
