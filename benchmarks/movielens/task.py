@@ -77,6 +77,7 @@ class Method:
     weights: tuple[tuple[str, float], ...] = ()
     rounds: int = 0
     noise: float = 0.0
+    temperature: float = 1.0
     lr: float = STUDENT.lr
     dropout: float | None = None
     schedule: str = "together"
@@ -121,6 +122,8 @@ class Method:
             parts.append(f"dropout={self.dropout:g}")
         if self.noise:
             parts.append(f"noise={self.noise:g}")
+        if self.temperature != 1:
+            parts.append(f"T={self.temperature:g}")
         if self.schedule != "together":
             parts.append(self.schedule)
         if self.model != "fixed":
@@ -128,8 +131,16 @@ class Method:
         return ", ".join(parts)
 
     def edge(self) -> dict[str, Any]:
-        """The edge's options: its weights (all but the learner's ``interact``) and noise."""
-        return {"weights": {k: v for k, v in self.weights if k != "interact"}, "noise": self.noise}
+        """The edge's options: its weights (all but the learner's ``interact``), noise and
+        temperature.
+
+        Example:
+            >>> ld = Method("LD", ("logit",), (("logit", 1.0),), lr=3e-4, temperature=3.0)
+            >>> ld.edge(), ld.describe()
+            ({'weights': {'logit': 1.0}, 'noise': 0.0, 'temperature': 3.0}, 'w=1, lr=0.0003, T=3')
+        """
+        weights = {k: v for k, v in self.weights if k != "interact"}
+        return {"weights": weights, "noise": self.noise, "temperature": self.temperature}
 
     def learner(self) -> dict[str, Any]:
         """The student's own settings: its rounds and its interact weight."""

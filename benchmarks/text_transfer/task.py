@@ -56,6 +56,7 @@ LABELS = {"Self-training": "teacher", "All labels": "real"}  # arms that train o
 GRIDS: dict[str, tuple[float, ...]] = {  # first grids; a choice on an edge widens by 3
     "lr": (1e-4, 3e-4),
     "LD": (0.3, 1.0, 3.0),
+    "temperature": (1.0, 3.0),  # LD's, searched after its weight and learning rate
     "FD": (0.03, 0.1),
     "FitNet": (0.03, 0.1),
     "Hybrid": (0.1, 0.3, 1.0),
@@ -265,7 +266,8 @@ class Tuner:
 
 
 def tune_and_run(tuner: Tuner, plan: Plan, full: int) -> tuple[dict[str, Any], list[dict]]:
-    """Each arm of ``plan.arms`` tuned on validation (seed 0), then run with every seed on the
+    """Each arm of ``plan.arms`` tuned on validation (seed 0; LD's weight, learning rate, then
+    its temperature), then run with every seed on the
     whole transfer set, in three groups so that a stopped benchmark has whole answers first:
     the labels and LD (Scratch, self-training, LD, all labels), then TD, then FD, FitNet,
     Hybrid and TD + LD (each distillation arm at LD's learning rate)."""
@@ -294,6 +296,8 @@ def tune_and_run(tuner: Tuner, plan: Plan, full: int) -> tuple[dict[str, Any], l
     # take the idle workers first, and are wasted only if another learning rate wins
     tuner.later([(ld, "")], others, full, first=True)
     ld = tuner.search("LD", lambda v: ld.set("lr", v), lrs, "lr")
+    ld = tuner.search("LD", lambda v: ld.set("temperature", v), grids["temperature"],
+                      "temperature")  # fmt: skip
     chosen["LD"] = (ld, "")
     final(["Scratch", "Self-training", "LD", "All labels"])
     if "TD" not in plan.arms:
@@ -309,7 +313,7 @@ def tune_and_run(tuner: Tuner, plan: Plan, full: int) -> tuple[dict[str, Any], l
     def both(v: float) -> Method:
         talk = [(w, v) for w, _ in td.weights]
         return Method("TD + LD", ("talk", "logit"), (*talk, ("logit", ld.weight("logit"))),
-                      rounds=td.rounds, lr=ld.lr)  # fmt: skip
+                      rounds=td.rounds, lr=ld.lr, temperature=ld.temperature)  # fmt: skip
 
     if "TD + LD" in plan.arms:
         chosen["TD + LD"] = (tuner.search("TD + LD", both, grids["TD + LD"], "weight"), "")
