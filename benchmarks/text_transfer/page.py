@@ -395,19 +395,27 @@ def _run_seconds(r: dict[str, Any]) -> float:
 
 
 def _tuning(r: dict[str, Any]) -> list[str]:
+    tokens = r["teacher"]["mean_tokens"]
+    valid_tokens, test_tokens = tokens["valid"], tokens["test"]
     body = []
     for search in r["searches"]:
+        devs = search.get("dev") or [None] * len(search["grid"])
         cells = [
             f"{v:g}: not run" if s < 0
-            else f"**{v:g}: {100 * s:.1f}**" if v == search["chosen"] else f"{v:g}: {100 * s:.1f}"
-            for v, s in zip(search["grid"], search["scores"])
+            else (f"**{v:g}: {100 * s:.1f}**" if v == search["chosen"] else f"{v:g}: {100 * s:.1f}")
+            + ("" if dev is None else f" ({100 * dev:.1f})")
+            for v, s, dev in zip(search["grid"], search["scores"], devs)
         ]  # fmt: skip
         edge = {True: "on the edge", False: "inside", None: "incomplete"}[search["on_edge"]]
         body.append([search["method"], search["param"], ", ".join(cells), edge])
     return [
         "## Tuning",
         "",
-        "Validation accuracy (%) with seed 0 at each grid value; the chosen one in bold.",
+        "Validation accuracy (%) with seed 0 at each grid value, the chosen one in bold; in "
+        "brackets the same run's dev accuracy, shown here after the choice and never used for "
+        f"it. Validation sentences are phrases of train.tsv (mean {valid_tokens:.1f} tokens), "
+        f"dev's are whole sentences (mean {test_tokens:.1f}): the two can rank settings "
+        "differently.",
         "",
         *table(["Arm", "Parameter", "Grid", "Choice"], body),
         "",

@@ -240,12 +240,15 @@ class Tuner:
         """The best of ``make(v)`` by validation accuracy, seed 0, the grid widened by 3 past
         an edge choice (``max_widen`` times at most; ``rounds`` does not widen)."""
         size = self.budget.transfer_size
+        dev: dict[float, float] = {}  # for the page only: read after the choice, never for it
 
         def score(todo: list[float]) -> list[float]:
             rows = self.runs([(make(v), labels) for v in todo], [0], size, f"{name}: {param}")
             self.rows += rows
-            found = {row["setting"]: row["valid_accuracy"] for row in rows}
-            return [found.get(make(v).describe(), -1.0) for v in todo]  # -1: not run
+            found = {row["setting"]: row for row in rows}
+            ran = {v: found[make(v).describe()] for v in todo if make(v).describe() in found}
+            dev.update({v: row["test_accuracy"] for v, row in ran.items()})
+            return [ran[v]["valid_accuracy"] if v in ran else -1.0 for v in todo]  # -1: not run
 
         def beyond(v: float, up: bool) -> float | None:
             further = v * 3 if up else v / 3
@@ -258,7 +261,8 @@ class Tuner:
             edge = None
         self.searches.append({
             "method": name, "param": param, "grid": values,
-            "scores": [scores[v] for v in values], "chosen": best,
+            "scores": [scores[v] for v in values], "dev": [dev.get(v) for v in values],
+            "chosen": best,
             "on_edge": edge if edge is None or param != "rounds" else False,
             "setting": make(best).describe(),
         })  # fmt: skip

@@ -24,6 +24,10 @@ def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     assert store["examples"] == full and store["bytes"] > 0
     assert "| Self-training |" in page and "Lead recovered" in page and "## Marks" in page
     assert "LD with the store / Scratch" in page and (tmp_path / "text-transfer-quick.png").exists()
+    # each tuned value's dev accuracy beside its validation score, after the choice
+    ld = next(s for s in results["searches"] if s["method"] == "LD" and s["param"] == "weight")
+    assert len(ld["dev"]) == len(ld["grid"]) and all(0 <= d <= 1 for d in ld["dev"])
+    assert f"({100 * ld['dev'][0]:.1f})" in page and "never used for it" in page
 
     # --finished writes the page from the run log alone: every run (and the timing) read back
     args = ["text-transfer", "--quick", "--workers", "1", "--out", str(tmp_path), "--finished"]
