@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agora.errors import GraphError
@@ -176,7 +176,12 @@ class Edge:
 
     def to_dict(self) -> dict[str, Any]:
         """The edge as plain data (what a config's ``graph.edges`` entry holds)."""
-        return {**asdict(self), "protocols": [p.to_data() for p in self.protocols]}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            **data,
+            "protocols": [p.to_data() for p in self.protocols],
+            "weights": {**self.weights},
+        }
 
 
 def _number(value: object) -> bool:
