@@ -170,14 +170,14 @@ class Talk(Protocol):
 
     def add_losses(self, losses: Losses, links: list[Link], graph: Graph) -> None:
         """Add each edge's consistency terms, then the learner's ``interact`` term."""
-        state = links[0].learner_module
-        if not isinstance(state, TalkLearner) or not state.fits(self, state.tutors):
+        learner_talk = links[0].learner_module
+        if not isinstance(learner_talk, TalkLearner) or not learner_talk.fits(self):
             raise GraphError(
                 f"Agent {links[0].learner.name!r}: its talk settings changed since the graph "
                 "was built; call graph.build(sample) again"
             )
         heard = {link.tutor.name: self.consistency(losses, link, graph.distance) for link in links}
-        if state.rounds > 0 and state.interact_weight > 0:
+        if learner_talk.rounds > 0 and learner_talk.interact_weight > 0:
             self.converse(losses, links, graph, heard)
 
     def consistency(self, losses: Losses, link: Link, kind: str) -> State | None:
@@ -210,10 +210,11 @@ class Talk(Protocol):
         self, losses: Losses, links: list[Link], graph: Graph, heard: dict[str, State | None]
     ) -> None:
         """``k`` rounds of question, replies, aggregation and follow-up for one learner."""
-        learner, out, state = links[0].learner, links[0].learner_out, links[0].learner_module
-        said: State = (out.s, out.e)
+        learner, out = links[0].learner, links[0].learner_out
+        learner_talk = links[0].learner_module  # its TalkLearner: rounds, interact weight
+        state: State = (out.s, out.e)
         question = out.m
-        for i in range(state.rounds):
+        for i in range(learner_talk.rounds):
             replies = [
                 self.reply(link, question, heard[link.tutor.name] if i == 0 else None, graph)
                 for link in links
@@ -223,12 +224,12 @@ class Talk(Protocol):
             decoded = self.listen(learner, reply)  # (s'_u, e'_u)
             losses.add(
                 f"interact[{learner.name}]",
-                state.interact_weight,
-                distance(said, decoded, graph.distance, out.mask),
+                learner_talk.interact_weight,
+                distance(state, decoded, graph.distance, out.mask),
                 learner=learner.name,
             )
-            if i + 1 < state.rounds:  # the last follow-up would never be answered
-                said, question = self.follow_up(learner, decoded[0], out.mask)
+            if i + 1 < learner_talk.rounds:  # the last follow-up would never be answered
+                state, question = self.follow_up(learner, decoded[0], out.mask)
 
     def reply(self, link: Link, question: Tensor, decoded: State | None, graph: Graph) -> Tensor:
         """The tutor decodes the question (or reuses ``decoded``), interprets it with its own
@@ -247,11 +248,11 @@ class Talk(Protocol):
         off, it is told which of them replied (``tutors=``)."""
         if len(replies) == 1:
             return replies[0]
-        state = links[0].learner_module
+        learner_talk = links[0].learner_module
         tutors = None
-        if len(replies) != len(state.tutors):
-            tutors = [state.tutors.index(link.tutor.name) for link in links]
-        return state.aggregator(torch.stack(replies), question, tutors=tutors)
+        if len(replies) != len(learner_talk.tutors):
+            tutors = [learner_talk.tutors.index(link.tutor.name) for link in links]
+        return learner_talk.aggregator(torch.stack(replies), question, tutors=tutors)
 
     def report(self, losses: Losses, links: list[Link]) -> None:
         """Note, for the log, the weight the learner gave each tutor's reply (its mean over
@@ -290,9 +291,9 @@ class TalkLearner(nn.Module):
         self.aggregator = aggregator
         self._talk = copy.copy(talk)  # the settings it was built from (a module by reference)
 
-    def fits(self, talk: Talk, tutors: Sequence[str]) -> bool:
-        """Whether it was built from these settings for these tutors."""
-        return talk == self._talk and tuple(tutors) == self.tutors
+    def fits(self, talk: Talk, tutors: Sequence[str] | None = None) -> bool:
+        """Whether it was built from these settings (and, when given, for these tutors)."""
+        return talk == self._talk and (tutors is None or tuple(tutors) == self.tutors)
 
     def extra_repr(self) -> str:
         return (
