@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from agora.baseline import alone, compare
 from agora.config import ConfigError, RunConfig, build_data, build_graph, config_from_dict
@@ -33,6 +36,21 @@ def sample_batch(data: Any, rows: int = 8) -> Any:
         data = next(iter(data.values()))
     x, _ = split_batch(next(iter(eval_loader(data, batch_size=rows))))
     return x
+
+
+@contextmanager
+def threads(count: int | None) -> Iterator[None]:
+    """PyTorch's CPU threads set to ``count`` for the block, then restored (``None``: left as
+    they are): a config's ``threads``."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_config(
@@ -60,6 +78,13 @@ def run_config(
         RunFolderError: ``out_dir`` holds a finished run or another config's, or another run
             is writing it.
     """
+    with threads(config.threads):
+        return _run(config, out_dir, baseline, overwrite)
+
+
+def _run(
+    config: RunConfig, out_dir: str | os.PathLike, baseline: bool | None, overwrite: bool
+) -> dict[str, FitResult]:
     from agora.stages import fit_stages
     from agora.train import fit
 
@@ -113,6 +138,13 @@ def fill_stores(
     Returns ``{(agent, dataset): store}`` with dataset ``"train"``, a learner's name (its own
     training data) or ``"transfer"``.
     """
+    with threads(config.threads):
+        return _fill_stores(config, dtype, root, progress)
+
+
+def _fill_stores(
+    config: RunConfig, dtype: str | None, root: str | None, progress: bool
+) -> dict[tuple[str, str], Any]:
     from agora.cache import open_stores
     from agora.loaders import TRANSFER
 

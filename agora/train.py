@@ -309,11 +309,12 @@ def run_configuration(
 ) -> dict[str, Any]:
     """What a run folder records as the run's configuration (:mod:`agora.folder`): the
     graph's spec, the training fields of ``config``, the rest of ``run_config`` (its data,
-    seed...) and the transfer set's size and digest (another transfer set: another run)."""
+    seed...; not its threads, which change how fast it runs, not what it is) and the transfer
+    set's size and digest (another transfer set: another run)."""
     from agora.store import dataset_digest
 
     training = {k: v for k, v in asdict(config).items() if k not in REPORTING}
-    rest = {k: v for k, v in (run_config or {}).items() if k not in ("fit", "graph")}
+    rest = {k: v for k, v in (run_config or {}).items() if k not in ("fit", "graph", "threads")}
     configuration = {"graph": graph.to_dict(), "fit": training, **({"run": rest} if rest else {})}
     if transfer is not None:
         size = len(getattr(transfer, "dataset", transfer))

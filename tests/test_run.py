@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from agora import Graph
 from agora.checkpoint import save_model
 from agora.config import ConfigError, build_data, load_config
+from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
 from agora.run import (
     fill_stores,
@@ -69,6 +70,27 @@ def test_a_graph_that_cannot_read_the_data_fails_before_anything_is_written(tmp_
     assert caught.value.key == "graph" and caught.value.source == TINY.source
     assert "Agent 'student' cannot read this input (x [8, 8] float32)" in str(caught.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_configs_threads_hold_for_the_whole_run_and_are_restored(tmp_path, monkeypatch):
+    import agora.train
+
+    seen, fit = [], agora.train.fit
+    monkeypatch.setattr(agora.train, "fit", lambda *a, **k: seen.append(torch.get_num_threads())
+                        or fit(*a, **k))  # fmt: skip
+    before = torch.get_num_threads()
+    config = load_config("tiny", ["fit.epochs=1", "threads=1", "baseline=true"])
+    run_config(config, tmp_path / "run")
+    assert seen == [1, 1] and torch.get_num_threads() == before  # the run and its baseline
+    # the threads change how fast a run goes, not what it is: with another count, the folder
+    # still holds a run of this configuration
+    with pytest.raises(RunFolderError, match="holds a finished run of this configuration"):
+        run_config(load_config("tiny", ["fit.epochs=1", "baseline=true"]), tmp_path / "run")
+
+
+def test_threads_must_be_a_positive_number():
+    with pytest.raises(ConfigError, match=r"threads: must be a number of threads >= 1"):
+        load_config("tiny", ["threads=0"])
 
 
 # ---------------------------------------------------------------------------------------------
