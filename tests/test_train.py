@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -120,11 +121,15 @@ def test_stopped_mid_epoch_and_resumed_ends_with_the_same_weights(tmp_path, unin
 
 
 def two_processes(out: Path, *args: str) -> subprocess.CompletedProcess:
-    """The tiny training script under ``accelerate launch`` on two CPU processes (gloo)."""
+    """The tiny training script under ``accelerate launch`` on two CPU processes (gloo), on a
+    free port (tests running side by side each launch their own)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(SCRIPT), str(out), *args,
+        "--main_process_port", str(port), str(SCRIPT), str(out), *args,
     ]  # fmt: skip
     return subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, timeout=PATIENCE)
 

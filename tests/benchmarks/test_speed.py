@@ -52,8 +52,9 @@ def test_the_speed_benchmark_shows_its_progress_and_its_whole_wall_time(quick):
     assert f"speed: {len(parts)} parts done in" in done.stderr
     assert "so far" not in done.stdout
     # the total is the whole command's: at least its parts, and all but Python's start and exit
+    # (seconds on a quiet machine, more on a busy one: the check is of what is counted)
     assert timings["total"] >= sum(timings[name] for name in parts)
-    assert seen_from_outside - 5 < timings["total"] < seen_from_outside
+    assert 0.75 * seen_from_outside < timings["total"] < seen_from_outside
     page = (out / "speed-quick.md").read_text()
     assert (
         "## Wall time" in page and "| **total** |" in page and " in all, the whole command" in page
