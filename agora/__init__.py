@@ -4,7 +4,8 @@ Talking-model Distillation on a graph of agents: each :class:`Agent` is a model 
 ``lower`` (x -> s), ``upper`` (s -> e) and ``head`` (e -> y), with a codec into one message
 space; a :class:`Graph` (a ``networkx.DiGraph``) holds the agents, and each :class:`Edge`
 ``learner -> tutor`` names the protocols by which the learner learns: ``"talk"`` (the paper's
-rounds), or one-way ``"logit"``, ``"feature"``, ``"fitnet"``, ``"relational"``. The
+rounds; :class:`Talk` with its settings, ``Talk(rounds=2)``, which the protocol keeps per
+learner), or one-way ``"logit"``, ``"feature"``, ``"fitnet"``, ``"relational"``. The
 :class:`Orchestrator` runs one step: round 0 for every agent, the task losses, then each
 learner's protocols, each adding its named terms (with their owners) to a :class:`Losses`.
 :func:`fit` trains a graph on labelled (and optionally unlabelled, ``transfer=``) data with
@@ -26,6 +27,7 @@ from agora.graph import AgentSpec, Graph, GraphSpec
 from agora.losses import Losses, distance, logit_distance
 from agora.orchestrator import Orchestrator, StepOutput
 from agora.protocols import Link, Protocol
+from agora.protocols.talk import Talk
 from agora.stages import Stage, fit_stages
 from agora.train import FitConfig, FitResult, evaluate, fit
 
@@ -52,6 +54,7 @@ __all__ = [
     "RouterAggregation",
     "Stage",
     "StepOutput",
+    "Talk",
     "WeightedAggregation",
     "__version__",
     "alone",

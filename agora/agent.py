@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agora.aggregation import AGGREGATIONS
 from agora.codec import Codec
 from agora.errors import GraphError
 
@@ -57,41 +56,33 @@ def check_codec_kind(name: str, kind: str) -> None:
         )
 
 
-MAX_ROUNDS = 64  # k: more talk rounds than any schedule needs, and still a finite step
-
-
-def check_learner_settings(
-    name: str,
-    task: Any,
-    task_weight: Any,
-    rounds: Any,
-    interact_weight: Any,
-    aggregation: Any,
-) -> None:
-    """Raise :class:`~agora.errors.GraphError` naming the agent and the field for a bad task,
-    weight, round count or aggregation."""
+def check_task(name: str, task: Any, task_weight: Any) -> None:
+    """Raise :class:`~agora.errors.GraphError` naming the agent and the field for a bad task
+    or task weight."""
     if task is not None and task not in TASKS:
         raise GraphError(
             f"Agent {name!r}: task must be one of {list(TASKS)} or None, not {task!r}", "task"
         )
-    for key, weight in (("task_weight", task_weight), ("interact_weight", interact_weight)):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise GraphError(f"Agent {name!r}: {key} must be a number, got {weight!r}", key)
-        if not math.isfinite(weight) or weight < 0:
-            raise GraphError(f"Agent {name!r}: {key} must be finite and >= 0, got {weight}", key)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 0 <= rounds <= MAX_ROUNDS:
+    if isinstance(task_weight, bool) or not isinstance(task_weight, (int, float)):
         raise GraphError(
-            f"Agent {name!r}: rounds must be an integer in [0, {MAX_ROUNDS}], got {rounds!r} "
-            f"(each round runs the tutors' upper layers again; the paper's k is 1 to 3)",
-            "rounds",
+            f"Agent {name!r}: task_weight must be a number, got {task_weight!r}", "task_weight"
         )
-    named = isinstance(aggregation, str) and (aggregation in AGGREGATIONS or ":" in aggregation)
-    if not isinstance(aggregation, nn.Module) and not named:
+    if not math.isfinite(task_weight) or task_weight < 0:
         raise GraphError(
-            f"Agent {name!r}: unknown aggregation {aggregation!r}; choose one of "
-            f"{list(AGGREGATIONS)}, a module, or a module class 'package.module:Class'",
-            "aggregation",
+            f"Agent {name!r}: task_weight must be finite and >= 0, got {task_weight}",
+            "task_weight",
         )
+
+
+MOVED = ("rounds", "interact_weight", "aggregation")  # an agent's until its talk edges took them
+
+
+def moved(key: str, learner: str = "learner", value: str = "...") -> str:
+    """Where ``key``, a setting an agent held as a learner before its talk edges did, went."""
+    return (
+        f"{key} moved to the learner's talk edges: graph.add_edge({learner}, tutor, "
+        f"Talk({key}={value})); in a config, an edge's protocols: [{{talk: {{{key}: {value}}}}}]"
+    )
 
 
 def _describe(x: Any) -> str:
@@ -116,6 +107,8 @@ def _misplaced(name: str, unknown: Mapping[str, Any]) -> str:
         "weights": "an edge's: graph.add_edge(learner, tutor, protocols, weights=...)",
         "noise": "an edge's: graph.add_edge(learner, tutor, 'talk', noise=...)",
     }
+    if given := [key for key in unknown if key in MOVED]:
+        return f"Agent {name!r}: {moved(given[0], repr(name), repr(unknown[given[0]]))}"
     parts = [f"{key!r} is {homes[key]}" if key in homes else repr(key) for key in unknown]
     return f"Agent {name!r} got unexpected keyword arguments: {'; '.join(parts)}"
 
@@ -179,13 +172,10 @@ class Agent(nn.Module):
         task (str, optional): ``"regression"`` (MSE) or ``"classification"`` (cross-entropy);
             the task loss this agent trains on, when trainable. (default: ``None``)
         task_weight (float): weight of the task loss. (default: ``1.0``)
-        rounds (int): ``k``, the talk rounds this agent runs as a learner with its talk tutors;
-            0 keeps only the consistency terms (the paper's "no interaction"). (default: ``1``)
-        interact_weight (float): weight of its ``interact`` term, summed over rounds.
-            (default: ``1.0``)
-        aggregation (str or nn.Module): how it combines the replies of several tutors:
-            ``"mean"``, ``"weights"`` (learned per tutor), ``"router"`` (per example), or a
-            module (:class:`~agora.aggregation.Aggregation`). (default: ``"mean"``)
+
+    How the agent learns from others is its edges' business: a learner's talk rounds, its
+    interact weight and its aggregation of several tutors are settings of the talk protocol on
+    its edges (:class:`~agora.protocols.talk.Talk`).
 
     Shapes:
         - **input**: anything ``lower`` accepts; a mapping with ``"attention_mask"`` marks
@@ -213,9 +203,6 @@ class Agent(nn.Module):
         codec_frozen: bool = False,
         task: Task | None = None,
         task_weight: float = 1.0,
-        rounds: int = 1,
-        interact_weight: float = 1.0,
-        aggregation: str | nn.Module = "mean",
         spec: Mapping[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
@@ -223,7 +210,7 @@ class Agent(nn.Module):
         check_name(name)
         if unknown:
             raise TypeError(_misplaced(name, unknown))
-        check_learner_settings(name, task, task_weight, rounds, interact_weight, aggregation)
+        check_task(name, task, task_weight)
         self.name = name
         self.lower, self.upper, self.head = lower, upper, head
         self.codec_kind = codec if isinstance(codec, str) else None
@@ -232,10 +219,6 @@ class Agent(nn.Module):
         self.codec = None if isinstance(codec, str) else codec
         self.task = task
         self.task_weight = float(task_weight)
-        self.rounds = rounds
-        self.interact_weight = float(interact_weight)
-        self.aggregator: nn.Module | None = None
-        self.aggregation = aggregation
         self.spec = dict(spec) if spec is not None else None
         self.frozen = False
         self.codec_frozen = False
@@ -280,30 +263,6 @@ class Agent(nn.Module):
             for role, path in (("lower", lower), ("upper", upper), ("head", head))
         }
         return cls(name, parts["lower"], parts["upper"], parts["head"], **kwargs)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "aggregation":  # a module would be registered by nn.Module, past the setter
-            type(self).aggregation.fset(self, value)  # type: ignore[attr-defined]
-            return
-        super().__setattr__(name, value)
-
-    @property
-    def aggregation(self) -> str:
-        """How this agent combines its tutors' replies: ``"mean"``, ``"weights"``,
-        ``"router"``, or the import path ``"module:Class"`` of a module. Setting a name drops
-        the built :attr:`aggregator` (the next ``graph.build`` makes one); setting a module
-        makes it the aggregator."""
-        return self._aggregation
-
-    @aggregation.setter
-    def aggregation(self, value: str | nn.Module) -> None:
-        check_learner_settings(self.name, None, 1.0, 0, 1.0, value)
-        if isinstance(value, nn.Module):  # a module of the user's own: kept as it is
-            self.aggregator = value
-            self._aggregation = f"{type(value).__module__}:{type(value).__qualname__}"
-        else:
-            self.aggregator = None
-            self._aggregation = value
 
     # -- freezing --------------------------------------------------------------------------
 

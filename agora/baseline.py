@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agora.aggregation import AGGREGATIONS
 from agora.graph import Graph
 from agora.loaders import eval_loader, split_batch, to_device
 from agora.train import evaluate, improved
@@ -36,8 +35,7 @@ def alone(graph: Graph) -> Graph:
     """The students of ``graph`` with nobody to learn from: a copy of it (the same initial
     weights, so that runs pair) without its edges. Train it with the same data and
     :class:`~agora.train.FitConfig`, and :func:`compare` tells whether the edges helped.
-    A learner that aggregated several tutors (``"weights"``, ``"router"``) has none left: its
-    copy aggregates by ``"mean"``, which is never used without a tutor.
+    The modules protocols built for the edges and learners (talk's aggregators) go with them.
 
     Example:
         >>> from agora.models.toy import mlp_agent
@@ -52,10 +50,8 @@ def alone(graph: Graph) -> Graph:
         solo.nx.remove_edge(learner, tutor)
     for edge in [*solo.edge_modules]:
         del solo.edge_modules[edge]
-    for agent in solo.agents.values():
-        if agent.aggregation in AGGREGATIONS:
-            # with no tutor there is nothing to weigh: learned weights and routers need two
-            agent.aggregation, agent.aggregator = "mean", None
+    for protocol in [*solo.learner_modules]:
+        del solo.learner_modules[protocol]
     solo._built = False if any(a.codec is None for a in solo.agents.values()) else graph.built
     return solo
 

@@ -5,8 +5,9 @@ A model folder holds::
     graph.json                          agents, edges, run config, versions, file checksums
     agents/<name>/backbone.safetensors  lower, upper and head
     agents/<name>/codec.safetensors     encoder and decoder
-    agents/<name>/aggregator.safetensors  (learners with several tutors and learned weights)
-    edges/<learner>--<tutor>.safetensors  (modules of an edge, e.g. FitNet's regressor)
+    agents/<name>/<protocol>.safetensors  (a protocol's module of the learner's, e.g. talk's
+                                           aggregator when it learns weights)
+    edges/<learner>--<tutor>/<protocol>.safetensors  (an edge's, e.g. FitNet's regressor)
 
 A run folder holds ``checkpoints/step-<N>/`` (a model folder plus Accelerate's ``state/`` for
 resume), the pointer files ``checkpoints/latest`` and ``checkpoints/best``, ``metrics.jsonl``,
@@ -44,7 +45,10 @@ from agora.folder import (
 from agora.graph import Graph
 from agora.trust import UntrustedCodeError, trusting
 
-FORMAT = 2  # 2: graph.json and state.json carry the digest of their own content
+FORMAT = 3  # 2: graph.json and state.json carry the digest of their own content; 3: a
+# learner's talk settings are on its talk edges, its aggregator in agents/<name>/talk
+# up to format 2, a file of an agent's held what is now in another: new -> (old, key prefix)
+FORMERLY = {"talk": ("aggregator", "aggregator.")}
 
 
 class CheckpointError(ValueError):
@@ -67,12 +71,14 @@ def components(graph: Graph) -> dict[str, nn.Module]:
         )
         if agent.codec is not None:
             files[f"agents/{name}/codec"] = agent.codec
-        if agent.aggregator is not None and len(agent.aggregator.state_dict()):
-            files[f"agents/{name}/aggregator"] = agent.aggregator
+    for protocol, learners in graph.learner_modules.items():
+        for name, module in learners.items():
+            if len(module.state_dict()):
+                files[f"agents/{name}/{protocol}"] = module
     for edge in graph.edges:
-        for protocol in edge.protocols:
-            if (module := graph.edge_module(edge, protocol)) is not None:
-                files[f"edges/{edge.learner}--{edge.tutor}/{protocol}"] = module
+        for name in edge.names:
+            if (module := graph.edge_module(edge, name)) is not None:
+                files[f"edges/{edge.learner}--{edge.tutor}/{name}"] = module
     return files
 
 
@@ -146,6 +152,7 @@ def load_weights(
     document = read_document(directory)
     expected = document.get("files", {})
     for relative, module in components(graph).items():
+        relative, prefix = _as_written(relative, document.get("format"))
         path = directory / f"{relative}.safetensors"
         if not path.exists():
             raise CheckpointError(
@@ -166,8 +173,18 @@ def load_weights(
             raise CheckpointError(
                 f"{path}: cannot be read ({error}); it is truncated or corrupted"
             ) from error
-        _load_into(module, tensors, path)
+        _load_into(module, {prefix + k: v for k, v in tensors.items()}, path)
     return document
+
+
+def _as_written(relative: str, written: Any) -> tuple[str, str]:
+    """The file that holds ``relative`` in a checkpoint of format ``written``, and the
+    prefix its tensors' keys lack there."""
+    folder, _, name = relative.rpartition("/")
+    if written in (1, 2) and folder.startswith("agents/") and name in FORMERLY:
+        old, prefix = FORMERLY[name]
+        return f"{folder}/{old}", prefix
+    return relative, ""
 
 
 def _load_into(module: nn.Module, tensors: Mapping[str, Tensor], path: Path) -> None:
@@ -196,7 +213,8 @@ REWRITE = (
 
 def read_document(directory: str | os.PathLike) -> dict[str, Any]:
     """The ``graph.json`` of a model folder, verified against the digest it carries (one of
-    format 1, by an older agora, carries none).
+    format 1, by an older agora, carries none); one of format 1 or 2 is read as this agora
+    writes it (:func:`~agora.protocols.talk.move_learner_settings`).
 
     Raises:
         CheckpointError: naming the file when it is missing, not UTF-8, not JSON, of an unknown
@@ -212,12 +230,24 @@ def read_document(directory: str | os.PathLike) -> dict[str, Any]:
             f"{str(document)[:60]}; expected an object with a 'graph' section)"
         )
     written = document.get("format")
-    if written not in (1, FORMAT) or (written == FORMAT and "digest" not in document):
+    if written not in (1, 2, FORMAT) or (written != 1 and "digest" not in document):
         raise CheckpointError(
             f"{path}: format {written!r} with{'out' * ('digest' not in document)} a digest is "
-            f"not one this agora reads (1, or {FORMAT} with a digest): it was written by a newer "
-            f"agora, or it is corrupted; {REWRITE}"
+            f"not one this agora reads (1, or 2 to {FORMAT} with a digest): it was written by a "
+            f"newer agora, or it is corrupted; {REWRITE}"
         )
+    return _upgraded(document) if written != FORMAT else document
+
+
+def _upgraded(document: dict[str, Any]) -> dict[str, Any]:
+    """A ``graph.json`` of format 1 or 2, whose agents held their talk settings, as this agora
+    reads it: those settings on their talk edges, in its graph and its run config."""
+    from agora.protocols.talk import move_learner_settings
+
+    document = {**document, "graph": move_learner_settings(document["graph"])}
+    config = document.get("config")
+    if isinstance(config, dict) and isinstance(config.get("graph"), dict):
+        document["config"] = {**config, "graph": move_learner_settings(config["graph"])}
     return document
 
 

@@ -3,7 +3,7 @@
 ::
 
     agora run tiny --out runs/tiny                  # a packaged config, or a YAML file
-    agora run my.yaml fit.epochs=5 graph.agents.1.rounds=3
+    agora run my.yaml fit.epochs=5 graph.edges.0.protocols.0.talk.rounds=3
     agora run paper-movielens --genre War           # an option the config offers
     agora cache tiny-transfer                       # fill the frozen teacher's store on disk
     agora eval runs/tiny --split valid

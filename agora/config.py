@@ -12,10 +12,9 @@ trains, with the dotted key and the file in the message::
       agents:
         - {name: teacher, factory: agora.models.toy:mlp_agent, kwargs: {d_in: 8, width: 32},
            frozen: true}
-        - {name: student, factory: agora.models.toy:mlp_agent, kwargs: {d_in: 8, width: 8},
-           rounds: 2}
+        - {name: student, factory: agora.models.toy:mlp_agent, kwargs: {d_in: 8, width: 8}}
       edges:
-        - {learner: student, tutor: teacher, protocols: [talk]}
+        - {learner: student, tutor: teacher, protocols: [{talk: {rounds: 2}}]}
     data: {factory: agora.data.synthetic:regression, kwargs: {n: 512, d_in: 8}}
     fit: {epochs: 2, lr: 3.0e-3}
 
@@ -138,9 +137,9 @@ class RunConfig:
             stalling while another process is busy. (default: ``null``)
 
     Example:
-        >>> cfg = load_config("tiny", ["fit.epochs=1", "graph.agents.1.rounds=3"])
-        >>> cfg.fit.epochs, cfg.graph.agents[1].rounds, cfg.graph.agents[0].frozen
-        (1, 3, True)
+        >>> cfg = load_config("tiny", ["fit.epochs=1", "graph.edges.0.protocols.0.talk.rounds=3"])
+        >>> cfg.fit.epochs, cfg.graph.edges[0].protocols, cfg.graph.agents[0].frozen
+        (1, (Talk(rounds=3, interact_weight=0.5),), True)
     """
 
     graph: GraphSpec
@@ -284,6 +283,8 @@ def _build(cls: type, raw: Any, key: str | None) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"must be a mapping with keys {list(fields)}, got {raw!r}", key)
     for name in raw:
+        if name in getattr(cls, "moved_keys", {}):  # a key an older agora read here
+            raise ConfigError(cls.moved_keys[name], ".".join(p for p in (key, str(name)) if p))
         if name not in fields:
             close = difflib.get_close_matches(str(name), list(fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -317,7 +318,7 @@ def apply_overrides(
 ) -> dict[str, Any]:
     """A copy of ``data`` with ``key.path=value`` overrides applied (values parsed as YAML).
 
-    List items are addressed by index (``graph.agents.1.rounds=3``); missing mappings on the
+    List items are addressed by index (``graph.agents.1.frozen=true``); missing mappings on the
     path are created, so that an unknown key is reported by validation like any other.
 
     Example:
@@ -332,7 +333,7 @@ def apply_overrides(
         if not eq or not _KEY.match(key):
             raise ConfigError(
                 f"bad override {text!r}: expected key.path=value, e.g. fit.epochs=3 or "
-                f"graph.agents.1.rounds=2",
+                f"graph.edges.0.noise=0.1",
                 key or None,
                 source,
             )
@@ -436,7 +437,8 @@ def load_config(path_or_name: str | Path, overrides: Iterable[str] = ()) -> RunC
         path_or_name (str or Path): a YAML file, or the name of a packaged config (``"tiny"``
             reads ``agora/configs/tiny.yaml``).
         overrides (iterable of str): ``key.path=value`` strings, values parsed as YAML
-            (``fit.epochs=5``, ``graph.agents.1.rounds=3``), applied before validation.
+            (``fit.epochs=5``, ``graph.edges.0.protocols.0.talk.rounds=3``), applied before
+            validation.
 
     Raises:
         ConfigError: an unknown key, a wrong type or a bad value, naming the key and file.

@@ -3,41 +3,46 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agora.errors import GraphError
 from agora.losses import LOGIT_DISTANCES
-from agora.protocols import ALIASES, expand, get_protocol
+from agora.protocols import PROTOCOLS, Protocol, make_protocols
 
-# weights that belong to the learner, not to an edge: where they go instead
-LEARNER_SETTINGS = {"interact": "interact_weight", "rounds": "rounds"}
+# a protocol as an edge is given it: a name, an instance, or {name: {setting: value}}
+ProtocolLike = str | Mapping[str, Any] | Protocol
 
-# keywords users give an edge that belong elsewhere: where each goes
-HOMES = {
-    **dict.fromkeys(
-        ("rounds", "interact_weight", "aggregation"), "the learner's: Agent(LEARNER, ..., KEY=...)"
-    ),
-    **dict.fromkeys(
-        ("message_dim", "codec", "codec_hidden", "codec_dropout", "distance"),
-        "the graph's: Graph(agents, KEY=...)",
-    ),
-}
+# keywords users give an edge that belong to the graph: where each goes
+HOMES = dict.fromkeys(
+    ("message_dim", "codec", "codec_hidden", "codec_dropout", "distance"),
+    "the graph's: Graph(agents, KEY=...)",
+)
+
+
+def _setting_home(key: str) -> str | None:
+    """Where a protocol's setting ``key`` goes (``"Talk(rounds=...)"``), if one has it."""
+    for cls in dict.fromkeys(PROTOCOLS.values()):
+        if key in cls().settings():
+            return f"a protocol's setting: {cls.__name__}({key}=...)"
+    return None
 
 
 @dataclass
 class Edge:
     """How ``learner`` learns from ``tutor``.
 
-    The learner's own settings (its talk ``rounds``, its ``interact_weight``, how it
-    aggregates several tutors) live on the learner, :class:`~agora.agent.Agent`, once.
+    A protocol's own settings travel with it: ``Talk(rounds=2)`` on the edge.
 
     Args:
         learner (str): the agent that learns (must be trainable).
         tutor (str): the agent it learns from.
-        protocols (tuple[str] or str): any registered protocol (:mod:`agora.protocols`): ``"talk"``
-            (TD), ``"logit"`` (LD), ``"feature"`` (FD), ``"fitnet"``, ``"relational"``,
-            ``"hybrid"`` (= logit + feature); several combine. (default: talk)
+        protocols (tuple or one of them): any registered protocol (:mod:`agora.protocols`) by
+            name, ``"talk"`` (TD), ``"logit"`` (LD), ``"feature"`` (FD), ``"fitnet"``,
+            ``"relational"``, ``"hybrid"`` (= logit + feature), or as an instance with settings,
+            ``Talk(rounds=2)`` (in a config, ``{talk: {rounds: 2}}``); several combine. The
+            edge holds instances, each protocol once. (default: ``Talk()``)
         weights (dict): loss weights by name, those of the edge's protocols
             (``message_consistency``, ``state_consistency``, ``logit``, ...). Missing ones
             take the protocol's default, 1.0. (default: ``{}``)
@@ -50,12 +55,12 @@ class Edge:
 
     Example:
         >>> Edge("student", "teacher", ("hybrid",), weights={"logit": 0.5})
-        Edge(learner='student', tutor='teacher', protocols=('logit', 'feature'), weights={'logit': 0.5, 'feature': 1.0}, ...)
+        Edge(learner='student', tutor='teacher', protocols=(Logit(), Feature()), weights={'logit': 0.5, 'feature': 1.0}, ...)
     """
 
     learner: str
     tutor: str
-    protocols: tuple[str, ...] | str = ("talk",)
+    protocols: tuple[ProtocolLike, ...] | ProtocolLike = ("talk",)
     weights: dict[str, float] = field(default_factory=dict)
     noise: float = 0.0
     logit_distance: str | None = None
@@ -68,8 +73,10 @@ class Edge:
             learner = args[0] if args else kwargs.get("learner", "?")
             tutor = args[1] if len(args) > 1 else kwargs.get("tutor", "?")
             said = [
-                f"{key!r} is {HOMES[key].replace('KEY', key).replace('LEARNER', repr(learner))}"
+                f"{key!r} is {HOMES[key].replace('KEY', key)}"
                 if key in HOMES
+                else f"{key!r} is {home}"
+                if (home := _setting_home(key))
                 else repr(key)
                 for key in unknown
             ]
@@ -80,17 +87,28 @@ class Edge:
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
-        if isinstance(self.protocols, str):
-            self.protocols = (self.protocols,)
-        if not self.protocols:
+        given = self.protocols
+        given = (given,) if isinstance(given, (str, Mapping, Protocol)) else tuple(given)
+        if not given:
             raise GraphError(f"Edge {self.name}: no protocol given", "protocols")
-        for i, name in enumerate(self.protocols):
+        protocols: dict[str, Protocol] = {}
+        for i, entry in enumerate(given):
             try:
-                if name not in ALIASES:
-                    get_protocol(name)
+                made = make_protocols(entry)
             except GraphError as error:
-                raise GraphError(f"Edge {self.name}: {error}", f"protocols.{i}") from None
-        self.protocols = expand(tuple(self.protocols))
+                key = f"protocols.{i}" + (
+                    f".{next(iter(entry))}" if isinstance(entry, Mapping) else ""
+                )
+                key += f".{error.key}" if error.key else ""
+                raise GraphError(f"Edge {self.name}: {error}", key) from None
+            for protocol in made:
+                if protocols.setdefault(protocol.name, protocol) != protocol:
+                    raise GraphError(
+                        f"Edge {self.name}: protocol {protocol.name!r} given twice with other "
+                        f"settings ({protocols[protocol.name]!r}, {protocol!r})",
+                        f"protocols.{i}",
+                    )
+        self.protocols = tuple(protocols.values())
         self._check_weights()
         if not _number(self.noise) or not self.noise >= 0:
             raise GraphError(
@@ -116,20 +134,15 @@ class Edge:
                 f"{self.weights!r}",
                 "weights",
             )
-        defaults = {k: v for p in self.protocols for k, v in get_protocol(p).weights.items()}
-        for key in self.weights:
-            if key in LEARNER_SETTINGS:
-                raise GraphError(
-                    f"Edge {self.name}: {key!r} is the learner's setting, not an edge's: give it "
-                    f"to the agent, Agent({LEARNER_SETTINGS[key]}=...) (in a config, "
-                    f"graph.agents.<i>.{LEARNER_SETTINGS[key]})",
-                    f"weights.{key}",
-                )
+        defaults = {k: v for p in self.protocols for k, v in p.weights.items()}
         unknown = sorted(set(self.weights) - set(defaults))
         if unknown:
+            homes = [
+                f"; {k!r} is {home}" for k in unknown if (home := _setting_home(f"{k}_weight"))
+            ]
             raise GraphError(
                 f"Edge {self.name}: weights {unknown} do not belong to protocols "
-                f"{list(self.protocols)}; valid weights: {sorted(defaults)}",
+                f"{list(self.names)}; valid weights: {sorted(defaults)}{''.join(homes)}",
                 "weights",
             )
         weights = {**defaults}
@@ -153,13 +166,22 @@ class Edge:
         return f"{self.learner}->{self.tutor}"
 
     @property
-    def talks(self) -> bool:
-        """True when the edge runs the ``talk`` protocol."""
-        return "talk" in self.protocols
+    def names(self) -> tuple[str, ...]:
+        """The names of the edge's protocols, in order."""
+        return tuple(protocol.name for protocol in self.protocols)
+
+    def protocol(self, name: str) -> Protocol | None:
+        """The edge's protocol ``name`` (an instance, with its settings), or ``None``."""
+        return next((p for p in self.protocols if p.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
         """The edge as plain data (what a config's ``graph.edges`` entry holds)."""
-        return {**asdict(self), "protocols": list(self.protocols)}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            **data,
+            "protocols": [p.to_data() for p in self.protocols],
+            "weights": {**self.weights},
+        }
 
 
 def _number(value: object) -> bool:

@@ -7,20 +7,18 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import networkx as nx
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from agora.agent import Agent, check_codec_kind, check_learner_settings, check_name
-from agora.aggregation import AGGREGATIONS, make_aggregation
+from agora.agent import MOVED, Agent, check_codec_kind, check_name, check_task, moved
 from agora.codec import CODEC_KINDS, TOKEN_KINDS, make_codec
-from agora.edge import Edge
+from agora.edge import Edge, ProtocolLike
 from agora.errors import GraphError
 from agora.losses import DISTANCES
-from agora.protocols import get_protocol
 from agora.trust import import_object
 
 __all__ = ["AgentSpec", "Edge", "Graph", "GraphError", "GraphSpec"]
@@ -115,15 +113,31 @@ def check_learner(edge: Edge, learner_frozen: bool) -> None:
         )
 
 
-def check_aggregation(name: str, aggregation: str, talk: Sequence[Edge]) -> None:
-    """Learned weights and routers weigh several tutors: a learner needs two talk edges."""
-    if aggregation in ("weights", "router") and len(talk) < 2:
-        raise GraphError(
-            f"Agent {name!r}: aggregation {aggregation!r} weighs the replies of several "
-            f"tutors, but {name!r} talks to {len(talk)} ({[e.tutor for e in talk]}); use "
-            f"'mean' or add talk edges to more tutors",
-            "aggregation",
-        )
+def protocol_edges(edges: Iterable[Edge], learner: str) -> dict[str, list[Edge]]:
+    """The learner's edges by the protocols they run, in the order the protocols first appear
+    and the edges were added: what a protocol's module of the learner's own spans
+    (:meth:`Protocol.build_learner <agora.protocols.Protocol.build_learner>`)."""
+    grouped: dict[str, list[Edge]] = {}
+    for edge in edges:
+        if edge.learner == learner:
+            for name in edge.names:
+                grouped.setdefault(name, []).append(edge)
+    return grouped
+
+
+def check_learners(agents: Iterable[str], edges: Sequence[Edge]) -> None:
+    """Each learner's edges that run one protocol can run together
+    (:meth:`Protocol.check_learner <agora.protocols.Protocol.check_learner>`).
+
+    Raises:
+        GraphError: keyed ``edges.<i>.protocols``, ``i`` the learner's first such edge.
+    """
+    for learner in agents:
+        for name, group in protocol_edges(edges, learner).items():
+            try:
+                group[0].protocol(name).check_learner(learner, group)
+            except GraphError as error:
+                raise error.under(f"edges.{edges.index(group[0])}.protocols") from None
 
 
 # -- the data form -----------------------------------------------------------------------------
@@ -146,10 +160,6 @@ class AgentSpec:
         task (str, optional): ``"regression"`` or ``"classification"``; ``None`` keeps the
             factory's choice. (default: ``None``)
         task_weight (float): weight of the agent's task loss. (default: ``1.0``)
-        rounds (int): its talk rounds ``k`` as a learner. (default: ``1``)
-        interact_weight (float): weight of its interact term. (default: ``1.0``)
-        aggregation (str): ``"mean"``, ``"weights"``, ``"router"``, or the import path of an
-            aggregation module class. (default: ``"mean"``)
         pretrained (str, optional): a safetensors file of backbone weights (keys ``lower.*``,
             ``upper.*``, ``head.*``, as in a run's ``agents/<name>/backbone.safetensors``).
             (default: ``None``)
@@ -164,24 +174,25 @@ class AgentSpec:
     codec_frozen: bool = False
     task: str | None = None
     task_weight: float = 1.0
-    rounds: int = 1
-    interact_weight: float = 1.0
-    aggregation: str = "mean"
     pretrained: str | None = None
     codec: str | None = None
 
+    # keys it held before its talk edges did: where each went (a config's loader says it)
+    moved_keys: ClassVar[dict[str, str]] = {key: moved(key) for key in MOVED}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> AgentSpec:
+        if given := [key for key in kwargs if key in cls.moved_keys]:
+            name = args[0] if args else kwargs.get("name", "?")
+            raise GraphError(f"Agent {name!r}: {cls.moved_keys[given[0]]}", given[0])
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         check_name(self.name)
-        check_learner_settings(
-            self.name, self.task, self.task_weight, self.rounds, self.interact_weight,
-            self.aggregation,
-        )  # fmt: skip
+        check_task(self.name, self.task, self.task_weight)
         if self.factory is not None and not callable(import_object(self.factory, "factory")):
             raise GraphError(
                 f"{self.factory!r} is not callable; expected an agent factory", "factory"
             )
-        if self.aggregation not in AGGREGATIONS:
-            import_object(self.aggregation, "aggregation")
         if self.codec is not None:
             check_codec_kind(self.name, self.codec)
 
@@ -228,26 +239,14 @@ class GraphSpec:
         # a stage may leave a learner's backbone frozen while its codec trains: a checkpoint
         # holds that state (a config is held to the stricter rule, RunConfig)
         check_trains(self.agents, self.edges, codec_learners=True)
-        for i, agent in enumerate(self.agents):
-            talk = [e for e in self.edges if e.learner == agent.name and e.talks]
-            try:
-                check_aggregation(agent.name, agent.aggregation, talk)
-            except GraphError as error:
-                raise error.under(f"agents.{i}") from None
+        check_learners(names, self.edges)
 
     def to_nx(self) -> nx.DiGraph:
         """The agents and edges as a ``networkx.DiGraph``, without building any model: nodes
-        carry ``frozen``, ``task``, ``rounds`` and ``factory``, edges their :class:`Edge` under
-        ``"edge"``."""
+        carry ``frozen``, ``task`` and ``factory``, edges their :class:`Edge` under ``"edge"``."""
         graph = nx.DiGraph()
         for agent in self.agents:
-            graph.add_node(
-                agent.name,
-                frozen=agent.frozen,
-                task=agent.task,
-                rounds=agent.rounds,
-                factory=agent.factory,
-            )
+            graph.add_node(agent.name, frozen=agent.frozen, task=agent.task, factory=agent.factory)
         for edge in self.edges:
             graph.add_edge(edge.learner, edge.tutor, edge=edge)
         return graph
@@ -265,10 +264,10 @@ class Graph(nn.Module):
 
     The structure lives in a ``networkx.DiGraph`` (:attr:`nx`): node ``name`` carries the
     :class:`~agora.agent.Agent` under ``"agent"``, edge ``(learner, tutor)`` its
-    :class:`~agora.edge.Edge` under ``"edge"``. The modules (agents with their codecs and
-    aggregators, and the modules protocols build for edges) are registered on this
-    ``nn.Module``, so ``graph.parameters()`` and ``graph.state_dict()`` hold everything that
-    trains, once :meth:`build` has made the codecs.
+    :class:`~agora.edge.Edge` under ``"edge"``. The modules (agents with their codecs, and the
+    modules protocols build for edges and for learners, such as talk's aggregators) are
+    registered on this ``nn.Module``, so ``graph.parameters()`` and ``graph.state_dict()`` hold
+    everything that trains, once :meth:`build` has made them.
 
     Args:
         agents (iterable of Agent): added in order. (default: none)
@@ -283,13 +282,13 @@ class Graph(nn.Module):
 
     Example:
         >>> from torch import nn
+        >>> from agora import Talk
         >>> def mlp(name, d, **kw):
         ...     return Agent(name, nn.Linear(4, d), nn.Sequential(nn.Linear(d, d), nn.ReLU()),
         ...                  nn.Linear(d, 1), task="regression", **kw)
-        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8, rounds=2)],
-        ...               message_dim=16)
-        >>> graph.add_edge("student", "teacher", "talk", weights={"state_consistency": 0.5})
-        Edge(learner='student', tutor='teacher', protocols=('talk',), ...)
+        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8)], message_dim=16)
+        >>> graph.add_edge("student", "teacher", Talk(rounds=2), weights={"state_consistency": 0.5})
+        Edge(learner='student', tutor='teacher', protocols=(Talk(rounds=2),), ...)
         >>> graph.build(torch.randn(5, 4))
         Graph(student -> teacher [talk, k=2])
     """
@@ -314,6 +313,7 @@ class Graph(nn.Module):
         self.distance = distance
         self.agents = nn.ModuleDict()
         self.edge_modules = nn.ModuleDict()  # "learner->tutor" -> {protocol: module}
+        self.learner_modules = nn.ModuleDict()  # protocol -> {learner: module}
         self.nx = nx.DiGraph()
         self._built = False
         for agent in agents:
@@ -322,7 +322,7 @@ class Graph(nn.Module):
     # -- building ----------------------------------------------------------------------------
 
     def add_agent(self, agent: Agent) -> Agent:
-        """Add an agent (its learner settings, such as ``rounds``, travel with it)."""
+        """Add an agent; how it learns is its edges' (:meth:`add_edge`)."""
         if not isinstance(agent, Agent):
             raise GraphError(f"Expected an Agent, got {type(agent).__name__}")
         if agent.name in self.agents:
@@ -333,10 +333,14 @@ class Graph(nn.Module):
         return agent
 
     def add_edge(
-        self, learner: str, tutor: str, protocols: str | Sequence[str] = "talk", **options: Any
+        self,
+        learner: str,
+        tutor: str,
+        protocols: ProtocolLike | Sequence[ProtocolLike] = "talk",
+        **options: Any,
     ) -> Edge:
-        """Add the edge ``learner -> tutor``; ``options`` are the fields of :class:`Edge`."""
-        protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+        """Add the edge ``learner -> tutor``: ``protocols`` by name or as instances with settings
+        (``Talk(rounds=2)``), ``options`` the other fields of :class:`Edge`."""
         edge = Edge(learner, tutor, protocols, **options)
         check_edge_ends(edge, list(self.agents), self.edges)
         return self._insert(edge)
@@ -360,18 +364,19 @@ class Graph(nn.Module):
 
     @property
     def built(self) -> bool:
-        """True once :meth:`build` has made every codec, aggregator and edge module."""
+        """True once :meth:`build` has made every codec, learner module and edge module."""
         return self._built
 
     def build(self, sample: Any) -> Graph:
-        """Infer state shapes from a sample batch, build missing codecs, aggregators and edge
-        modules, then :meth:`validate`. Call again after changing the graph."""
+        """Infer state shapes from a sample batch, build missing codecs, the protocols' modules
+        of each learner (talk's aggregator) and of each edge, then :meth:`validate`. Call again
+        after changing the graph."""
         for agent in self.agents.values():
             if agent.codec is None:
                 agent.codec = self._make_codec(agent, sample)
                 agent.freeze(agent.frozen)  # applies codec_frozen to the new codec
             agent.codec.owner = agent.name
-        self._build_aggregators()
+        self._build_learner_modules()
         self._build_edge_modules()
         self.validate(sample)
         self._built = True
@@ -408,36 +413,44 @@ class Graph(nn.Module):
                 "codec",
             ) from None
 
-    def _build_aggregators(self) -> None:
-        # sized by every talk edge, active or not, so that a stage switching an edge off
-        # keeps the learned weights of the others (see Aggregation's ``tutors``)
-        for name, agent in self.agents.items():
-            tutors = len(self.talk_edges(name))
-            have = agent.aggregator
-            if agent.aggregation not in AGGREGATIONS:  # a module class named by import path
-                if have is None:
-                    agent.aggregator = import_object(agent.aggregation, "aggregation")()
-            elif tutors and (have is None or getattr(have, "num_tutors", tutors) != tutors):
-                agent.aggregator = make_aggregation(agent.aggregation, tutors, self.message_dim)
-                agent.aggregator.num_tutors = tutors
+    def _build_learner_modules(self) -> None:
+        modules = nn.ModuleDict()
+        for learner, agent in self.agents.items():
+            for name, edges in protocol_edges(self.edges, learner).items():
+                built = self.learner_module(name, learner)
+                module = (
+                    edges[0].protocol(name).build_learner(agent, edges, self.message_dim, built)
+                )
+                if module is not None:
+                    if name not in modules:
+                        modules[name] = nn.ModuleDict()
+                    modules[name][learner] = module
+        self.learner_modules = modules
 
     def _build_edge_modules(self) -> None:
         for edge in self.edges:
-            for name in edge.protocols:
-                if self.edge_module(edge, name) is not None:
+            for protocol in edge.protocols:
+                if self.edge_module(edge, protocol.name) is not None:
                     continue
-                module = get_protocol(name).build(
+                module = protocol.build(
                     edge, self.agents[edge.learner], self.agents[edge.tutor], self.message_dim
                 )
                 if module is not None:
                     if edge.name not in self.edge_modules:
                         self.edge_modules[edge.name] = nn.ModuleDict()
-                    self.edge_modules[edge.name][name] = module
+                    self.edge_modules[edge.name][protocol.name] = module
 
     def edge_module(self, edge: Edge, protocol: str) -> nn.Module | None:
         """The module an edge's protocol built (FitNet's regressor), or ``None``."""
         if edge.name in self.edge_modules and protocol in self.edge_modules[edge.name]:
             return self.edge_modules[edge.name][protocol]
+        return None
+
+    def learner_module(self, protocol: str, learner: str) -> nn.Module | None:
+        """The module a protocol built for a learner (talk's rounds and aggregator), or
+        ``None``."""
+        if protocol in self.learner_modules and learner in self.learner_modules[protocol]:
+            return self.learner_modules[protocol][learner]
         return None
 
     # -- views -------------------------------------------------------------------------------
@@ -459,12 +472,6 @@ class Graph(nn.Module):
                 f"No edge {learner}->{tutor}; edges are {[e.name for e in self.edges]}"
             )
         return self.nx.edges[learner, tutor]["edge"]
-
-    def talk_edges(self, learner: str, *, active: bool = False) -> list[Edge]:
-        """The talk edges out of ``learner`` (only the active ones with ``active``), in the
-        order its tutors' replies stack and its aggregator weighs them."""
-        edges = self.active_edges if active else self.edges
-        return [e for e in edges if e.learner == learner and e.talks]
 
     def backbone_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Each trainable agent's trainable backbone parameters (``lower``, ``upper``,
@@ -506,19 +513,19 @@ class Graph(nn.Module):
                     f"Agent {agent.name!r}: codec message dimension {agent.codec.message_dim} "
                     f"does not match the graph's message_dim {self.message_dim}"
                 )
-            check_aggregation(agent.name, agent.aggregation, self.talk_edges(agent.name))
         for edge in self.active_edges:
             learner, tutor = self.agents[edge.learner], self.agents[edge.tutor]
             check_learner(
                 edge, learner.frozen and not (codec_learners and not learner.codec_frozen)
             )
-            for name in edge.protocols:
-                get_protocol(name).check(edge, learner, tutor)
+            for protocol in edge.protocols:
+                protocol.check(edge, learner, tutor)
             for agent in (learner, tutor):
                 if agent.codec is None:
                     raise GraphError(
                         f"Edge {edge.name}: agent {agent.name!r} has no codec; call graph.build(sample)"
                     )
+        check_learners(self.agents, self.edges)
         for learner in self.learners():
             self._check_message_space(learner)
         if sample is not None:
@@ -572,9 +579,6 @@ class Graph(nn.Module):
                 codec_frozen=a.codec_frozen,
                 task=a.task,
                 task_weight=a.task_weight,
-                rounds=a.rounds,
-                interact_weight=a.interact_weight,
-                aggregation=a.aggregation,
                 codec=a.codec_kind,
             )
             for a in self.agents.values()
@@ -597,8 +601,8 @@ class Graph(nn.Module):
         path from data to a graph (a config's :func:`~agora.config.build_graph` takes it too).
 
         Agents are taken from ``agents`` by name, or made by their ``factory``; either way
-        their ``pretrained`` backbone is loaded and the spec's settings (frozen, task, rounds,
-        ...) are applied, once. The spec's edges were checked when it was made: each is added
+        their ``pretrained`` backbone is loaded and the spec's settings (frozen, task, ...) are
+        applied, once. The spec's edges were checked when it was made: each is added
         as a copy, not checked again.
 
         Raises:
@@ -648,8 +652,8 @@ class Graph(nn.Module):
 
     def __repr__(self) -> str:
         edges = ", ".join(
-            f"{e.learner} -> {e.tutor} [{'+'.join(e.protocols)}"
-            + (f", k={self.agents[e.learner].rounds}" if e.talks else "")
+            f"{e.learner} -> {e.tutor} [{'+'.join(e.names)}"
+            + "".join(f", {note}" for p in e.protocols if (note := p.describe()))
             + ("" if e.active else ", inactive")
             + "]"
             for e in self.edges
@@ -717,13 +721,10 @@ def load_backbone(agent: Agent, path: str | Path, *, key: str = "pretrained") ->
 
 
 def apply_spec(agent: Agent, spec: AgentSpec) -> None:
-    """Give ``agent`` the settings of ``spec`` (flags, task, learner settings)."""
+    """Give ``agent`` the settings of ``spec`` (flags, task)."""
     if spec.task is not None:
         agent.task = spec.task
     agent.task_weight = float(spec.task_weight)
-    agent.rounds, agent.interact_weight = spec.rounds, float(spec.interact_weight)
-    if spec.aggregation != agent.aggregation:
-        agent.aggregation = spec.aggregation
     agent.freeze(spec.frozen, codec=spec.codec_frozen)
     if spec.codec is not None:
         check_codec_kind(spec.name, spec.codec)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from agora.agent import Agent, AgentOutput
 from agora.graph import Graph, GraphError
 from agora.losses import Losses
-from agora.protocols import Link, Protocol, get_protocol
+from agora.protocols import Link, Protocol
 
 Batch = tuple[Any, Tensor | None]
 
@@ -76,12 +76,12 @@ class Orchestrator(nn.Module):
 
     Example:
         >>> from torch import nn
+        >>> from agora import Talk
         >>> def mlp(name, d, **kw):
         ...     return Agent(name, nn.Linear(4, d), nn.Sequential(nn.Linear(d, d), nn.ReLU()),
         ...                  nn.Linear(d, 1), task="regression", **kw)
-        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8, rounds=2)],
-        ...               message_dim=16)
-        >>> _ = graph.add_edge("student", "teacher", "talk")
+        >>> graph = Graph([mlp("teacher", 32, frozen=True), mlp("student", 8)], message_dim=16)
+        >>> _ = graph.add_edge("student", "teacher", Talk(rounds=2))
         >>> step = Orchestrator(graph.build(torch.randn(5, 4)))
         >>> out = step(torch.randn(5, 4), torch.randn(5))
         >>> out.losses
@@ -144,19 +144,21 @@ class Orchestrator(nn.Module):
 
     def links(self, learner: str, outputs: Mapping[str, AgentOutput]) -> dict[Protocol, list[Link]]:
         """The learner's active edges, each a :class:`~agora.protocols.Link`, grouped by
-        protocol in the order the protocols first appear on its edges."""
+        protocol (the first edge's instance) in the order the protocols first appear on its
+        edges."""
         graph = self.graph
-        by_protocol: dict[Protocol, list[Link]] = {}
+        by_name: dict[str, tuple[Protocol, list[Link]]] = {}
         for edge in graph.active_edges:
             if edge.learner != learner:
                 continue
-            for name in edge.protocols:
+            for protocol in edge.protocols:
                 link = Link(
                     edge, graph.agents[learner], graph.agents[edge.tutor], outputs[learner],
-                    outputs[edge.tutor], graph.edge_module(edge, name),
+                    outputs[edge.tutor], graph.edge_module(edge, protocol.name),
+                    graph.learner_module(protocol.name, learner),
                 )  # fmt: skip
-                by_protocol.setdefault(get_protocol(name), []).append(link)
-        return by_protocol
+                by_name.setdefault(protocol.name, (protocol, []))[1].append(link)
+        return dict(by_name.values())
 
     # -- round 0 -----------------------------------------------------------------------------
 
@@ -171,7 +173,7 @@ class Orchestrator(nn.Module):
         speaking = {
             name
             for e in edges
-            if any(get_protocol(p).speaks for p in e.protocols)
+            if any(p.speaks for p in e.protocols)
             for name in (e.learner, e.tutor)
         }
         present = {n for e in edges for n in (e.learner, e.tutor)}

@@ -261,9 +261,10 @@ def fit(
 
     Example:
         >>> from agora.models.toy import mlp_agent
+        >>> from agora import Talk
         >>> graph = Graph([mlp_agent("teacher", 4, 16, frozen=True),
-        ...                mlp_agent("student", 4, 8, rounds=2)], message_dim=8)
-        >>> _ = graph.add_edge("student", "teacher")
+        ...                mlp_agent("student", 4, 8)], message_dim=8)
+        >>> _ = graph.add_edge("student", "teacher", Talk(rounds=2))
         >>> data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64))
         >>> result = fit(graph, data, data, FitConfig(epochs=2, batch_size=16, progress=False))
         >>> sorted(result.metrics)

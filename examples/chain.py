@@ -12,13 +12,13 @@ import argparse
 
 import torch
 
-from agora import FitConfig, Graph, Stage, evaluate, fit, fit_stages
+from agora import FitConfig, Graph, Stage, Talk, evaluate, fit, fit_stages
 from agora.agent import Agent
 from agora.data.movielens import MovieLens
 from agora.models.recommender import Recommender, student_agent, teacher_agent
 
 TD_WEIGHTS = {"message_consistency": 0.5, "state_consistency": 0.5}  # the edge's
-TALK = {"rounds": 2, "interact_weight": 0.5}  # the learner's: k rounds, its interact weight
+TALK = Talk(rounds=2, interact_weight=0.5)  # the learner's k rounds and interact weight
 
 
 def splits(ml: MovieLens, genre: str | list[str] | None, limit: int | None) -> dict:
@@ -49,12 +49,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher = pretrain(teacher_agent(ml.meta), splits(ml, None, args.limit), args.teacher_epochs)
     half = Recommender.student(ml.meta, user_dim=50, movie_dim=50, title_dim=25, genre_dim=25,
                                hidden=(256, 128))  # fmt: skip
-    assistant = Agent.from_model(
-        "assistant", half, "lower", "upper", "head", task="regression", **TALK
-    )
-    graph = Graph([teacher, assistant, student_agent(ml.meta, **TALK)], message_dim=128)
-    graph.add_edge("assistant", "teacher", "talk", weights=TD_WEIGHTS)
-    graph.add_edge("student", "assistant", "talk", weights=TD_WEIGHTS)
+    assistant = Agent.from_model("assistant", half, "lower", "upper", "head", task="regression")
+    graph = Graph([teacher, assistant, student_agent(ml.meta)], message_dim=128)
+    graph.add_edge("assistant", "teacher", TALK, weights=TD_WEIGHTS)
+    graph.add_edge("student", "assistant", TALK, weights=TD_WEIGHTS)
     stages = [  # new: each stage sets the active edges and the agents that train
         Stage("assistant", edges=[("assistant", "teacher")], train=["assistant"]),
         Stage("student", edges=[("student", "assistant")], train=["student"]),

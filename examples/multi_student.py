@@ -16,13 +16,13 @@ import argparse
 
 import torch
 
-from agora import FitConfig, Graph, evaluate, fit
+from agora import FitConfig, Graph, Talk, evaluate, fit
 from agora.agent import Agent
 from agora.data.movielens import MovieLens
 from agora.models.recommender import student_agent, teacher_agent
 
 TD_WEIGHTS = {"message_consistency": 0.5, "state_consistency": 0.5}  # the edge's
-TALK = {"rounds": 2, "interact_weight": 0.5}  # the learner's: k rounds, its interact weight
+TALK = Talk(rounds=2, interact_weight=0.5)  # the learner's k rounds and interact weight
 
 
 def splits(ml: MovieLens, genre: str | list[str] | None, limit: int | None) -> dict:
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     teacher = pretrain(teacher_agent(ml.meta), splits(ml, None, args.limit), args.teacher_epochs)
     graph = Graph([teacher], message_dim=128)
     for genre in args.genres:  # new: a student per genre, each with an edge to the teacher
-        student = student_agent(ml.meta, name=genre.lower(), **TALK)
+        student = student_agent(ml.meta, name=genre.lower())
         graph.add_agent(student)
-        graph.add_edge(student.name, "teacher", "talk", weights=TD_WEIGHTS)
+        graph.add_edge(student.name, "teacher", TALK, weights=TD_WEIGHTS)
 
     # new: data by learner; each student and the teacher observe that student's ratings
     data = {genre.lower(): splits(ml, genre, args.limit) for genre in args.genres}

@@ -13,13 +13,12 @@ import argparse
 
 import torch
 
-from agora import FitConfig, Graph, Orchestrator, evaluate, fit
+from agora import FitConfig, Graph, Orchestrator, Talk, evaluate, fit
 from agora.agent import Agent
 from agora.data.movielens import MovieLens
 from agora.models.recommender import student_agent, teacher_agent
 
 TD_WEIGHTS = {"message_consistency": 0.5, "state_consistency": 0.5}  # the edge's
-TALK = {"rounds": 2, "interact_weight": 0.5}  # the learner's: k rounds, its interact weight
 SPECIALISTS = {  # disjoint groups of genres
     "drama_teacher": ["Drama", "Comedy", "Romance"],
     "action_teacher": ["Action", "Thriller", "Adventure", "Sci-Fi"],
@@ -57,10 +56,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         specialist = teacher_agent(ml.meta, name=name)
         teachers.append(pretrain(specialist, splits(ml, genres, args.limit), args.teacher_epochs))
     graph = Graph(teachers, message_dim=128)
-    student = student_agent(ml.meta, aggregation=args.aggregation, **TALK)  # new: aggregation
-    graph.add_agent(student)
+    student = graph.add_agent(student_agent(ml.meta))
+    # the learner's k rounds and interact weight; new: its aggregation, the same on each edge
+    talk = Talk(rounds=2, interact_weight=0.5, aggregation=args.aggregation)
     for teacher in teachers:  # new: one talk edge per tutor; their replies are aggregated
-        graph.add_edge("student", teacher.name, "talk", weights=TD_WEIGHTS)
+        graph.add_edge("student", teacher.name, talk, weights=TD_WEIGHTS)
 
     data = splits(ml, args.genre, args.limit)
     config = FitConfig(epochs=args.epochs, patience=2, metric="student/rmse", progress=False)
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     step = Orchestrator(graph).eval()
     with torch.no_grad():
         step(*data["test"].full_batch())
-    weights = student.aggregator.last_weights  # [B, tutors] (router) or [tutors]
+    aggregator = graph.learner_module("talk", student.name).aggregator
+    weights = aggregator.last_weights  # [B, tutors] (router) or [tutors]
     mean = weights.reshape(-1, len(teachers)).mean(0).tolist()
     print("mean weight on test: " + ", ".join(f"{t.name} {w:.3f}" for t, w in zip(teachers, mean)))
     return test

@@ -13,12 +13,12 @@ import argparse
 
 import torch
 
-from agora import FitConfig, Graph, evaluate, fit
+from agora import FitConfig, Graph, Talk, evaluate, fit
 from agora.data.movielens import MovieLens
 from agora.models.recommender import student_agent
 
 TD_WEIGHTS = {"message_consistency": 0.5, "state_consistency": 0.5}  # the edge's
-TALK = {"rounds": 2, "interact_weight": 0.5}  # the learner's: k rounds, its interact weight
+TALK = Talk(rounds=2, interact_weight=0.5)  # the learner's k rounds and interact weight
 
 
 def splits(ml: MovieLens, genre: str | list[str] | None, limit: int | None) -> dict:
@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ml = MovieLens(args.data_dir)
 
     names = [genre.lower() for genre in args.genres]
-    graph = Graph([student_agent(ml.meta, name=name, **TALK) for name in names], message_dim=128)
-    graph.add_edge(names[0], names[1], "talk", weights=TD_WEIGHTS)  # new: both ways
-    graph.add_edge(names[1], names[0], "talk", weights=TD_WEIGHTS)
+    graph = Graph([student_agent(ml.meta, name=name) for name in names], message_dim=128)
+    graph.add_edge(names[0], names[1], TALK, weights=TD_WEIGHTS)  # new: both ways
+    graph.add_edge(names[1], names[0], TALK, weights=TD_WEIGHTS)
 
     data = {name: splits(ml, genre, args.limit) for name, genre in zip(names, args.genres)}
     train = {name: d["train"] for name, d in data.items()}

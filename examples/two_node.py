@@ -16,13 +16,13 @@ import argparse
 
 import torch
 
-from agora import FitConfig, Graph, evaluate, fit
+from agora import FitConfig, Graph, Talk, evaluate, fit
 from agora.agent import Agent
 from agora.data.movielens import MovieLens
 from agora.models.recommender import student_agent, teacher_agent
 
 TD_WEIGHTS = {"message_consistency": 0.5, "state_consistency": 0.5}  # the edge's
-TALK = {"rounds": 2, "interact_weight": 0.5}  # the learner's: k rounds, its interact weight
+TALK = Talk(rounds=2, interact_weight=0.5)  # the learner's k rounds and interact weight
 
 
 def splits(ml: MovieLens, genre: str | list[str] | None, limit: int | None) -> dict:
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ml = MovieLens(args.data_dir)
 
     teacher = pretrain(teacher_agent(ml.meta), splits(ml, None, args.limit), args.teacher_epochs)
-    graph = Graph([teacher, student_agent(ml.meta, **TALK)], message_dim=128)
-    graph.add_edge("student", "teacher", "talk", weights=TD_WEIGHTS)
+    graph = Graph([teacher, student_agent(ml.meta)], message_dim=128)
+    graph.add_edge("student", "teacher", TALK, weights=TD_WEIGHTS)
 
     data = splits(ml, args.genre, args.limit)
     config = FitConfig(epochs=args.epochs, patience=2, metric="student/rmse", progress=False)

@@ -7,7 +7,7 @@ from einops import reduce
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from agora import Agent, Graph, Orchestrator
+from agora import Agent, Graph, Orchestrator, Talk
 from agora.train import FitConfig
 
 
@@ -19,23 +19,29 @@ def mlp_agent(name: str, d_in: int = 6, width: int = 16, out: int = 1, **kwargs)
     return Agent(name, lower, upper, nn.Linear(width // 2, out), **kwargs)
 
 
+def talking(protocols, **settings):
+    """``protocols`` with ``"talk"`` made ``Talk(**settings)``."""
+    protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+    return tuple(Talk(**settings) if p == "talk" else p for p in protocols)
+
+
 def two_node(
     rounds: int = 1,
     protocols: str | tuple[str, ...] = "talk",
     codec: str = "mlp",
     dropout: float = 0.0,
     seed: int = 0,
+    interact_weight: float = 1.0,
     **edge,
 ) -> Graph:
-    """A frozen teacher and a student; ``weights`` may hold the student's ``interact`` weight
-    beside the edge's own."""
+    """A frozen teacher and a student; its talk (if ``protocols`` has it) runs ``rounds``
+    with ``interact_weight``."""
     torch.manual_seed(seed)
-    weights = dict(edge.pop("weights", {}))
-    interact = weights.pop("interact", 1.0)
     teacher = mlp_agent("teacher", width=32, frozen=True)
-    student = mlp_agent("student", width=8, rounds=rounds, interact_weight=interact)
+    student = mlp_agent("student", width=8)
     graph = Graph([teacher, student], message_dim=12, codec=codec, codec_dropout=dropout)
-    graph.add_edge("student", "teacher", protocols, weights=weights, **edge)
+    talk = talking(protocols, rounds=rounds, interact_weight=interact_weight)
+    graph.add_edge("student", "teacher", talk, **edge)
     return graph.build(torch.randn(4, 6))
 
 
@@ -81,8 +87,7 @@ def talk_graph(dropout=0.1, noise=0.1, width=8):
         message_dim=8,
         codec_dropout=dropout,
     )
-    g.agents["student"].rounds = 2
-    g.add_edge("student", "teacher", ("talk", "logit"), noise=noise)
+    g.add_edge("student", "teacher", (Talk(rounds=2), "logit"), noise=noise)
     return g
 
 
@@ -159,10 +164,10 @@ def tutors_graph(aggregation="router", tutors=3, **student):
         message_dim=12,
         codec_dropout=0.0,
     )
-    graph.add_agent(mlp_agent("student", 6, 8, aggregation=aggregation, **student))
+    graph.add_agent(mlp_agent("student", 6, 8, **student))
+    talk = Talk(rounds=2, aggregation=aggregation)
     for name in names:
-        graph.agents["student"].rounds = 2
-        graph.add_edge("student", name)
+        graph.add_edge("student", name, talk)
     return graph.build(torch.randn(4, 6))
 
 

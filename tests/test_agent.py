@@ -42,10 +42,14 @@ def test_a_misplaced_keyword_says_where_it_belongs():
         GraphError, match=r"'message_dim' is the graph's: Graph\(agents, message_dim"
     ):
         small_graph().add_edge("student", "teacher", message_dim=4)
-    with pytest.raises(
-        GraphError, match=r"'rounds' is the learner's: Agent\('student', \.\.\., rounds"
-    ):
+    with pytest.raises(GraphError, match=r"'rounds' is a protocol's setting: Talk\(rounds="):
         Edge("student", "teacher", rounds=2)
+    with pytest.raises(
+        TypeError,
+        match=r"^Agent 'pupil': rounds moved to the learner's talk edges: "
+        r"graph.add_edge\('pupil', tutor, Talk\(rounds=2\)\)",
+    ):
+        mlp_agent("pupil", rounds=2)
 
 
 @pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])

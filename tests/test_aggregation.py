@@ -20,7 +20,7 @@ def quick(**kwargs):
 
 def test_router_weights_sum_to_one_per_example_and_receive_gradients():
     graph = tutors_graph("router")
-    router = graph.agents["student"].aggregator
+    router = graph.learner_module("talk", "student").aggregator
     assert isinstance(router, RouterAggregation)
     x, y = regression_data(16)
     out = Orchestrator(graph)(x, y)
@@ -45,8 +45,9 @@ def test_one_active_tutor_gives_the_two_node_result_exactly(aggregation):
             p.add_(1.0)  # a different tutor: only switching its edge off can match the reference
     student = graph.agents["student"]
     graph.add_agent(twin)
-    student.aggregation = aggregation
-    graph.add_edge("student", "twin")
+    talk = graph.edge("student", "teacher").protocol("talk")
+    talk.aggregation = aggregation  # the learner's, on both its talk edges
+    graph.add_edge("student", "twin", talk)
     graph.build(x)
     graph.edge("student", "twin").active = False
     terms = Orchestrator(graph)(x, y).losses.terms
@@ -82,8 +83,8 @@ def test_an_aggregator_of_ones_own_without_last_weights_steps_and_notes_nothing(
         def forward(self, replies, question, tutors=None):
             return replies.mean(0)
 
-    graph = tutors_graph(aggregation="mean", tutors=2)
-    graph.agents["student"].aggregation = Average()  # a module: it becomes the aggregator
+    graph = tutors_graph(aggregation=Average(), tutors=2)  # a module: it is the aggregator
+    assert isinstance(graph.learner_module("talk", "student").aggregator, Average)
     x, y = regression_data(8)
     out = Orchestrator(graph)(x, y)
     assert "interact[student]" in out.losses.terms and out.losses.notes == {}

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from agora import Graph, alone, compare, fit, load
+from agora import Graph, Talk, alone, compare, fit, load
 from agora.baseline import comparison_lines, paired_interval, verdict
 from agora.config import load_config
 from agora.run import run_config
@@ -38,14 +38,14 @@ def test_a_learner_that_weighs_several_tutors_trains_alone_after_the_graph(tmp_p
     train, valid = fit_data()
     torch.manual_seed(0)
     teachers = [mlp_agent(name, 8, 16, frozen=True) for name in ("t1", "t2")]
-    graph = Graph([*teachers, mlp_agent("student", 8, 8, aggregation=aggregation)], message_dim=8)
-    graph.add_edge("student", "t1")
-    graph.add_edge("student", "t2")
+    graph = Graph([*teachers, mlp_agent("student", 8, 8)], message_dim=8)
+    graph.add_edge("student", "t1", Talk(aggregation=aggregation))
+    graph.add_edge("student", "t2", Talk(aggregation=aggregation))
     graph.build(train[:8][0])
     fit(graph, train, valid, quick_fit(epochs=1), out_dir=tmp_path / "graph")
     solo = alone(graph)
-    assert solo.agents["student"].aggregation == "mean"
-    assert graph.agents["student"].aggregation == aggregation  # the graph is untouched
+    assert solo.learner_modules.keys() == set()  # no tutor: nothing to weigh
+    assert graph.learner_module("talk", "student").tutors == ("t1", "t2")  # the graph's is kept
     fit(solo, train, valid, quick_fit(epochs=1), out_dir=tmp_path / "alone")
     assert load(tmp_path / "alone", agents=dict(solo.agents)).edges == []
 

@@ -1,15 +1,18 @@
 """Checkpoints: one file per agent and part, verified, written atomically."""
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from agora import checkpoint
 from agora.checkpoint import CheckpointError
+from agora.folder import file_sha256, with_digest
 from agora.models.toy import mlp_agent
+from agora.protocols.talk import Talk
 from agora.train import fit
 from tests.helpers import (
     assert_same,
@@ -18,6 +21,7 @@ from tests.helpers import (
     fit_data,
     quick_fit,
     talk_graph,
+    tutors_graph,
 )
 
 
@@ -265,12 +269,42 @@ def test_a_graph_json_of_an_older_agora_loads_and_an_unknown_format_is_named(tmp
     checkpoint.save_sample(tmp_path, torch.randn(2, 8))
     agents = dict(talk_graph().agents)
     document = json.loads((tmp_path / "graph.json").read_text())
-    assert document["format"] == 2 and len(document.pop("digest")) == 64
+    assert document["format"] == 3 and len(document.pop("digest")) == 64
     (tmp_path / "graph.json").write_text(json.dumps({**document, "format": 1}))  # no digest
     checkpoint.load(tmp_path, agents=agents)
-    (tmp_path / "graph.json").write_text(json.dumps({**document, "format": 3}))
-    with pytest.raises(CheckpointError, match=r"graph\.json: format 3 without a digest is not"):
+    (tmp_path / "graph.json").write_text(json.dumps({**document, "format": 4}))
+    with pytest.raises(CheckpointError, match=r"graph\.json: format 4 without a digest is not"):
         checkpoint.load(tmp_path, agents=agents)
+
+
+def test_a_model_folder_of_format_2_loads_its_learners_talk_settings_and_aggregator(tmp_path):
+    graph = tutors_graph("weights", tutors=2)
+    aggregator = graph.learner_module("talk", "student").aggregator
+    with torch.no_grad():
+        aggregator.logits.copy_(torch.tensor([0.3, -0.2]))
+    checkpoint.save_model(tmp_path, graph, sample=torch.randn(2, 6))
+    # as format 2 wrote it: the learner's talk settings on the agent, its aggregator a file
+    new = tmp_path / "agents" / "student" / "talk.safetensors"
+    old = new.with_name("aggregator.safetensors")
+    save_file({k.removeprefix("aggregator."): v for k, v in load_file(new).items()}, old)
+    new.unlink()
+    document = json.loads((tmp_path / "graph.json").read_text())
+    files = document["files"]
+    files.pop("agents/student/talk.safetensors")
+    files["agents/student/aggregator.safetensors"] = file_sha256(old)
+    for entry in document["graph"]["agents"]:
+        if entry["name"] == "student":
+            entry.update(rounds=2, interact_weight=1.0, aggregation="weights")
+    for entry in document["graph"]["edges"]:
+        entry["protocols"] = ["talk"]
+    (tmp_path / "graph.json").write_text(json.dumps(with_digest({**document, "format": 2})))
+    loaded = checkpoint.load(tmp_path, agents=copy.deepcopy(dict(graph.agents)))
+    assert [edge.protocols for edge in loaded.edges] == [
+        (Talk(rounds=2, aggregation="weights"),)
+    ] * 2
+    assert torch.equal(
+        loaded.learner_module("talk", "student").aggregator.logits, aggregator.logits
+    )
 
 
 def test_a_bit_flipped_in_state_json_names_state_json_not_the_file_it_lists(tmp_path, monkeypatch):

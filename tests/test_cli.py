@@ -118,7 +118,7 @@ def test_gradients_prints_each_terms_pull_over_the_task(capsys):
         "task[student]", "interact[student]",
         "message_consistency[student->teacher]", "state_consistency[student->teacher]",
     }  # fmt: skip
-    tenfold_weight = "graph.agents.1.interact_weight=5"  # tiny's is 0.5
+    tenfold_weight = "graph.edges.0.protocols.0.talk.interact_weight=5"  # tiny's is 0.5
     assert main(["gradients", "tiny", "--batch-size", "32", tenfold_weight]) == 0
     tenfold = capsys.readouterr().out.splitlines()
     assert float(tenfold[-1].split()[1]) == pytest.approx(10 * pulls["interact[student]"], rel=1e-3)

@@ -21,6 +21,7 @@ from agora.config import (
 from agora.data.synthetic import _target, regression
 from agora.graph import Graph
 from agora.models.toy import mlp_agent
+from agora.protocols.talk import Talk
 
 TINY = load_config("tiny")
 
@@ -42,8 +43,8 @@ def test_tiny_is_packaged_and_two_node_talk():
         ("student", False),
     ]
     (edge,) = TINY.graph.edges
-    assert (edge.learner, edge.tutor, edge.protocols) == ("student", "teacher", ("talk",))
-    assert TINY.graph.agents[1].rounds == 2
+    assert (edge.learner, edge.tutor, edge.names) == ("student", "teacher", ("talk",))
+    assert edge.protocols == (Talk(rounds=2, interact_weight=0.5),)
     assert TINY.source.endswith("tiny.yaml")
 
 
@@ -59,8 +60,8 @@ def test_overrides_apply_before_validation():
         "tiny",
         [
             "fit.epochs=5",
-            "graph.agents.1.rounds=3",
-            "graph.agents.1.interact_weight=0.5",
+            "graph.edges.0.protocols.0.talk.rounds=3",
+            "graph.edges.0.protocols.0.talk.interact_weight=0.25",
             "fit.lr=1e-2",  # PyYAML reads 1e-2 as a string; a float field accepts it
             "fit.max_grad_norm=1",
             "graph.agents.1.kwargs.depth=2",
@@ -69,7 +70,7 @@ def test_overrides_apply_before_validation():
     )
     assert config.fit.epochs == 5 and config.fit.lr == 0.01
     assert config.fit.max_grad_norm == 1.0 and isinstance(config.fit.max_grad_norm, float)
-    assert config.graph.agents[1].rounds == 3 and config.graph.agents[1].interact_weight == 0.5
+    assert config.graph.edges[0].protocols == (Talk(rounds=3, interact_weight=0.25),)
     assert config.graph.agents[1].kwargs == {"d_in": 8, "width": 8, "depth": 2}
     assert config.fit.metric == "student/rmse"
     assert TINY.fit.epochs == 2  # the packaged file itself is untouched
@@ -94,8 +95,12 @@ def test_top_level_seed_seeds_fit_unless_fit_sets_it():
         (["fit.epochs=three"], "fit.epochs", "must be an integer"),
         (["fit.lr=.inf"], "fit.lr", "finite"),
         (["graph.edges.0.weights.state_consistency=high"], "graph.edges.0.weights", "number"),
-        (["graph.edges.0.weights.interact=1"], "graph.edges.0.weights.interact", "interact_weight"),
-        (["graph.agents.1.interact_weight=-1"], "graph.agents.1.interact_weight", ">= 0"),
+        (["graph.edges.0.weights.interact=1"], "graph.edges.0.weights", "interact_weight"),
+        (
+            ["graph.edges.0.protocols.0.talk.interact_weight=-1"],
+            "graph.edges.0.protocols.0.talk.interact_weight",
+            ">= 0",
+        ),
         (["stages=[{name: a, edges: [student->ghost]}]"], "stages.0.edges.0", "unknown edge"),
         (["stages=[{name: a}, {name: a}]"], "stages.1.name", "unique"),
         (["fit.epochs=2.5"], "fit.epochs", "must be an integer"),
@@ -118,9 +123,28 @@ def test_top_level_seed_seeds_fit_unless_fit_sets_it():
         (["graph.agents.1.task=ranking"], "graph.agents.1.task", "'regression'"),
         (["graph.agents.1.name=teacher"], "graph.agents.1.name", "duplicate"),
         (["graph.agents.1.frozen=true"], "graph.agents", "every agent"),
-        (["graph.agents.1.aggregation=max"], "graph.agents.1.aggregation", "'router'"),
-        (["graph.agents.1.rounds=-1"], "graph.agents.1.rounds", "[0, 64]"),
-        (["graph.agents.1.rounds=1000000000"], "graph.agents.1.rounds", "[0, 64]"),
+        (
+            ["graph.edges.0.protocols.0.talk.aggregation=max"],
+            "graph.edges.0.protocols.0.talk.aggregation",
+            "'router'",
+        ),
+        (
+            ["graph.edges.0.protocols.0.talk.rounds=-1"],
+            "graph.edges.0.protocols.0.talk.rounds",
+            "[0, 64]",
+        ),
+        (
+            ["graph.edges.0.protocols.0.talk.rounds=1000000000"],
+            "graph.edges.0.protocols.0.talk.rounds",
+            "[0, 64]",
+        ),
+        (
+            ["graph.edges.0.protocols.0.talk.aggregation=weights"],
+            "graph.edges.0.protocols",
+            "talks to 1",
+        ),
+        (["graph.agents.1.rounds=2"], "graph.agents.1.rounds", "moved to the learner's talk"),
+        (["graph.agents.1.aggregation=mean"], "graph.agents.1.aggregation", "Talk(aggregation="),
         (["graph.edges.0.rounds=1"], "graph.edges.0.rounds", "unknown key"),
         (["graph.edges.0.protocols=[tlk]"], "graph.edges.0.protocols.0", "unknown protocol"),
         (["graph.edges.0.weights.logit=1"], "graph.edges.0.weights", "do not belong"),
@@ -203,7 +227,8 @@ def test_build_graph_makes_agents_with_specs_seeded():
         "factory": "agora.models.toy:mlp_agent",
         "kwargs": {"d_in": 8, "width": 8},
     }
-    assert graph.agents["student"].interact_weight == pytest.approx(0.5)
+    assert graph.learner_module("talk", "student") is None  # made by graph.build(sample)
+    assert graph.edge("student", "teacher").protocol("talk").interact_weight == 0.5
     again = build_graph(TINY)
     assert torch.equal(teacher.lower[0].weight, again.agents["teacher"].lower[0].weight)
     other = build_graph(load_config("tiny", ["seed=1"]))

@@ -7,21 +7,75 @@ import pytest
 
 from agora.edge import Edge
 from agora.errors import GraphError
+from agora.protocols.feature import Feature
+from agora.protocols.logit import Logit
+from agora.protocols.talk import Talk
 
 
 def test_a_bare_edge_talks_with_the_default_weights():
     edge = Edge("student", "teacher")
-    assert edge.protocols == ("talk",) and edge.talks and edge.active
+    assert edge.protocols == (Talk(),) and edge.names == ("talk",) and edge.active
     assert edge.weights == {"message_consistency": 1.0, "state_consistency": 1.0}
     assert edge.name == "student->teacher"
 
 
 def test_protocols_are_normalised_aliases_expanded_and_each_kept_once():
-    assert Edge("s", "t", "logit").protocols == ("logit",)  # a string is one protocol
+    assert Edge("s", "t", "logit").protocols == (Logit(),)  # a string is one protocol
     hybrid = Edge("s", "t", ("hybrid", "logit", "talk"))
-    assert hybrid.protocols == ("logit", "feature", "talk")
-    assert Edge("s", "t", "agora.protocols.logit:Logit").protocols == ("logit",)  # by its path
-    assert not Edge("s", "t", "hybrid").talks
+    assert hybrid.protocols == (Logit(), Feature(), Talk())
+    assert Edge("s", "t", "agora.protocols.logit:Logit").names == ("logit",)  # by its path
+    assert Edge("s", "t", "hybrid").protocol("talk") is None
+
+
+def test_a_protocol_with_settings_is_an_instance_or_its_data_and_names_mix():
+    talk = Talk(rounds=2, interact_weight=0.5)
+    assert Edge("s", "t", (talk, "logit")).protocols == (talk, Logit())
+    assert Edge("s", "t", talk).protocol("talk") is talk  # one instance: the edge holds it
+    data = [{"talk": {"rounds": 2, "interact_weight": 0.5}}, "logit"]  # a config's form
+    assert Edge("s", "t", data).protocols == (talk, Logit())
+    assert Edge("s", "t", ("talk", Talk())).protocols == (Talk(),)  # the same settings: once
+
+
+@pytest.mark.parametrize(
+    "protocols, key, match",
+    [
+        (
+            [{"talk": {"rounds": -1}}],
+            "protocols.0.talk.rounds",
+            r"^Edge s->t: Talk.rounds: must be an integer in \[0, 64\], got -1",
+        ),
+        (
+            [{"talk": {"interact_weight": float("nan")}}],
+            "protocols.0.talk.interact_weight",
+            "Talk.interact_weight: must be finite and >= 0, got nan",
+        ),
+        (
+            [{"talk": {"aggregation": "max"}}],
+            "protocols.0.talk.aggregation",
+            r"unknown aggregation 'max'; choose one of \['mean', 'weights', 'router'\]",
+        ),
+        (
+            [{"talk": {"k": 2}}],
+            "protocols.0.talk",
+            r"protocol 'talk' takes settings \['rounds', 'interact_weight', 'aggregation'\], "
+            r"got \['k'\]",
+        ),
+        (
+            [{"talk": 2}],
+            "protocols.0.talk",
+            "the settings of protocol 'talk' must be a mapping, got 2",
+        ),
+        (
+            ["talk", Talk(rounds=2)],
+            "protocols.1",
+            r"protocol 'talk' given twice with other settings \(Talk\(\), Talk\(rounds=2\)\)",
+        ),
+    ],
+)
+def test_bad_protocol_settings_name_the_edge_and_the_key(protocols, key, match):
+    with pytest.raises(GraphError, match=match) as caught:
+        Edge("s", "t", protocols)
+    assert caught.value.key == key
 
 
 def test_weights_given_override_the_defaults_and_become_floats():
@@ -57,10 +111,10 @@ def test_weights_given_override_the_defaults_and_become_floats():
             "weight 'logit' must be finite and >= 0, got inf",
         ),
         (
-            {"weights": {"rounds": 2}},
-            "weights.rounds",
-            r"'rounds' is the learner's setting, not an edge's: give it to the agent, "
-            r"Agent\(rounds=...\) \(in a config, graph\.agents\.<i>\.rounds\)",
+            {"weights": {"interact": 2}},
+            "weights",
+            r"weights \['interact'\] do not belong .*; 'interact' is a protocol's setting: "
+            r"Talk\(interact_weight=...\)",
         ),
         ({"noise": -0.1}, "noise", "noise must be a finite number >= 0, got -0.1"),
         ({"noise": "loud"}, "noise", "noise must be a finite number >= 0, got 'loud'"),
@@ -95,7 +149,7 @@ def test_misplaced_keywords_are_each_sent_home_even_with_the_ends_given_by_name(
         Edge(learner="pupil", tutor="t", aggregation="mean", codec="linear")
     message = str(caught.value)
     assert message.startswith("Edge pupil->t: not an edge's option: ")
-    assert "'aggregation' is the learner's: Agent('pupil', ..., aggregation=...)" in message
+    assert "'aggregation' is a protocol's setting: Talk(aggregation=...)" in message
     assert "'codec' is the graph's: Graph(agents, codec=...)" in message
 
 
@@ -106,3 +160,6 @@ def test_to_dict_is_plain_data_that_builds_the_same_edge():
     assert data["protocols"] == ["logit", "feature"]
     assert json.loads(json.dumps(data)) == data
     assert Edge(**data) == edge
+    talking = Edge("s", "t", (Talk(rounds=3), "logit"))
+    assert talking.to_dict()["protocols"] == [{"talk": {"rounds": 3}}, "logit"]  # what differs
+    assert Edge(**talking.to_dict()) == talking

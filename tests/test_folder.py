@@ -18,19 +18,21 @@ from tests.helpers import fit_data, quick_fit, talk_graph
 
 def test_a_changed_config_is_refused_naming_what_changed(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert main(["run", "tiny", "--out", out, "fit.epochs=1", "graph.agents.1.rounds=2"]) == 0
+    rounds = "graph.edges.0.protocols.0.talk.rounds"
+    assert main(["run", "tiny", "--out", out, "fit.epochs=1", f"{rounds}=2"]) == 0
     before = (tmp_path / "run" / "metrics.jsonl").read_text()
     with pytest.raises(SystemExit) as caught:
-        main(["run", "tiny", "--out", out, "fit.epochs=1", "graph.agents.1.rounds=0"])
+        main(["run", "tiny", "--out", out, "fit.epochs=1", f"{rounds}=0"])
     assert caught.value.code == 2
     err = capsys.readouterr().err
-    assert "holds a run of another configuration (graph.agents.1.rounds: 2 -> 0)" in err
+    assert f"holds a run of another configuration ({rounds}: 2 -> 0)" in err
     with pytest.raises(SystemExit):  # a new learning rate on a "resume" is a new config too
         main(["run", "tiny", "--out", out, "fit.epochs=1", "fit.lr=0.1"])
     assert "fit.lr: 0.003 -> 0.1" in capsys.readouterr().err
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before  # nothing written
     graph = json.loads((tmp_path / "run" / "model" / "graph.json").read_text())
-    assert graph["graph"]["agents"][1]["rounds"] == 2  # the config that trained the weights
+    talk = graph["graph"]["edges"][0]["protocols"][0]["talk"]
+    assert talk["rounds"] == 2  # the config that trained the weights
 
 
 def test_a_finished_run_is_refused_and_overwrite_trains_afresh(tmp_path, capsys):

@@ -56,7 +56,8 @@ def transcription_of_algorithm_1(graph, x, y, k):
 def test_loss_and_every_gradient_equal_algorithm_1(k):
     graph = two_node(
         rounds=k,
-        weights={"interact": W_INTERACT, "message_consistency": W_MC, "state_consistency": W_SC},
+        interact_weight=W_INTERACT,
+        weights={"message_consistency": W_MC, "state_consistency": W_SC},
     )
     x, y = regression_data(16)
     step = Orchestrator(graph)

@@ -14,8 +14,10 @@ from agora import (
     GraphError,
     GraphSpec,
     Orchestrator,
+    Talk,
     make_codec,
 )
+from agora.protocols.logit import Logit
 from tests.helpers import mlp_agent, regression_data, small_graph, tutors_graph, two_node
 
 
@@ -36,7 +38,7 @@ from tests.helpers import mlp_agent, regression_data, small_graph, tutors_graph,
         ),
         (
             lambda g: g.add_edge("student", "teacher", weights={"interact": 1}),
-            r"student->teacher: 'interact' is the learner's setting.*interact_weight",
+            r"student->teacher: .*'interact' is a protocol's setting: Talk\(interact_weight=",
         ),
         (
             lambda g: g.add_edge("student", "teacher", weights={"logit": "high"}),
@@ -52,16 +54,16 @@ from tests.helpers import mlp_agent, regression_data, small_graph, tutors_graph,
         ),
         (
             lambda g: g.add_edge("student", "teacher", rounds=2),
-            r"student->teacher: not an edge's option: 'rounds' is the learner's: "
-            r"Agent\('student', ..., rounds=...\)",
+            r"student->teacher: not an edge's option: 'rounds' is a protocol's setting: "
+            r"Talk\(rounds=...\)",
         ),
         (
-            lambda g: g.add_agent(mlp_agent("pupil", rounds=-1)),
-            r"'pupil': rounds must be an integer in \[0, 64\]",
+            lambda g: g.add_edge("student", "teacher", Talk(rounds=-1)),
+            r"Talk.rounds: must be an integer in \[0, 64\]",
         ),
         (
-            lambda g: g.add_agent(mlp_agent("pupil", interact_weight=float("nan"))),
-            "'pupil': interact_weight must be finite",
+            lambda g: g.add_edge("student", "teacher", Talk(interact_weight=float("nan"))),
+            "Talk.interact_weight: must be finite",
         ),
         (
             lambda g: g.add_edge("teacher", "student").__class__ and g.build(torch.randn(2, 6)),
@@ -121,14 +123,51 @@ def test_unbuilt_graph_asks_for_build():
 
 
 def test_graph_round_trips_through_a_plain_dict():
-    graph = two_node(rounds=3, protocols=("talk", "logit"), noise=0.1, weights={"interact": 0.2})
+    graph = two_node(rounds=3, protocols=("talk", "logit"), noise=0.1, interact_weight=0.2)
     data = graph.to_dict()
     agents = {"teacher": mlp_agent("teacher", width=32), "student": mlp_agent("student", width=8)}
     again = Graph.from_dict(data, agents)
     assert again.to_dict() == data
     assert again.agents["teacher"].frozen
-    assert (again.agents["student"].rounds, again.agents["student"].interact_weight) == (3, 0.2)
-    assert again.edge("student", "teacher").noise == 0.1
+    edge = again.edge("student", "teacher")
+    assert edge.protocol("talk") == Talk(rounds=3, interact_weight=0.2) and edge.noise == 0.1
+
+
+def test_an_agent_given_a_learner_setting_says_where_it_moved():
+    for make in (lambda: mlp_agent("pupil", rounds=2), lambda: AgentSpec("pupil", rounds=2)):
+        with pytest.raises((TypeError, GraphError)) as caught:
+            make()
+        assert str(caught.value).startswith(
+            "Agent 'pupil': rounds moved to the learner's talk edges: graph.add_edge("
+        )
+        assert "Talk(rounds=" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_learners_talk_edges_carry_the_same_settings():
+    graph = Graph([mlp_agent("t1", frozen=True), mlp_agent("t2", frozen=True), mlp_agent("s")],
+                  message_dim=8)  # fmt: skip
+    graph.add_edge("s", "t1", Talk(rounds=2))
+    graph.add_edge("s", "t2", "talk")
+    with pytest.raises(
+        GraphError,
+        match=r"Agent 's': its talk edges disagree \(s->t1 has Talk\(rounds=2\), s->t2 has "
+        r"Talk\(\)\); .* give each of its talk edges the same Talk",
+    ):
+        graph.build(torch.randn(2, 6))
+    with pytest.raises(GraphError, match="its talk edges disagree") as caught:
+        graph.spec()  # a GraphSpec refuses it too, keyed by the learner's first talk edge
+    assert caught.value.key == "edges.0.protocols"
+
+
+def test_talk_settings_changed_after_building_ask_for_a_build():
+    graph = two_node(rounds=1)
+    graph.edge("student", "teacher").protocol("talk").rounds = 3
+    with pytest.raises(GraphError, match="talk settings changed since the graph was built"):
+        Orchestrator(graph)(*regression_data(4))
+    graph.build(torch.randn(4, 6))
+    assert graph.learner_module("talk", "student").rounds == 3
+    out = Orchestrator(graph)(*regression_data(4))
+    assert out.losses.terms["interact[student]"][1] > 0
 
 
 def test_from_dict_without_agent_or_spec_says_what_to_pass():
@@ -151,7 +190,7 @@ def test_tutors_that_reply_in_another_message_space_are_named():
     torch.manual_seed(0)
     graph = Graph([mlp_agent("t1", 6, 16, frozen=True), mlp_agent("t2", 6, 16, frozen=True)],
                   message_dim=12)  # fmt: skip
-    graph.add_agent(mlp_agent("student", 6, 8, aggregation="mean"))
+    graph.add_agent(mlp_agent("student", 6, 8))
     graph.add_edge("student", "t1")
     graph.add_edge("student", "t2")
     graph.agents["t2"].codec = make_codec("token", (16,), (8,), 12)  # per-token replies
@@ -198,7 +237,8 @@ def test_a_spec_holds_a_frozen_learner_whose_codec_trains_as_a_stage_leaves_it()
 def test_a_graph_round_trips_through_its_spec():
     graph = two_node(rounds=2, protocols=("talk", "logit"), weights={"logit": 0.3})
     spec = graph.spec()
-    assert [a.rounds for a in spec.agents] == [1, 2] and spec.edges[0].weights["logit"] == 0.3
+    assert spec.edges[0].protocols == (Talk(rounds=2), Logit())
+    assert spec.edges[0].weights["logit"] == 0.3
     again = Graph.from_spec(spec, {"teacher": mlp_agent("teacher", width=32),
                                    "student": mlp_agent("student", width=8)})  # fmt: skip
     assert again.to_dict() == graph.to_dict() and again.agents["teacher"].frozen

@@ -13,6 +13,7 @@ from agora import (
     Graph,
     GraphError,
     Orchestrator,
+    Talk,
     WeightedAggregation,
 )
 from agora.loaders import EpochSampler, LearnerBatchSampler
@@ -26,14 +27,16 @@ def test_three_agents_two_tutors_one_learner_loss_goes_down():
         [mlp_agent("t1", width=32, frozen=True), mlp_agent("t2", width=24, frozen=True)],
         message_dim=12,
     )
-    graph.add_agent(mlp_agent("student", width=8, rounds=2, aggregation="weights"))
-    graph.add_edge("student", "t1")
-    graph.add_edge("student", "t2")
+    graph.add_agent(mlp_agent("student", width=8))
+    talk = Talk(rounds=2, aggregation="weights")
+    graph.add_edge("student", "t1", talk)
+    graph.add_edge("student", "t2", talk)
     graph.build(torch.randn(4, 6))
-    assert isinstance(graph.agents["student"].aggregator, WeightedAggregation)
+    aggregator = graph.learner_module("talk", "student").aggregator
+    assert isinstance(aggregator, WeightedAggregation)
     history = train_steps(graph, *regression_data(64), steps=40)
     assert history[-1] < 0.5 * history[0]
-    weights = graph.agents["student"].aggregator.last_weights
+    weights = aggregator.last_weights
     assert weights.shape == (2,) and torch.isclose(weights.sum(), torch.tensor(1.0))
 
 
@@ -74,10 +77,8 @@ def students_graph(codec_frozen=True, cache=True):
         message_dim=8,
         codec_dropout=0.0,
     )
-    graph.agents["s1"].rounds = 2
-    graph.add_edge("s1", "teacher", ("talk", "logit"))
-    graph.agents["s2"].rounds = 1
-    graph.add_edge("s2", "teacher", "talk")
+    graph.add_edge("s1", "teacher", (Talk(rounds=2), "logit"))
+    graph.add_edge("s2", "teacher", Talk(rounds=1))
     return graph.build(torch.randn(2, 8))
 
 
@@ -98,10 +99,8 @@ class FailingDataset(TensorDataset):
 def peers_graph():
     torch.manual_seed(0)
     graph = Graph([mlp_agent("a", 6, 8), mlp_agent("b", 6, 12)], message_dim=8, codec_dropout=0.0)
-    graph.agents["a"].rounds = 1
-    graph.add_edge("a", "b", ("talk", "logit"))
-    graph.agents["b"].rounds = 1
-    graph.add_edge("b", "a", ("talk", "logit"))
+    graph.add_edge("a", "b", (Talk(rounds=1), "logit"))
+    graph.add_edge("b", "a", (Talk(rounds=1), "logit"))
     return graph.build(torch.randn(4, 6))
 
 
@@ -126,10 +125,9 @@ def test_multi_student_equals_separate_two_node_runs_when_the_tutors_codec_is_fr
     start = {name: copy.deepcopy(agent) for name, agent in graph.agents.items()}
     data = {"s1": dataset(96, 1), "s2": dataset(96, 2)}  # equal sizes: no pass restarts
     fit(graph, data, None, quick())  # the frozen-state cache on: keyed on (agent, dataset)
-    for student, (protocols, rounds) in {"s1": (("talk", "logit"), 2), "s2": ("talk", 1)}.items():
+    for student, protocols in {"s1": (Talk(rounds=2), "logit"), "s2": Talk(rounds=1)}.items():
         alone = Graph([copy.deepcopy(start["teacher"]), copy.deepcopy(start[student])],
                       message_dim=8, codec_dropout=0.0)  # fmt: skip
-        alone.agents[student].rounds = rounds
         alone.add_edge(student, "teacher", protocols)
         fit(alone.build(torch.randn(2, 8)), data[student], None, quick())
         # With the tutor's codec frozen nothing is shared: each student's parameters get

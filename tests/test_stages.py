@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from agora import Graph, GraphError
+from agora import Graph, GraphError, Talk
 from agora.config import ConfigError, load_config
 from agora.folder import RunFolderError
 from agora.models.toy import mlp_agent
@@ -33,10 +33,8 @@ def chain_graph():
         ],
         message_dim=8,
     )
-    graph.agents["assistant"].rounds = 2
-    graph.add_edge("assistant", "teacher")
-    graph.agents["student"].rounds = 2
-    graph.add_edge("student", "assistant")
+    graph.add_edge("assistant", "teacher", Talk(rounds=2))
+    graph.add_edge("student", "assistant", Talk(rounds=2))
     graph.add_edge("student", "teacher", "logit", active=False)
     return graph.build(torch.randn(2, 8))
 

@@ -70,7 +70,7 @@ def _graph_codec(marker: Path):
 
 def _aggregation(marker: Path):
     def edit(section: dict) -> None:
-        section["graph"]["agents"][1]["aggregation"] = "this:x"
+        section["graph"]["edges"][0]["protocols"] = [{"talk": {"aggregation": "this:x"}}]
 
     return edit
 
@@ -185,8 +185,7 @@ def test_the_rule_is_one_function_for_every_spelling():
     assert not is_own("agora.protocols.base:Protocol")  # a base class is not a protocol
     from agora.protocols import PROTOCOLS
 
-    for protocol in PROTOCOLS.values():  # every protocol of agora's own may be named by path
-        cls = type(protocol)
+    for cls in PROTOCOLS.values():  # every protocol of agora's own may be named by path
         if cls.__module__.startswith("agora."):
             assert is_own(f"{cls.__module__}:{cls.__name__}"), cls
     with trusting(True):

@@ -345,7 +345,7 @@ def cka_matrix(
 
 def teacher_and_student(graph: Graph) -> tuple[str, str]:
     """The default pair: the tutor and learner of the first active edge (talk edges first)."""
-    edges = sorted(graph.active_edges, key=lambda edge: not edge.talks)
+    edges = sorted(graph.active_edges, key=lambda edge: edge.protocol("talk") is None)
     if not edges:
         raise ValueError(
             f"The graph has no active edge; name the teacher and the student among "

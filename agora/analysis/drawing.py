@@ -1,5 +1,5 @@
 """Drawing an agent graph: tutors above their learners, frozen agents hatched, each edge
-labelled with its protocols, weights and the learner's rounds, each node with its parts
+labelled with its protocols (talk's rounds) and weights, each node with its parts
 (their parameter counts) or, for a config not yet built, its factory."""
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def _positions(graph: nx.DiGraph) -> dict[str, tuple[float, float]]:
 
 def draw_graph(graph: nx.DiGraph | Graph, path: str | Path, *, title: str | None = None) -> Path:
     """Draw an agent graph to an image: tutors above their learners, frozen agents grey and
-    hatched, each edge ``learner -> tutor`` labelled with its protocols, its weights and, for
-    talk, the learner's ``k``.
+    hatched, each edge ``learner -> tutor`` labelled with its protocols (what each notes of
+    itself: talk's ``k``) and its weights.
 
     Args:
         graph (nx.DiGraph or Graph): a :class:`~agora.graph.Graph`, or
@@ -96,7 +96,7 @@ def draw_graph(graph: nx.DiGraph | Graph, path: str | Path, *, title: str | None
             ax=ax,
             **curve,
         )
-    labels = {(u, t): _edge_label(e, _rounds(g, u)) for u, t, e in edges}
+    labels = {(u, t): _edge_label(e) for u, t, e in edges}
     nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, font_size=8, ax=ax, **curve)
     ax.legend(
         handles=[
@@ -141,14 +141,10 @@ def _caption(node: dict[str, Any]) -> str:
     return " · ".join(counts[:3]) + ("\n" + counts[3] if len(counts) > 3 else "")
 
 
-def _rounds(graph: nx.DiGraph, learner: str) -> int:
-    node = graph.nodes[learner]
-    return node["agent"].rounds if "agent" in node else node.get("rounds", 1)
-
-
-def _edge_label(edge: Any, rounds: int) -> str:
+def _edge_label(edge: Any) -> str:
     """``talk, k=2`` over the edge's weights, short: ``mc 0.1, sc 0.1``."""
     short = {"message_consistency": "mc", "state_consistency": "sc"}
     weights = ", ".join(f"{short.get(k, k)} {v:g}" for k, v in edge.weights.items())
-    head = "+".join(edge.protocols) + (f", k={rounds}" if edge.talks else "")
+    notes = "".join(f", {note}" for p in edge.protocols if (note := p.describe()))
+    head = "+".join(edge.names) + notes
     return f"{head}\n{weights}" if weights else head

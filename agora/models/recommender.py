@@ -460,7 +460,7 @@ def student_agent(
     """The paper's student as a trainable agent, freshly initialised, its vocabulary that of
     ``train`` (its training ratings) when given, its ``dropout`` between the ReLU layers
     (``None``: :meth:`RecommenderConfig.student`'s); ``agent`` keywords go to
-    :class:`~agora.agent.Agent` (``rounds``, ``interact_weight``, ...)."""
+    :class:`~agora.agent.Agent` (``frozen``, ``task_weight``, ...)."""
     model = Recommender.student(meta, **({} if dropout is None else {"dropout": dropout}))
     if train is not None:
         model.set_vocabulary(train)

@@ -330,7 +330,7 @@ def minilm_student(
 ) -> TransformerAgent:
     """A ``num_layers``-layer all-MiniLM-L6-v2 initialised from the teacher's embeddings and
     first layers, with a fresh classifier, split after ``lower_layers``; ``agent`` keywords go
-    to :class:`~agora.agent.Agent` (``rounds``, ``interact_weight``, ...). Configs name it as
+    to :class:`~agora.agent.Agent` (``frozen``, ``task_weight``, ...). Configs name it as
     ``agora.models.transformer:minilm_student``."""
     student = truncated_copy(load_encoder(path), num_layers)
     return encoder_agent(name, student, lower_layers, num_labels, dropout=dropout, **agent)

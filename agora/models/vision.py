@@ -81,7 +81,7 @@ def vit_agent(
         model (nn.Module): a ``ViTModel`` (its ``embeddings``, blocks and ``layernorm``).
         lower_layers (int): blocks in ``lower``; ``upper`` keeps the rest (at least one).
         num_labels (int, optional): classes of a CLS-token classifier head; ``None``: no head.
-        **agent: :class:`~agora.agent.Agent` keywords (``frozen``, ``rounds``...); ``task`` is
+        **agent: :class:`~agora.agent.Agent` keywords (``frozen``, ``codec``...); ``task`` is
             ``"classification"`` when a head is given.
 
     Example:

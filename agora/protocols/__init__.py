@@ -2,7 +2,8 @@
 
 Every module of this package is imported here, and defining a :class:`Protocol` subclass with
 a ``name`` registers it: a new protocol is one file in this folder (or in a user's package,
-named on an edge by its import path ``"package.module:Class"``).
+named on an edge by its import path ``"package.module:Class"``). An edge holds instances:
+``"talk"`` is ``Talk()``, and ``Talk(rounds=2)`` one with settings of its own.
 
 =============  ==========================================================  =====================
 name           class                                                       weights
@@ -28,6 +29,8 @@ from agora.protocols.base import (
     expand,
     get_protocol,
     known_protocols,
+    make_protocols,
+    protocol_class,
 )
 
 for _module in pkgutil.iter_modules(__path__):
@@ -48,4 +51,6 @@ __all__ = [
     "expand",
     "get_protocol",
     "known_protocols",
+    "make_protocols",
+    "protocol_class",
 ]

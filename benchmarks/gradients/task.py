@@ -124,12 +124,11 @@ def train(
     if solo is not None:
         strong, weak = s.solo
         weights = {term: strong if term == solo else weak for term in TERMS}
-    td = method("TD", weights["interact"], rounds=2)
+    td = replace(method("TD", rounds=2), weights=tuple(weights.items()))
     student = student_for(ml, splits["train"], td)
     graph = Graph([teacher_agent(ml.meta, teacher), student], message_dim=128, codec_hidden=256)
     if weight or solo:
-        edge_weights = {t: weights[t] for t in ("message_consistency", "state_consistency")}
-        graph.add_edge("student", "teacher", "talk", weights=edge_weights)
+        graph.add_edge("student", "teacher", **td.edge())
     order = torch.randperm(len(splits["train"]), generator=torch.Generator().manual_seed(seed))
     batches = [
         splits["train"].__getitems__(index)

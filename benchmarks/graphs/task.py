@@ -46,6 +46,7 @@ import torch
 from agora.graph import Graph
 from agora.models.recommender import STUDENT, TEACHER, teacher_agent
 from agora.orchestrator import Orchestrator
+from agora.protocols.talk import Talk
 from agora.train import evaluate, fit
 from benchmarks import movielens
 from benchmarks.harness import Runner, RunStore, cache_dir, run_all, stamp, widening_search
@@ -143,17 +144,17 @@ def train(ml: Any, run: Run, teachers: dict[str, str], budget: Budget, limit: in
         # in, so that methods compare the same students (paired across methods)
         torch.manual_seed(run.seed * 1_000_003 + zlib.crc32(genre.encode()))
         train = DataView(ml, limit=limit).splits(genre)["train"]
-        student = student_for(ml, train, method("TD", run.weight, rounds=ROUNDS), name=name)
-        student.aggregation = run.aggregation if many else "mean"
-        graph.add_agent(student)
+        graph.add_agent(student_for(ml, train, method("TD", run.weight), name=name))
     tutors = []
     for name in run.tutors:  # added after the students: their codecs are built after them
         tutors.append(graph.add_agent(teacher_agent(ml.meta, teachers[name], name=name)))
-    talk = dict.fromkeys(("message_consistency", "state_consistency"), run.weight)
+    aggregation = run.aggregation if many else "mean"
+    talk = Talk(rounds=ROUNDS, interact_weight=run.weight, aggregation=aggregation)
+    weights = dict.fromkeys(("message_consistency", "state_consistency"), run.weight)
     for learner in learners:
         others = [t.name for t in tutors] + [p for p in learners if run.peers and p != learner]
         for tutor in others:
-            graph.add_edge(learner, tutor, "talk", weights=talk)
+            graph.add_edge(learner, tutor, talk, weights=weights)
     data = {name: DataView(ml, limit=limit).splits(g) for name, g in zip(learners, run.genres)}
     config = replace(budget.student, lr=run.lr).fit_config(run.seed)
     result = fit(graph, {n: d["train"] for n, d in data.items()},
@@ -176,8 +177,8 @@ def _listening(graph: Graph, data: dict[str, dict]) -> dict[str, dict[str, float
     step(batches={name: d["test"].full_batch() for name, d in data.items()})
     out = {}
     for name in data:
-        weights = graph.agents[name].aggregator.last_weights
-        tutors = [edge.tutor for edge in graph.talk_edges(name, active=True)]
+        weights = graph.learner_module("talk", name).aggregator.last_weights
+        tutors = [e.tutor for e in graph.active_edges if e.learner == name and e.protocol("talk")]
         mean = weights.reshape(-1, len(tutors)).float().mean(0).tolist()
         out[name] = dict(zip(tutors, mean))
     return out

@@ -44,6 +44,7 @@ from agora.models.recommender import (
     teacher_file,
 )
 from agora.protocols import expand, get_protocol
+from agora.protocols.talk import Talk
 from agora.stages import Stage, fit_stages
 from agora.train import evaluate, fit
 from benchmarks.harness import (
@@ -65,7 +66,8 @@ TD_WEIGHTS = ("interact", "message_consistency", "state_consistency")
 class Method:
     """One way to train the student: the edge ``student -> teacher`` it adds, if any.
 
-    ``weights`` are every loss weight by name (TD's ``interact`` is the student's own);
+    ``weights`` are every loss weight by name (TD's ``interact`` and ``rounds`` go to the
+    edge's ``Talk``, the others to the edge's weights);
     ``schedule="separately"`` is Table 8's: the student alone, then the codecs alone, then
     everything together (:data:`SEPARATELY`). ``model="before"`` is the student as it was
     before new users were handled (N(0, 1) embeddings, no OOV row, no dropout) with one
@@ -131,20 +133,23 @@ class Method:
         return ", ".join(parts)
 
     def edge(self) -> dict[str, Any]:
-        """The edge's options: its weights (all but the learner's ``interact``), noise and
-        temperature.
+        """The edge's fields: its protocols (talk with the method's rounds and ``interact``
+        weight), its other weights, noise and temperature.
 
         Example:
             >>> ld = Method("LD", ("logit",), (("logit", 1.0),), lr=3e-4, temperature=3.0)
             >>> ld.edge(), ld.describe()
-            ({'weights': {'logit': 1.0}, 'noise': 0.0, 'temperature': 3.0}, 'w=1, lr=0.0003, T=3')
+            ({'protocols': ('logit',), 'weights': {'logit': 1.0}, 'noise': 0.0, 'temperature': 3.0}, 'w=1, lr=0.0003, T=3')
+            >>> Method("TD", ("talk",), (("interact", 3.0),), rounds=2).edge()["protocols"]
+            (Talk(rounds=2, interact_weight=3.0),)
         """
+        talk = Talk(rounds=self.rounds, interact_weight=self.weight("interact"))
+        protocols = tuple(talk if p == "talk" else p for p in self.protocols)
         weights = {k: v for k, v in self.weights if k != "interact"}
-        return {"weights": weights, "noise": self.noise, "temperature": self.temperature}
-
-    def learner(self) -> dict[str, Any]:
-        """The student's own settings: its rounds and its interact weight."""
-        return {"rounds": self.rounds, "interact_weight": self.weight("interact")}
+        return {
+            "protocols": protocols, "weights": weights, "noise": self.noise,
+            "temperature": self.temperature,
+        }  # fmt: skip
 
 
 _SHORT = {"interact": "wi", "message_consistency": "wmc", "state_consistency": "wsc"}
@@ -301,7 +306,7 @@ def student_for(ml: Any, train: Any, m: Method, name: str = "student") -> Agent:
                                     **dropout)  # fmt: skip
     else:
         model = Recommender.student(ml.meta, **dropout).set_vocabulary(train)
-    return Agent.from_model(name, model, "lower", "upper", "head", task="regression", **m.learner())
+    return Agent.from_model(name, model, "lower", "upper", "head", task="regression")
 
 
 def train_student(
@@ -317,7 +322,7 @@ def train_student(
         codec_hidden=256,
     )
     if m.protocols:
-        graph.add_edge("student", "teacher", m.protocols, **m.edge())
+        graph.add_edge("student", "teacher", **m.edge())
     recipe = replace(BEFORE if m.model == "before" else budget.student, lr=m.lr)
     config = recipe.fit_config(seed, metric="student/rmse")
     if m.schedule == "separately":

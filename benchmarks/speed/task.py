@@ -32,6 +32,7 @@ from agora.graph import Graph
 from agora.losses import LossBalancer
 from agora.models.recommender import student_agent, teacher_agent
 from agora.orchestrator import Orchestrator
+from agora.protocols.talk import Talk
 from agora.train import FitConfig
 from benchmarks.harness import Part, grid, run_parts, stamp
 
@@ -64,11 +65,12 @@ def paper_graph(meta: Any, x: Any, rounds: int = 2, tutors: int = 1, weight: flo
     torch.manual_seed(0)
     names = ["teacher"] if tutors == 1 else [f"teacher{i}" for i in range(tutors)]
     teachers = [teacher_agent(meta, name=name) for name in names]
-    student = student_agent(meta, rounds=rounds, interact_weight=weight)
+    student = student_agent(meta)
     graph = Graph([*teachers, student], message_dim=128, codec_hidden=256)
+    talk = Talk(rounds=rounds, interact_weight=weight)
     weights = dict.fromkeys(("message_consistency", "state_consistency"), weight)
     for teacher in teachers:
-        graph.add_edge("student", teacher.name, "talk", weights=weights)
+        graph.add_edge("student", teacher.name, talk, weights=weights)
     return graph.build(x)
 
 
@@ -220,9 +222,9 @@ def cache_epochs(data_dir: str | None, repeats: int, genre: str = "Drama") -> di
     for r in range(repeats):
         for cache in (True, False) if r % 2 == 0 else (False, True):
             torch.manual_seed(0)
-            student = student_agent(ml.meta, rounds=2)
+            student = student_agent(ml.meta)
             graph = Graph([teacher_agent(ml.meta), student], message_dim=128)
-            graph.add_edge("student", "teacher", "talk")
+            graph.add_edge("student", "teacher", Talk(rounds=2))
             config = FitConfig(epochs=2, cache_frozen=cache, progress=False, log_every=10**9)
             started = time.perf_counter()
             fit(graph, train, None, config)

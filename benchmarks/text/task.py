@@ -197,14 +197,12 @@ def build_graph(method: Method, track: str, teacher_file: Path | None) -> Graph:
     from agora.models.transformer import minilm_student
 
     teacher = teacher_agent(track, teacher_file)
-    student = minilm_student(
-        num_layers=STUDENT_LAYERS, lower_layers=STUDENT_LOWER, **method.learner()
-    )
+    student = minilm_student(num_layers=STUDENT_LAYERS, lower_layers=STUDENT_LOWER)
     graph = Graph(
         [teacher, student], message_dim=MESSAGE_DIM, codec="token", codec_hidden=CODEC_HIDDEN
     )
     if method.protocols:
-        graph.add_edge("student", "teacher", method.protocols, **method.edge())
+        graph.add_edge("student", "teacher", **method.edge())
     return graph
 
 

@@ -119,11 +119,11 @@ def build_graph(m: Method, weights: str, classes: int, probe: Path | None, b: Bu
     teacher = vit_agent("teacher", model, 6, classes if logits else None, frozen=True)
     if logits and probe is not None:
         teacher.head.load_state_dict(load_file(str(probe)))
-    student = vit_student(model, "student", 4, 2, classes, **m.learner())
+    student = vit_student(model, "student", 4, 2, classes)
     graph = Graph([teacher, student], message_dim=b.message_dim, codec="token",
                   codec_hidden=b.codec_hidden)  # fmt: skip
     if m.protocols:
-        graph.add_edge("student", "teacher", m.protocols, **m.edge())
+        graph.add_edge("student", "teacher", **m.edge())
     return graph
 
 

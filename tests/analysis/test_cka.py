@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from agora import Agent, Graph
+from agora import Agent, Graph, Talk
 from agora.analysis.cka import (
     by_group,
     cka_matrix,
@@ -126,8 +126,7 @@ def two_node(student: Agent | None = None, dropout: float = 0.0) -> Graph:
     teacher = mlp("teacher", 16, dropout, frozen=True)
     student = student or mlp("student", 8, dropout)
     graph = Graph([teacher, student], message_dim=6, codec_dropout=dropout)
-    graph.agents["student"].rounds = 1
-    graph.add_edge("student", "teacher")
+    graph.add_edge("student", "teacher", Talk(rounds=1))
     return graph.build(torch.randn(2, 4))
 
 

@@ -17,5 +17,5 @@ def test_a_built_graph_names_each_part_with_its_parameter_count(tmp_path):
         f"codec {codec / 1e3:.1f}k"
     )
     assert _caption(load_config("tiny").graph.to_nx().nodes["student"]) == "toy:mlp_agent"
-    assert _edge_label(graph.edge("student", "teacher"), 2) == "talk, k=2\nmc 0.5, sc 0.5"
+    assert _edge_label(graph.edge("student", "teacher")) == "talk, k=2\nmc 0.5, sc 0.5"
     assert draw_graph(graph, tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agora import Agent, Graph, GraphError
+from agora import Agent, Graph, GraphError, Talk
 from agora.analysis.gradients import relative, term_alignment, term_gradients
 from agora.models.toy import mlp_agent
 from agora.orchestrator import Orchestrator
@@ -19,8 +19,8 @@ def graph(weight: float) -> Graph:
         codec_dropout=0.0,
     )
     talk = dict.fromkeys(("message_consistency", "state_consistency"), weight)
-    g.agents["student"].rounds, g.agents["student"].interact_weight = 2, weight
-    g.add_edge("student", "teacher", ("talk", "logit"), weights=talk, noise=0.0)
+    protocols = (Talk(rounds=2, interact_weight=weight), "logit")
+    g.add_edge("student", "teacher", protocols, weights=talk, noise=0.0)
     return g.build(torch.randn(2, 8))
 
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from agora.cli import main
 from agora.config import load_config
+from agora.edge import Edge
 from agora.models.recommender import teacher_file
 
 DATA_DIR = os.environ.get("AGORA_DATA_DIR", "")
@@ -72,7 +73,7 @@ def test_paper_run_trains_the_student_of_the_pretrained_teacher_on_one_genre(pap
     [configured] = packaged.edges  # the packaged talk edge
     assert (edge["learner"], edge["tutor"]) == ("student", "teacher")
     assert edge["weights"] == configured.weights
-    assert agents["student"]["rounds"] == packaged.agents[1].rounds
+    assert Edge(**edge).protocols == configured.protocols  # its talk rounds and weight
     assert agents["student"]["kwargs"]["dropout"] == packaged.agents[1].kwargs["dropout"]
     # pre-trained into the given cache, said so, and frozen: the run kept its weights
     teacher = teacher_file(0, cache, "epochs1")
@@ -112,8 +113,9 @@ def test_the_student_trains_as_the_benchmark_chose():
     student, [edge] = config.graph.agents[1], config.graph.edges
     weights = dict(td["weights"])
     assert student.kwargs["dropout"] == td["dropout"] == 0.3
-    assert (student.rounds, student.interact_weight) == (td["rounds"], weights.pop("interact"))
-    assert (list(edge.protocols), edge.weights) == (td["protocols"], weights)
+    talk = edge.protocol("talk")
+    assert (talk.rounds, talk.interact_weight) == (td["rounds"], weights.pop("interact"))
+    assert (list(edge.names), edge.weights) == (td["protocols"], weights)
     assert config.fit.lr == td["lr"]
 
 

@@ -39,7 +39,8 @@ def test_the_configs_say_what_the_appendix_says():
         teacher, student = config.graph.agents
         assert teacher.frozen and teacher.kwargs["path"] == "google/vit-base-patch32-224-in21k"
         assert student.kwargs["num_layers"] == 4 and student.kwargs["num_labels"] == classes
-        assert student.rounds == 2 and config.fit.max_steps == 20000
+        [edge] = config.graph.edges
+        assert edge.protocol("talk").rounds == 2 and config.fit.max_steps == 20000
         assert (config.graph.message_dim, config.graph.codec_hidden) == (512, 512)
 
 

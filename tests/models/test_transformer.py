@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agora import Graph, Orchestrator
+from agora import Graph, Orchestrator, Talk
 from agora.cache import CachedOrchestrator, StateCache
 from agora.loaders import EpochSampler
 from agora.models.transformer import (
@@ -49,8 +49,7 @@ def talk_graph(batch):
     teacher = minilm_teacher(lower_layers=3)
     student = minilm_student(num_layers=2, lower_layers=1)
     graph = Graph([teacher, student], message_dim=32, codec="token", codec_hidden=32)
-    graph.agents["student"].rounds = 2
-    graph.add_edge("student", "teacher", ("talk", "feature", "fitnet"))
+    graph.add_edge("student", "teacher", (Talk(rounds=2), "feature", "fitnet"))
     return graph.build(batch[0]).eval()
 
 

@@ -11,7 +11,7 @@ skip_module_without("vision")
 
 import transformers  # noqa: E402
 
-from agora import Graph  # noqa: E402
+from agora import Graph, Talk  # noqa: E402
 from agora.models.vision import load_vit, resnet_agent, vit_agent, vit_student  # noqa: E402
 
 
@@ -68,9 +68,9 @@ def test_the_student_starts_as_the_teachers_first_blocks_and_the_teacher_is_unto
 
 def test_a_vit_teacher_and_student_talk_per_token():
     teacher = vit_agent("teacher", tiny_vit(), 3, num_labels=10, frozen=True)
-    student = vit_student(tiny_vit(), num_labels=10, rounds=2)
+    student = vit_student(tiny_vit(), num_labels=10)
     graph = Graph([teacher, student], message_dim=8, codec="token", codec_hidden=16)
-    graph.add_edge("student", "teacher", "talk")
+    graph.add_edge("student", "teacher", Talk(rounds=2))
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     from agora import Orchestrator
 
@@ -118,9 +118,9 @@ def test_a_cnn_student_and_a_vit_teacher_talk_through_pooled_messages():
     from agora import Orchestrator
 
     teacher = vit_agent("teacher", tiny_vit(), 3, num_labels=10, frozen=True)
-    student = resnet_agent("student", tiny_resnet(), 2, num_labels=10, codec="pooled", rounds=2)
+    student = resnet_agent("student", tiny_resnet(), 2, num_labels=10, codec="pooled")
     graph = Graph([teacher, student], message_dim=8, codec="pooled", codec_hidden=16)
-    graph.add_edge("student", "teacher", "talk")
+    graph.add_edge("student", "teacher", Talk(rounds=2))
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     out = Orchestrator(graph.build(x))(x, y)
     out.loss.backward()

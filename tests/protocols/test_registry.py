@@ -40,8 +40,9 @@ def test_defining_a_protocol_registers_it_with_no_edit_elsewhere():
 
 def test_a_protocol_is_named_by_its_import_path_in_configs():
     path = f"{__name__}:CosineLogits"
-    assert get_protocol(path) is PROTOCOLS["test_cosine_logits"]
-    assert graph(path).edge("student", "teacher").protocols == ("test_cosine_logits",)
+    assert isinstance(get_protocol(path), CosineLogits)
+    assert PROTOCOLS[path] is PROTOCOLS["test_cosine_logits"] is CosineLogits
+    assert graph(path).edge("student", "teacher").protocols == (CosineLogits(),)
 
 
 def test_a_protocol_that_needs_heads_says_so():

@@ -5,6 +5,7 @@ import torch
 from agora import (
     Graph,
     Orchestrator,
+    Talk,
 )
 from tests.helpers import (
     mlp_agent,
@@ -19,12 +20,12 @@ from tests.helpers import (
 def token_graph(rounds=2):
     torch.manual_seed(0)
     graph = Graph(
-        [token_agent("teacher", 16, frozen=True), token_agent("student", 8, rounds=rounds)],
+        [token_agent("teacher", 16, frozen=True), token_agent("student", 8)],
         message_dim=6,
         codec="token",
         codec_dropout=0.0,
     )
-    graph.add_edge("student", "teacher", ("talk", "logit", "fitnet"))
+    graph.add_edge("student", "teacher", (Talk(rounds=rounds), "logit", "fitnet"))
     ids = torch.randint(1, 20, (3, 5))
     return graph.build({"input_ids": ids, "attention_mask": torch.ones(3, 5)})
 
@@ -89,7 +90,7 @@ def test_mean_over_identical_tutors_is_the_two_node_result():
     twin = copy.deepcopy(graph.agents["teacher"])
     twin.name = "twin"
     graph.add_agent(twin)
-    graph.add_edge("student", "twin")
+    graph.add_edge("student", "twin", Talk(rounds=2))  # the learner's settings, on each edge
     graph.build(x)
     interact = Orchestrator(graph)(x, y).losses.terms["interact[student]"][1]
     assert torch.equal(interact, reference)  # (r + r) / 2 == r exactly

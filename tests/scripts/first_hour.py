@@ -56,7 +56,7 @@ def main(work: Path) -> None:
     report["load"] = agora.evaluate(graph, test)
     agents = {
         "teacher": mlp_agent("teacher", 8, 32, depth=2, frozen=True),
-        "student": mlp_agent("student", 8, 8, rounds=2, interact_weight=0.1),
+        "student": mlp_agent("student", 8, 8),  # its talk settings are the stored edge's
     }
     report["load_agents"] = agora.evaluate(agora.load(run, agents=agents), test)
     lap("agora.load + evaluate")

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import TensorDataset
 
-from agora import Graph
+from agora import Graph, Talk
 from agora.models.toy import mlp_agent
 from agora.train import FitConfig, fit
 
@@ -41,8 +41,7 @@ def build(dropout: float) -> Graph:
         message_dim=8,
         codec_dropout=dropout,
     )
-    graph.agents["student"].rounds = 2
-    graph.add_edge("student", "teacher", ("talk", "logit"), noise=0.0)
+    graph.add_edge("student", "teacher", (Talk(rounds=2), "logit"), noise=0.0)
     return graph
 
 
@@ -52,8 +51,7 @@ def build_per_learner(dropout: float) -> Graph:
     agents = [mlp_agent("teacher", 8, 32, frozen=True), mlp_agent("a", 8, 8), mlp_agent("b", 8, 8)]
     graph = Graph(agents, message_dim=8, codec_dropout=dropout)
     for learner in ("a", "b"):
-        graph.agents[learner].rounds = 2
-        graph.add_edge(learner, "teacher", ("talk", "logit"), noise=0.0)
+        graph.add_edge(learner, "teacher", (Talk(rounds=2), "logit"), noise=0.0)
     return graph
 
 
