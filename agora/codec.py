@@ -12,7 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from einops import pack, rearrange, unpack
+import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -22,8 +23,8 @@ class Codec(nn.Module):
     .. math::
         m = E(\{s; e\}), \qquad \{s'; e'\} = D(m)
 
-    ``s`` and ``e`` are flattened and concatenated (``einops.pack``) before the encoder, and the
-    decoder's output is split and reshaped back (``einops.unpack``), so ``s'`` has exactly the
+    ``s`` and ``e`` are flattened and concatenated before the encoder, and the decoder's output
+    is split and reshaped back, so ``s'`` has exactly the
     shape the agent's ``upper`` accepts. With ``tokens=True`` the codec works per token: states
     ``[B, T, ...]`` map to messages ``[B, T, m_dim]``.
 
@@ -54,8 +55,9 @@ class Codec(nn.Module):
         self.s_shape, self.e_shape = tuple(s_shape), tuple(e_shape)
         self.message_dim = int(message_dim)
         self.tokens = tokens
-        self.pattern = "b t *" if tokens else "b *"
-        self.state_dim = math.prod(self.s_shape) + math.prod(self.e_shape)
+        self.lead = 2 if tokens else 1  # the leading axes of its networks' input: [B] or [B, T]
+        self.state_sizes = (math.prod(self.s_shape), math.prod(self.e_shape))  # d_s, d_e
+        self.state_dim = sum(self.state_sizes)
         self.owner = "?"  # the agent's name, for error messages; set by Graph.build
         self.encoder = self.build_encoder(self.state_dim, self.message_dim)
         self.decoder = self.build_decoder(self.message_dim, self.state_dim)
@@ -70,7 +72,7 @@ class Codec(nn.Module):
 
     def encode(self, s: Tensor, e: Tensor) -> Tensor:
         """``m = E({s; e})``: flatten and concatenate the states, encode; checks their shapes."""
-        lead = 2 if self.tokens else 1
+        lead = self.lead
         if tuple(s.shape[lead:]) != self.s_shape or tuple(e.shape[lead:]) != self.e_shape:
             raise ValueError(
                 f"Agent {self.owner!r}: codec expects s {_fmt(self.s_shape, self.tokens)} and "
@@ -81,8 +83,8 @@ class Codec(nn.Module):
     def pack_states(self, s: Tensor, e: Tensor) -> Tensor:
         """The states as the encoder reads them: ``{s; e}``, ``[B, d_s + d_e]`` (or per token
         ``[B, T, d_s + d_e]``), of size :attr:`state_dim`."""
-        state, _ = pack([s, e], self.pattern)  # [B, d_s + d_e] or [B, T, d_s + d_e]
-        return state
+        (d_s, d_e), lead = self.state_sizes, s.shape[: self.lead]  # lead: [B] or [B, T]
+        return torch.cat([s.reshape(*lead, d_s), e.reshape(*lead, d_e)], -1)
 
     def decode(self, m: Tensor) -> tuple[Tensor, Tensor]:
         """``(s', e') = D(m)``: decode, split and reshape to the agent's state shapes."""
@@ -93,8 +95,9 @@ class Codec(nn.Module):
             )
         state = self.decoder(m)  # [B, d_s + d_e] or [B, T, d_s + d_e]
         # -> s [B, *s_shape], e [B, *e_shape] (per token: [B, T, *s_shape], [B, T, *e_shape])
-        s, e = unpack(state, [self.s_shape, self.e_shape], self.pattern)
-        return s, e
+        s, e = state.split(self.state_sizes, -1)
+        lead = state.shape[:-1]
+        return s.reshape(*lead, *self.s_shape), e.reshape(*lead, *self.e_shape)
 
     def forward(self, s: Tensor, e: Tensor) -> Tensor:
         return self.encode(s, e)

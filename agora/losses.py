@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from einops import pack
 from torch import Tensor
 
 DISTANCES = ("l2", "cosine")
@@ -51,19 +50,32 @@ def distance(
         >>> distance(torch.zeros(2, 3), torch.ones(2, 3))
         tensor(1.)
     """
-    pattern = "b *" if mask is None else "b t *"
-    a, _ = pack([a] if isinstance(a, Tensor) else list(a), pattern)  # [B, D] or [B, T, D]
-    b, _ = pack([b] if isinstance(b, Tensor) else list(b), pattern)
+    a = [a] if isinstance(a, Tensor) else list(a)
+    b = [b] if isinstance(b, Tensor) else list(b)
+    if kind == "l2" and mask is None and all(x.shape == y.shape for x, y in zip(a, b)):
+        if len(a) == 1:  # every example holds as many values: the mean over all of them
+            return F.mse_loss(a[0], b[0])
+        total = sum(F.mse_loss(x, y, reduction="sum") for x, y in zip(a, b))
+        return total / sum(x.numel() for x in a)
+    a_flat, b_flat = _flat(a, mask), _flat(b, mask)  # [B, D] or [B, T, D]
     if kind == "l2":
-        per_item = (a - b).pow(2).mean(-1)  # [B] or [B, T]
+        per_item = (a_flat - b_flat).pow(2).mean(-1)  # [B] or [B, T]
     elif kind == "cosine":
-        per_item = 1 - F.cosine_similarity(a, b, dim=-1)
+        per_item = 1 - F.cosine_similarity(a_flat, b_flat, dim=-1)
     else:
         raise ValueError(f"Unknown distance {kind!r}; choose one of {DISTANCES}")
     if mask is None:
         return per_item.mean()
     mask = mask.to(per_item.dtype)
     return (per_item * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _flat(parts: list[Tensor], mask: Tensor | None) -> Tensor:
+    """The tensors flattened after their leading axes (``[B]``, or ``[B, T]`` with a mask) and
+    concatenated: ``[B, D]`` or ``[B, T, D]``."""
+    lead = 1 if mask is None else 2
+    flat = [t.flatten(lead) if t.dim() > lead else t.unsqueeze(-1) for t in parts]
+    return flat[0] if len(flat) == 1 else torch.cat(flat, -1)
 
 
 def logit_distance(

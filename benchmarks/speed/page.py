@@ -49,6 +49,7 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"The ratio {verdict} the target of 1.10.",
     ]
+    lines += _where_section(r.get("where"), r["repeats"] * r["steps_per_block"])
     lines += _balancer_section(r.get("balancer"))
     lines += _series_section("rounds k (one tutor)", r["rounds"], r["rounds_fit"], "k")
     lines += _series_section(
@@ -102,6 +103,43 @@ def _timings_section(timings: dict[str, float] | None) -> list[str]:
         "The parts ran one after another, in this order; the total is the whole command's, "
         "from its start to the end of the last part.", "",
         *table(["part", "wall time"], rows),
+    ]  # fmt: skip
+
+
+PHASES = {"forward": "forward pass and losses", "backward": "backward pass",
+          "optimizer": "optimizer step (AdamW)"}  # fmt: skip
+CODE = ("operators", "torch's Python", "models' Python", "agora's Python", "other Python")
+
+
+def _where_section(where: dict | None, steps: int) -> list[str]:
+    """Each phase of agora's and the hand-written step side by side, and a profile of
+    agora's forward pass by whose code holds the time."""
+    if where is None:  # a page written before this was measured
+        return []
+    phases = where["phases"]
+    agora, hand = phases["agora"], phases["hand-written"]
+    rows = [[PHASES[p], f"{agora[p]:.2f}", f"{hand[p]:.2f}", f"{agora[p] - hand[p]:+.2f}"]
+            for p in PHASES]  # fmt: skip
+    total_a, total_h = sum(agora.values()), sum(hand.values())
+    rows.append(["**step**", f"**{total_a:.2f}**", f"**{total_h:.2f}**",
+                 f"**{total_a - total_h:+.2f}**"])  # fmt: skip
+    profile = where["profile"]
+    total = sum(profile.values())
+    code = [[kind, f"{profile.get(kind, 0.0):.2f}", f"{100 * profile.get(kind, 0.0) / total:.0f}%"]
+            for kind in CODE]  # fmt: skip
+    return [
+        "", "## Where the time goes", "",
+        f"The same two steps again, each phase timed on its own, agora's and the hand-written "
+        f"steps alternating (medians over {steps} steps each, after 3 warm-up steps):", "",
+        *table(["phase", "agora (ms)", "hand-written (ms)", "difference (ms)"], rows), "",
+        f"agora's forward pass (k = 2, the losses included) under cProfile, {steps} steps: the "
+        "self time of each function, by whose code it is. *Operators* are torch's kernels "
+        "(the layers' matrix products, dropout, the losses); *torch's Python* its `nn.Module` "
+        "calls and functional wrappers; *models' Python* the recommender's own code; "
+        "*agora's Python* the orchestrator, the talk protocol, the codecs' packing, the losses' "
+        "bookkeeping. cProfile adds its own cost to every Python call, so the Python rows are "
+        "upper bounds.", "",
+        *table(["code", "ms / step", "share"], code),
     ]  # fmt: skip
 
 

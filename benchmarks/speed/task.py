@@ -112,13 +112,27 @@ def balanced_step(graph: Graph, x: Any, y: Tensor) -> Step:
 
 def hand_written_step(graph: Graph, x: Any, y: Tensor, rounds: int, weight: float) -> Step:
     """The same TD step written out in plain PyTorch on the same modules: no framework."""
+    loss, optimizer = hand_written_loss(graph, x, y, rounds, weight), _optimizer(graph)
+
+    def run() -> None:
+        value = loss()
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+
+    return run
+
+
+def hand_written_loss(
+    graph: Graph, x: Any, y: Tensor, rounds: int, weight: float
+) -> Callable[[], Tensor]:
+    """The hand-written step's forward pass: its loss, as a closure."""
     teacher, student = graph.agents["teacher"], graph.agents["student"]
-    optimizer = _optimizer(graph)
     d_s_teacher, d_s_student = teacher.codec.s_shape[0], student.codec.s_shape[0]
     E_t, D_t = teacher.codec.encoder, teacher.codec.decoder
     E_s, D_s = student.codec.encoder, student.codec.decoder
 
-    def run() -> None:
+    def loss() -> Tensor:
         with torch.no_grad():
             s_t = teacher.lower(x)
             e_t = teacher.upper(s_t)
@@ -128,8 +142,8 @@ def hand_written_step(graph: Graph, x: Any, y: Tensor, rounds: int, weight: floa
         state_t, state_s = torch.cat([s_t, e_t], -1), torch.cat([s_s, e_s], -1)
         m_t, m_s = E_t(state_t), E_s(state_s)
         decoded_by_teacher = D_t(m_s)  # used by L_SC and by the first round
-        loss = F.mse_loss(y_s, y) + weight * F.mse_loss(m_s, m_t)
-        loss = loss + weight * (
+        total = F.mse_loss(y_s, y) + weight * F.mse_loss(m_s, m_t)
+        total = total + weight * (
             F.mse_loss(D_s(m_t), state_s) + F.mse_loss(decoded_by_teacher, state_t)
         )
         question, state = m_s, state_s
@@ -137,16 +151,14 @@ def hand_written_step(graph: Graph, x: Any, y: Tensor, rounds: int, weight: floa
             s_t2 = (decoded_by_teacher if i == 0 else D_t(question))[:, :d_s_teacher]
             reply = E_t(torch.cat([s_t2, teacher.upper(s_t2)], -1))
             decoded = D_s(reply)
-            loss = loss + weight * F.mse_loss(decoded, state)
+            total = total + weight * F.mse_loss(decoded, state)
             if i + 1 < rounds:
                 s_s2 = decoded[:, :d_s_student]
                 state = torch.cat([s_s2, student.upper(s_s2)], -1)
                 question = E_s(state)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        return total
 
-    return run
+    return loss
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -391,6 +403,78 @@ def td_vs_hand(meta: Any, x: Any, y: Tensor, repeats: int, steps: int) -> dict[s
     return paired(agora_step(graph, x, y), hand, repeats, steps)
 
 
+def step_phases(meta: Any, x: Any, y: Tensor, steps: int) -> dict[str, dict[str, float]]:
+    """Median ms of each phase of a TD step (k = 2), agora's and the hand-written one's on a
+    copy of the same graph, their steps alternating: the forward pass with the losses, the
+    backward pass, the optimizer's step."""
+    graph = paper_graph(meta, x, rounds=2)
+    twin = copy.deepcopy(graph)
+    step = Orchestrator(graph).train()
+    losses = {"agora": lambda: step(x, y).loss,
+              "hand-written": hand_written_loss(twin, x, y, rounds=2, weight=0.1)}  # fmt: skip
+    optimizers = {"agora": _optimizer(graph), "hand-written": _optimizer(twin)}
+    times: dict[str, dict[str, list[float]]] = {
+        name: {"forward": [], "backward": [], "optimizer": []} for name in losses
+    }
+    for i in range(3 + steps):  # 3 warm-up steps each
+        for name in sorted(losses, reverse=i % 2 == 1):
+            started = time.perf_counter()
+            loss = losses[name]()
+            forward = time.perf_counter()
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            backward = time.perf_counter()
+            optimizers[name].step()
+            if i >= 3:
+                phases = times[name]
+                phases["forward"].append(forward - started)
+                phases["backward"].append(backward - forward)
+                phases["optimizer"].append(time.perf_counter() - backward)
+    return {
+        name: {phase: 1000 * statistics.median(values) for phase, values in phases.items()}
+        for name, phases in times.items()
+    }
+
+
+def forward_profile(meta: Any, x: Any, y: Tensor, steps: int) -> dict[str, float]:
+    """ms per step of agora's forward pass (k = 2, the losses included) by whose code
+    cProfile finds the time in (self time): torch's operators, torch's Python (``nn.Module``
+    calls, functional wrappers), the models' Python (``agora/models``) and agora's own
+    Python (everything else of the package). cProfile adds its own cost to every Python
+    call, so the Python shares are upper bounds."""
+    import cProfile
+    import pstats
+
+    step = Orchestrator(paper_graph(meta, x, rounds=2)).train()
+    for _ in range(3):
+        step(x, y)
+    profiler = cProfile.Profile()
+    with torch.no_grad():  # the forward pass alone, as the step runs it
+        profiler.enable()
+        for _ in range(steps):
+            step(x, y)
+        profiler.disable()
+    by_kind: dict[str, float] = {}
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    for (file, _, _), (_, _, self_time, _, _) in stats.items():
+        kind = _code_kind(file)
+        by_kind[kind] = by_kind.get(kind, 0.0) + 1000 * self_time / steps
+    return by_kind
+
+
+def _code_kind(file: str) -> str:
+    path = Path(file).as_posix()
+    if file == "~":  # a built-in: torch's operators (and a few of Python's own)
+        return "operators"
+    if "/agora/models/" in path or "/benchmarks/" in path:
+        return "models' Python"
+    if "/agora/" in path:
+        return "agora's Python"
+    if "/torch/" in path:
+        return "torch's Python"
+    return "other Python"
+
+
 def balancer_cost(meta: Any, x: Any, y: Tensor, repeats: int, steps: int) -> dict[str, float]:
     """The TD step (k = 2) with the loss balancer against the step without it."""
     plain = paper_graph(meta, x, rounds=2)
@@ -469,6 +553,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pair,
         ),
         Part(
+            "TD step: where the time goes (phases side by side, then a profile)",
+            lambda: {
+                "phases": step_phases(meta, x, y, repeats * steps),
+                "profile": forward_profile(meta, x, y, repeats * steps),
+            },
+            pair + once,
+        ),
+        Part(
             "TD step: loss balancer on vs off (k = 2)",
             lambda: balancer_cost(meta, x, y, repeats, steps),
             pair,
@@ -496,10 +588,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         *(_memory_part(config) for config in memory),
     ]
     done, seconds = run_parts("speed", parts, started=args.started)
-    td, balancer, rounds, tutors, ld, cache, *peaks = done
+    td, where, balancer, rounds, tutors, ld, cache, *peaks = done
     return {
         **results,
         "td_vs_hand": td,
+        "where": where,
         "balancer": balancer,
         "rounds": rounds,
         "rounds_fit": linear_fit(rounds),

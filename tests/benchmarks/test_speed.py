@@ -30,6 +30,13 @@ def test_quick_speed_benchmark_writes_its_page(quick):
     assert results["td_vs_hand"]["a_ms"] > 0 and results["td_vs_hand"]["b_ms"] > 0
     assert [p["value"] for p in results["rounds"]] == [0, 2]
     assert results["balancer"]["a_ms"] > 0 and "## The loss balancer's cost" in page
+    phases = results["where"]["phases"]  # each phase of both steps, and agora's forward profiled
+    assert sorted(phases) == ["agora", "hand-written"]
+    assert all(sorted(p) == ["backward", "forward", "optimizer"] for p in phases.values())
+    assert all(ms > 0 for p in phases.values() for ms in p.values())
+    profile = results["where"]["profile"]
+    assert profile["operators"] > 0 and profile["agora's Python"] > 0
+    assert "## Where the time goes" in page and "| agora's Python |" in page
     assert "smoke test" in page and "hand-written" in page and "Threads: 1" in page
     assert {m["kind"] for m in results["memory"]} == {"agora", "hand"}
     assert done.stdout.strip().endswith("speed-quick.md")
@@ -67,3 +74,18 @@ def test_without_data_the_speed_models_run_on_random_ids_of_the_same_shapes(tmp_
     meta, x, y = _meta_and_batch(str(tmp_path / "no-data-here"), 16)
     assert int(x["title"].max()) < meta.n_words and x["genres"].shape == (16, meta.n_genres)
     agora_step(paper_graph(meta, x, rounds=1), x, y)()  # one step, nothing out of range
+
+
+def test_the_hand_written_step_computes_agoras_loss(tmp_path):
+    """The comparison is fair: without dropout, the hand-written forward pass gives the loss
+    agora's Orchestrator gives on the same graph."""
+    import torch
+
+    from agora.orchestrator import Orchestrator
+    from benchmarks.speed.task import _meta_and_batch, hand_written_loss, paper_graph
+
+    meta, x, y = _meta_and_batch(str(tmp_path / "no-data-here"), 16)
+    graph = paper_graph(meta, x, rounds=2).eval()
+    ours = Orchestrator(graph).eval()(x, y).loss
+    theirs = hand_written_loss(graph, x, y, rounds=2, weight=0.1)()
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
