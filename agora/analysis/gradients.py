@@ -35,11 +35,14 @@ def term_gradients(
     y: Tensor | Mapping[str, Tensor] | None = None,
     *,
     batches: Mapping[str, Any] | None = None,
+    transfer: Any = None,
     balance: bool = False,
 ) -> dict[str, dict[str, float]]:
     """The L2 norm of each weighted loss term's gradient on each trainable agent's backbone.
 
-    Runs one training step on ``x, y`` (or per-learner ``batches``) in train mode, so dropout
+    Runs one training step on ``x, y`` (or per-learner ``batches``, and a ``transfer`` batch
+    of inputs without labels beside them, as :class:`~agora.orchestrator.Orchestrator` takes
+    it) in train mode, so dropout
     and message noise draw from the RNG as in training, then differentiates every term
     ``w * L`` alone (a parameter shared by two parts counts once). Nothing is updated:
     parameters' ``.grad`` are left as they were, buffers (batch-norm statistics) restored, and
@@ -66,7 +69,7 @@ def term_gradients(
         ['logit[student->teacher]', 'task[student]']
     """
     return _each_term(
-        graph, x, y, batches, balance, lambda g, task: gradient_dot(g, g).sqrt().item()
+        graph, x, y, batches, transfer, balance, lambda g, task: gradient_dot(g, g).sqrt().item()
     )
 
 
@@ -76,12 +79,13 @@ def term_alignment(
     y: Tensor | Mapping[str, Tensor] | None = None,
     *,
     batches: Mapping[str, Any] | None = None,
+    transfer: Any = None,
 ) -> dict[str, dict[str, float]]:
     """The cosine between each loss term's gradient and the agent's task term's gradient, on
     each trainable agent's backbone: does the term pull the way the task does (near 1),
     across it (near 0) or against it (below 0)?
 
-    Runs one training step as :func:`term_gradients` does, changing nothing. A term that does
+    Runs one training step as :func:`term_gradients` does (``transfer`` too), changing nothing. A term that does
     not reach the agent has cosine 0; agents without a task term are left out.
 
     Returns:
@@ -104,7 +108,7 @@ def term_alignment(
         size = (gradient_dot(grads, grads) * gradient_dot(task, task)).sqrt()
         return (gradient_dot(grads, task) / size).item() if size > 0 else 0.0
 
-    cosines = _each_term(graph, x, y, batches, False, cosine)
+    cosines = _each_term(graph, x, y, batches, transfer, False, cosine)
     return {agent: terms for agent, terms in cosines.items() if f"task[{agent}]" in terms}
 
 
@@ -113,10 +117,11 @@ def _each_term(
     x: Any,
     y: Any,
     batches: Mapping[str, Any] | None,
+    transfer: Any,
     balance: bool,
     measure: Callable[[Gradient, Gradient | None], float],
 ) -> dict[str, dict[str, float]]:
-    """One training step on ``x, y`` (or ``batches``), then ``measure(grads, task_grads)`` of
+    """One training step on ``x, y`` (or ``batches``; ``transfer`` beside them), then ``measure(grads, task_grads)`` of
     each weighted term's gradient on each trainable agent's backbone (``task_grads``: the
     agent's task term's, ``None`` without one); nothing updated, buffers and mode restored."""
     if not graph.built:
@@ -126,7 +131,7 @@ def _each_term(
     buffers = {name: b.clone() for name, b in graph.named_buffers()}  # batch-norm statistics
     graph.train()
     try:
-        out = Orchestrator(graph)(x, y, batches=batches)
+        out = Orchestrator(graph)(x, y, batches=batches, transfer=transfer)
         scales: dict[str, float] = {}
         if balance:
             balancer = LossBalancer(params, momentum=0.0, every=1)

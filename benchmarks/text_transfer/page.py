@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.harness import duration, grid, header, mean_se, table
 from benchmarks.text.task import STUDENT_LAYERS, TEACHER_LOWER
-from benchmarks.text_transfer.task import ARMS, FIGURE
+from benchmarks.text_transfer.task import ARMS, FIGURE, PULL_BATCHES
 
 
 def write(results: dict[str, Any], out: Path, stem: str = "text-transfer") -> None:
@@ -143,6 +143,7 @@ def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
         *_figure_section(r, figure),
         *_other_budgets(r),
         *_marks(r, arms, scratch, selfish, teacher_dev),
+        *_pull(r),
         *_tuning(r),
         *_timing(r),
     ]
@@ -385,6 +386,33 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         "",
     ]
     return lines
+
+
+def _pull(r: dict[str, Any]) -> list[str]:
+    """Where the terms of the runs that talk pull the student at their best step."""
+    runs = {(row["method"], row["setting"], row["seed"]): row["pull"]
+            for row in [*r["tuning_rows"], *r["rows"]] if "pull" in row}  # fmt: skip
+    if not runs:
+        return []
+    body = []
+    for (name, setting, seed), pull in sorted(runs.items()):
+        for term, cosine in pull["alignment"].items():
+            if term.startswith("task["):
+                continue
+            body.append([f"{name} ({setting}), seed {seed}", term.split("[")[0],
+                         f"{cosine:+.3f}", f"{pull['norm'][term]:.3f}"])  # fmt: skip
+    return [
+        "## Where the talk terms pull",
+        "",
+        "For each run that talks (those measured), at its best step: each loss term's gradient "
+        "on the student's backbone (lower layers, upper layers, head), its cosine with the "
+        "task term's gradient (1: the way the labels pull; 0: across; below 0: against) and "
+        f"its norm over the task term's, means over the first {PULL_BATCHES} labelled batches, "
+        "each beside a transfer batch as in training (`agora.analysis.gradients`, `transfer=`).",
+        "",
+        *table(["run", "term", "cosine with the task's gradient", "norm / the task's"], body),
+        "",
+    ]
 
 
 def _run_seconds(r: dict[str, Any]) -> float:

@@ -184,13 +184,45 @@ def train_student(task: Task) -> dict[str, Any]:
     fit_config = config(budget, arm.lr, seed, _CONTEXT["store"], batches, bool(labels))
     result = fit(graph, train, splits["valid"], fit_config, transfer=transfer)
     test = evaluate(graph, splits["test"], batch_size=128, agents=["student"])
+    heard = "talk" in arm.protocols and not labels  # where TD's terms pull, at the best step
     return {
         "method": arm.name, "setting": arm.describe(), "labels": labels, "transfer": size,
         "seed": seed, "valid_accuracy": result.metrics["student/accuracy"],
         "test_accuracy": test["student/accuracy"], "best_step": result.best_step,
         "steps": result.steps, "epoch_seconds": result.epoch_seconds,
         "seconds": time.perf_counter() - started,
+        **({"pull": pull(graph, train, transfer, budget)} if heard else {}),
     }  # fmt: skip
+
+
+PULL_BATCHES = 4
+
+
+def pull(graph: Any, train: Any, transfer: Any, budget: Budget) -> dict[str, dict[str, float]]:
+    """Where the student's loss terms pull at its best step (the weights ``fit`` kept): each
+    term's gradient on the student's backbone, its cosine with the task term's (``alignment``)
+    and its norm over the task term's (``norm``), means over the first ``PULL_BATCHES``
+    labelled batches, each beside a transfer batch as in training
+    (:mod:`agora.analysis.gradients`)."""
+    from agora.analysis.gradients import relative, term_alignment, term_gradients
+
+    torch.manual_seed(0)
+    found: dict[str, dict[str, list[float]]] = {"alignment": {}, "norm": {}}
+    for i in range(PULL_BATCHES):
+        x, y = train.__getitems__(range(i * budget.batch_size, (i + 1) * budget.batch_size))
+        heard = None
+        if transfer is not None:
+            rows = range(i * budget.transfer_batch_size, (i + 1) * budget.transfer_batch_size)
+            heard = transfer.__getitems__(rows)[0]
+        measured = {
+            "alignment": term_alignment(graph, x, y, transfer=heard)["student"],
+            "norm": relative(term_gradients(graph, x, y, transfer=heard))["student"],
+        }
+        for kind, terms in measured.items():
+            for term, value in terms.items():
+                found[kind].setdefault(term, []).append(value)
+    return {kind: {term: statistics.fmean(v) for term, v in terms.items()}
+            for kind, terms in found.items()}  # fmt: skip
 
 
 def _key(task: Task) -> str:

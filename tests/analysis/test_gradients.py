@@ -127,3 +127,27 @@ def test_alignment_is_each_terms_cosine_with_the_task_gradient():
         assert cosines["student"][term] == pytest.approx(expected, abs=1e-5), term
     assert cosines["student"]["task[student]"] == pytest.approx(1.0)
     assert all(p.grad is None for p in g.parameters())
+
+
+def test_a_transfer_batch_counts_as_the_step_counts_it():
+    """With ``transfer``, each distillation term is the step's, over the labelled and the
+    transfer examples (the orchestrator's mean); the task term stays the labelled batch's."""
+    g, (x, y) = graph(0.1), batch()
+    g.eval()  # no dropout: the same step twice gives the same gradients
+    transfer = torch.randn(64, 8, generator=torch.Generator().manual_seed(2))
+    alone = term_gradients(g, x, y)["student"]
+    both = term_gradients(g, x, y, transfer=transfer)["student"]
+    assert both["task[student]"] == pytest.approx(alone["task[student]"])
+    assert both["logit[student->teacher]"] != pytest.approx(alone["logit[student->teacher]"])
+    # the orchestrator's own loss, differentiated by hand, gives the same norm
+    step = Orchestrator(g)(x, y, transfer=transfer)
+    weight, value = step.losses.terms["logit[student->teacher]"]
+    student = g.agents["student"]
+    params = [p for part in (student.lower, student.upper, student.head) for p in part.parameters()]
+    grads = torch.autograd.grad(weight * value, params, allow_unused=True)
+    norm = torch.sqrt(sum((gr**2).sum() for gr in grads if gr is not None))
+    assert both["logit[student->teacher]"] == pytest.approx(norm.item(), rel=1e-5)
+    cosines = term_alignment(g, x, y, transfer=transfer)["student"]
+    assert (
+        cosines["task[student]"] == pytest.approx(1.0) and -1 <= cosines["interact[student]"] <= 1
+    )

@@ -28,6 +28,12 @@ def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     ld = next(s for s in results["searches"] if s["method"] == "LD" and s["param"] == "weight")
     assert len(ld["dev"]) == len(ld["grid"]) and all(0 <= d <= 1 for d in ld["dev"])
     assert f"({100 * ld['dev'][0]:.1f})" in page and "never used for it" in page
+    # where TD's terms pull at its best step: each term's cosine with the task's gradient
+    td = next(row for row in results["rows"] if row["method"] == "TD" and row["transfer"])
+    alignment, norm = td["pull"]["alignment"], td["pull"]["norm"]
+    assert alignment["task[student]"] > 0.999 and norm["task[student]"] == 1.0
+    assert -1 <= alignment["interact[student]"] <= 1 and norm["interact[student]"] > 0
+    assert "## Where the talk terms pull" in page and "| interact |" in page
 
     # --finished writes the page from the run log alone: every run (and the timing) read back
     args = ["text-transfer", "--quick", "--workers", "1", "--out", str(tmp_path), "--finished"]
