@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import networkx as nx
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from agora.agent import MOVED, Agent, check_codec_kind, check_name, check_task, moved
+from agora.agent import MOVED, Agent, AgentOutput, check_codec_kind, check_name, check_task, moved
 from agora.codec import CODEC_KINDS, TOKEN_KINDS, make_codec
 from agora.edge import Edge, ProtocolLike
 from agora.errors import GraphError
@@ -371,19 +372,25 @@ class Graph(nn.Module):
         """Infer state shapes from a sample batch, build missing codecs, the protocols' modules
         of each learner (talk's aggregator) and of each edge, then :meth:`validate`. Call again
         after changing the graph."""
+        states = self._sample_states(sample)  # each agent's round 0, once
         for agent in self.agents.values():
             if agent.codec is None:
-                agent.codec = self._make_codec(agent, sample)
+                agent.codec = self._make_codec(agent, states[agent.name])
                 agent.freeze(agent.frozen)  # applies codec_frozen to the new codec
             agent.codec.owner = agent.name
         self._build_learner_modules()
         self._build_edge_modules()
-        self.validate(sample)
+        self.validate()
+        self._check_shapes(states)
         self._built = True
         return self
 
-    def _make_codec(self, agent: Agent, sample: Any) -> nn.Module:
-        out = agent.sample_states(sample)
+    def _sample_states(self, sample: Any) -> dict[str, AgentOutput]:
+        """Every agent's round 0 on ``sample``, in eval mode, without gradients."""
+        with torch.no_grad():
+            return {name: agent.sample_states(sample) for name, agent in self.agents.items()}
+
+    def _make_codec(self, agent: Agent, out: AgentOutput) -> nn.Module:
         kind = agent.codec_kind or self.codec_kind
         lead = 2 if isinstance(kind, str) and kind in TOKEN_KINDS else 1
         if out.s.dim() <= lead - 1 or out.e.dim() <= lead - 1:
@@ -529,7 +536,7 @@ class Graph(nn.Module):
         for learner in self.learners():
             self._check_message_space(learner)
         if sample is not None:
-            self._check_shapes(sample)
+            self._check_shapes(self._sample_states(sample))
 
     def _check_message_space(self, learner: str) -> None:
         """A learner and its tutors must speak one message space: their replies are stacked."""
@@ -546,9 +553,11 @@ class Graph(nn.Module):
                 f"the graph's message_dim {self.message_dim}"
             )
 
-    def _check_shapes(self, sample: Any) -> None:
+    def _check_shapes(self, states: Mapping[str, AgentOutput]) -> None:
+        """Each agent's codec reads its states (``states``: its round 0 on a sample), and its
+        upper layers read what the codec decodes."""
         for agent in self.agents.values():
-            out = agent.sample_states(sample)
+            out = states[agent.name]
             codec = agent.codec
             lead, (s_shape, e_shape) = codec.state_lead, codec.state_shapes
             if tuple(out.s.shape[lead:]) != s_shape or tuple(out.e.shape[lead:]) != e_shape:
@@ -557,14 +566,15 @@ class Graph(nn.Module):
                     f"{list(e_shape)} per {'token' if lead == 2 else 'example'}, but the "
                     f"agent produces s {list(out.s.shape)} and e {list(out.e.shape)}"
                 )
-            s_decoded, _ = codec.decode(codec.encode(out.s, out.e))
-            try:
-                agent.interpret(s_decoded, out.mask)
-            except Exception as error:
-                raise GraphError(
-                    f"Agent {agent.name!r}: decoder returns s' of shape {list(s_decoded.shape)} "
-                    f"but upper rejects it: {error}"
-                ) from error
+            with torch.no_grad():
+                s_decoded, _ = codec.decode(codec.encode(out.s, out.e))
+                try:
+                    agent.interpret(s_decoded, out.mask)
+                except Exception as error:
+                    raise GraphError(
+                        f"Agent {agent.name!r}: decoder returns s' of shape "
+                        f"{list(s_decoded.shape)} but upper rejects it: {error}"
+                    ) from error
 
     # -- the data form -----------------------------------------------------------------------
 
