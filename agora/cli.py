@@ -39,7 +39,7 @@ from agora.config import ConfigError, RunConfig, load_config
 from agora.data.download import DataError
 from agora.errors import FieldError, GraphError
 from agora.folder import RunFolderError
-from agora.run import option_overrides, run_config, stored_config, stored_split
+from agora.run import option_overrides, run_config, stored_config, stored_split, threads
 from agora.store import StoreError
 from agora.train import NonFiniteLossError
 
@@ -146,19 +146,20 @@ def evaluate_run(args: argparse.Namespace) -> int:
     from agora.train import evaluate
 
     config = stored_config(args.run_dir, args.overrides, trust_code=args.trust_code)
-    split = stored_split(config, args.split)
-    graph = load(args.run_dir, trust_code=args.trust_code)
-    try:
-        metrics = evaluate(graph, split, batch_size=args.batch_size)
-    except DataError as error:
-        raise DataError(f"the {args.split} split: {error}") from None
-    if unscored := sorted(name for name, value in metrics.items() if not math.isfinite(value)):
-        raise CommandError(
-            f"the {args.split} split: {', '.join(unscored)} are not finite: the model in "
-            f"{args.run_dir} predicts NaN or infinite values on it"
-        )
-    print(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False))
-    return 0
+    with threads(config.threads):  # the CPU threads its run had
+        split = stored_split(config, args.split)
+        graph = load(args.run_dir, trust_code=args.trust_code)
+        try:
+            metrics = evaluate(graph, split, batch_size=args.batch_size)
+        except DataError as error:
+            raise DataError(f"the {args.split} split: {error}") from None
+        if unscored := sorted(name for name, value in metrics.items() if not math.isfinite(value)):
+            raise CommandError(
+                f"the {args.split} split: {', '.join(unscored)} are not finite: the model in "
+                f"{args.run_dir} predicts NaN or infinite values on it"
+            )
+        print(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False))
+        return 0
 
 
 # -- agora cache -------------------------------------------------------------------------------
@@ -320,50 +321,51 @@ def cka(args: argparse.Namespace) -> int:
     from agora.checkpoint import load
 
     config = stored_config(args.run_dir, args.overrides, trust_code=args.trust_code)
-    data = stored_split(config, args.split)
-    graph = load(args.run_dir, trust_code=args.trust_code)
-    teacher, student = args.teacher, args.student
-    if teacher is None or student is None:
-        try:
-            default_teacher, default_student = analysis.teacher_and_student(graph)
-        except ValueError as error:
-            raise CommandError(f"{error} (--teacher and --student)") from None
-        teacher, student = teacher or default_teacher, student or default_student
-    for option, name in (("--teacher", teacher), ("--student", student)):
-        if name not in graph.agents:
-            raise CommandError(f"{option} {name}: no such agent; agents: {list(graph.agents)}")
-    groups = args.groups or default_groups(data)
-    if groups == "none":
-        collected = analysis.states(
-            graph, data, agents=[teacher, student], batch_size=args.batch_size
-        )
-        matrices = {"all": analysis.cka_matrix(collected, teacher, student)}
-    else:
-        names = getattr(data, "group_names", None)
-        try:
-            matrices = analysis.by_group(
-                graph,
-                data,
-                CKA_GROUPS[groups],
-                teacher=teacher,
-                student=student,
-                names=names,
-                min_examples=args.min_examples,
-                batch_size=args.batch_size,
+    with threads(config.threads):  # the CPU threads its run had
+        data = stored_split(config, args.split)
+        graph = load(args.run_dir, trust_code=args.trust_code)
+        teacher, student = args.teacher, args.student
+        if teacher is None or student is None:
+            try:
+                default_teacher, default_student = analysis.teacher_and_student(graph)
+            except ValueError as error:
+                raise CommandError(f"{error} (--teacher and --student)") from None
+            teacher, student = teacher or default_teacher, student or default_student
+        for option, name in (("--teacher", teacher), ("--student", student)):
+            if name not in graph.agents:
+                raise CommandError(f"{option} {name}: no such agent; agents: {list(graph.agents)}")
+        groups = args.groups or default_groups(data)
+        if groups == "none":
+            collected = analysis.states(
+                graph, data, agents=[teacher, student], batch_size=args.batch_size
             )
-        except ValueError as error:  # the data has no genres, or no class labels
-            raise CommandError(f"--groups {groups}: {error}") from None
-        if not matrices:
-            raise CommandError(
-                f"--groups {groups}: no group of the {args.split} split has "
-                f"{args.min_examples} examples or more (lower --min-examples)"
-            )
-    for name, matrix in matrices.items():
-        print(f"{name} (n={matrix.examples})\n{matrix}\n")
-    title = f"{Path(args.run_dir).name}: {args.split}"
-    analysis.plot(matrices, args.out, title=title)
-    print(f"cka: {args.out}")
-    return 0
+            matrices = {"all": analysis.cka_matrix(collected, teacher, student)}
+        else:
+            names = getattr(data, "group_names", None)
+            try:
+                matrices = analysis.by_group(
+                    graph,
+                    data,
+                    CKA_GROUPS[groups],
+                    teacher=teacher,
+                    student=student,
+                    names=names,
+                    min_examples=args.min_examples,
+                    batch_size=args.batch_size,
+                )
+            except ValueError as error:  # the data has no genres, or no class labels
+                raise CommandError(f"--groups {groups}: {error}") from None
+            if not matrices:
+                raise CommandError(
+                    f"--groups {groups}: no group of the {args.split} split has "
+                    f"{args.min_examples} examples or more (lower --min-examples)"
+                )
+        for name, matrix in matrices.items():
+            print(f"{name} (n={matrix.examples})\n{matrix}\n")
+        title = f"{Path(args.run_dir).name}: {args.split}"
+        analysis.plot(matrices, args.out, title=title)
+        print(f"cka: {args.out}")
+        return 0
 
 
 # -- the command -------------------------------------------------------------------------------

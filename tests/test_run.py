@@ -72,8 +72,12 @@ def test_a_graph_that_cannot_read_the_data_fails_before_anything_is_written(tmp_
     assert not (tmp_path / "run").exists()
 
 
-def test_a_configs_threads_hold_for_the_whole_run_and_are_restored(tmp_path, monkeypatch):
+def test_a_configs_threads_hold_for_the_whole_run_and_are_restored(tmp_path, monkeypatch, request):
     import agora.train
+
+    threads = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    torch.set_num_threads(2)  # not the config's count, so that the config's shows
 
     seen, fit = [], agora.train.fit
     monkeypatch.setattr(agora.train, "fit", lambda *a, **k: seen.append(torch.get_num_threads())
@@ -86,6 +90,19 @@ def test_a_configs_threads_hold_for_the_whole_run_and_are_restored(tmp_path, mon
     # still holds a run of this configuration
     with pytest.raises(RunFolderError, match="holds a finished run of this configuration"):
         run_config(load_config("tiny", ["fit.epochs=1", "baseline=true"]), tmp_path / "run")
+    # `agora eval` and `agora cka` rebuild the stored config: its threads hold for them too
+    import agora.analysis.cka
+    from agora.cli import main
+
+    evaluate, states = agora.train.evaluate, agora.analysis.cka.states
+    monkeypatch.setattr(agora.train, "evaluate", lambda *a, **k: seen.append(
+        torch.get_num_threads()) or evaluate(*a, **k))  # fmt: skip
+    monkeypatch.setattr(agora.analysis.cka, "states", lambda *a, **k: seen.append(
+        torch.get_num_threads()) or states(*a, **k))  # fmt: skip
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    assert main(["cka", str(tmp_path / "run"), "--groups", "none",
+                 "--out", str(tmp_path / "cka.png")]) == 0  # fmt: skip
+    assert len(seen) > 3 and set(seen) == {1} and torch.get_num_threads() == before
 
 
 def test_threads_must_be_a_positive_number():
