@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +405,7 @@ def _pull(r: dict[str, Any]) -> list[str]:
     return [
         "## Where the talk terms pull",
         "",
+        *_pull_summary(r),
         "For each run that talks (those measured), at its best step: each loss term's gradient "
         "on the student's backbone (lower layers, upper layers, head), its cosine with the "
         "task term's gradient (1: the way the labels pull; 0: across; below 0: against) and "
@@ -413,6 +415,29 @@ def _pull(r: dict[str, Any]) -> list[str]:
         *table(["run", "term", "cosine with the task's gradient", "norm / the task's"], body),
         "",
     ]
+
+
+def _pull_summary(r: dict[str, Any]) -> list[str]:
+    """In words, for each arm that talks: its largest term's pull at the chosen setting, the
+    means over the seeds measured."""
+    lines = []
+    for name in ("TD", "TD + LD"):
+        rows = [row for row in r["rows"] if row["method"] == name and "pull" in row
+                and row["transfer"] == r["teacher"]["sizes"]["transfer"]]  # fmt: skip
+        if not rows:
+            continue
+        terms = [t for t in rows[0]["pull"]["norm"] if not t.startswith("task[")]
+        norm = {t: statistics.fmean(row["pull"]["norm"][t] for row in rows) for t in terms}
+        cosine = {t: statistics.fmean(row["pull"]["alignment"][t] for row in rows) for t in terms}
+        top = max(terms, key=norm.get)
+        way = "with" if cosine[top] >= 0.3 else "against" if cosine[top] <= -0.3 else "across"
+        lines.append(
+            f"- {name} ({rows[0]['setting']}, {len(rows)} seed(s)): the largest pull on the "
+            f"student is {top.split('[')[0]}'s, **{norm[top]:.2f}×** the task's, at a cosine of "
+            f"{cosine[top]:+.2f} with it: it moves the student mostly {way} the way its labels "
+            f"pull."
+        )
+    return [*lines, ""] if lines else []
 
 
 def _run_seconds(r: dict[str, Any]) -> float:

@@ -34,6 +34,7 @@ def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     assert alignment["task[student]"] > 0.999 and norm["task[student]"] == 1.0
     assert -1 <= alignment["interact[student]"] <= 1 and norm["interact[student]"] > 0
     assert "## Where the talk terms pull" in page and "| interact |" in page
+    assert "- TD (" in page and "the largest pull on the student is" in page
 
     # --finished writes the page from the run log alone: every run (and the timing) read back
     args = ["text-transfer", "--quick", "--workers", "1", "--out", str(tmp_path), "--finished"]
