@@ -391,8 +391,10 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
 
 def _pull(r: dict[str, Any]) -> list[str]:
     """Where the terms of the runs that talk pull the student at their best step."""
+    full = r["teacher"]["sizes"]["transfer"]  # the figure's smaller sets are left out
     runs = {(row["method"], row["setting"], row["seed"]): row["pull"]
-            for row in [*r["tuning_rows"], *r["rows"]] if "pull" in row}  # fmt: skip
+            for row in [*r["tuning_rows"], *r["rows"]]
+            if "pull" in row and row["transfer"] == full}  # fmt: skip
     if not runs:
         return []
     body = []
@@ -430,12 +432,13 @@ def _pull_summary(r: dict[str, Any]) -> list[str]:
         norm = {t: statistics.fmean(row["pull"]["norm"][t] for row in rows) for t in terms}
         cosine = {t: statistics.fmean(row["pull"]["alignment"][t] for row in rows) for t in terms}
         top = max(terms, key=norm.get)
+        talk = [t for t in terms if not t.startswith("logit[")]
         way = "with" if cosine[top] >= 0.3 else "against" if cosine[top] <= -0.3 else "across"
         lines.append(
             f"- {name} ({rows[0]['setting']}, {len(rows)} seed(s)): the largest pull on the "
             f"student is {top.split('[')[0]}'s, **{norm[top]:.2f}×** the task's, at a cosine of "
             f"{cosine[top]:+.2f} with it: it moves the student mostly {way} the way its labels "
-            f"pull."
+            f"pull; its talk terms together pull {sum(norm[t] for t in talk):.3f}× the task's."
         )
     return [*lines, ""] if lines else []
 
