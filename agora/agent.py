@@ -381,7 +381,8 @@ class Agent(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            return self.read(x)
+            with torch.no_grad():
+                return self.read(x)
         finally:
             self.train(was_training)
 

@@ -386,9 +386,8 @@ class Graph(nn.Module):
         return self
 
     def _sample_states(self, sample: Any) -> dict[str, AgentOutput]:
-        """Every agent's round 0 on ``sample``, in eval mode, without gradients."""
-        with torch.no_grad():
-            return {name: agent.sample_states(sample) for name, agent in self.agents.items()}
+        """Every agent's round 0 on ``sample`` (:meth:`Agent.sample_states`)."""
+        return {name: agent.sample_states(sample) for name, agent in self.agents.items()}
 
     def _make_codec(self, agent: Agent, out: AgentOutput) -> nn.Module:
         kind = agent.codec_kind or self.codec_kind

@@ -40,10 +40,10 @@ def term_gradients(
 ) -> dict[str, dict[str, float]]:
     """The L2 norm of each weighted loss term's gradient on each trainable agent's backbone.
 
-    Runs one training step on ``x, y`` (or per-learner ``batches``, and a ``transfer`` batch
+    Runs one training step on ``x, y`` (or per-learner ``batches``; with ``transfer``, a batch
     of inputs without labels beside them, as :class:`~agora.orchestrator.Orchestrator` takes
-    it) in train mode, so dropout
-    and message noise draw from the RNG as in training, then differentiates every term
+    it) in train mode, so dropout and message noise draw from the RNG as in training, then
+    differentiates every term
     ``w * L`` alone (a parameter shared by two parts counts once). Nothing is updated:
     parameters' ``.grad`` are left as they were, buffers (batch-norm statistics) restored, and
     the graph's train/eval mode too.
@@ -85,8 +85,8 @@ def term_alignment(
     each trainable agent's backbone: does the term pull the way the task does (near 1),
     across it (near 0) or against it (below 0)?
 
-    Runs one training step as :func:`term_gradients` does (``transfer`` too), changing nothing. A term that does
-    not reach the agent has cosine 0; agents without a task term are left out.
+    Runs one training step as :func:`term_gradients` does (``transfer`` too), changing nothing.
+    A term that does not reach the agent has cosine 0; agents without a task term are left out.
 
     Returns:
         dict[str, dict[str, float]]: ``{agent: {term: cosine}}``; the task term's own is 1.
@@ -121,9 +121,10 @@ def _each_term(
     balance: bool,
     measure: Callable[[Gradient, Gradient | None], float],
 ) -> dict[str, dict[str, float]]:
-    """One training step on ``x, y`` (or ``batches``; ``transfer`` beside them), then ``measure(grads, task_grads)`` of
-    each weighted term's gradient on each trainable agent's backbone (``task_grads``: the
-    agent's task term's, ``None`` without one); nothing updated, buffers and mode restored."""
+    """One training step on ``x, y`` (or ``batches``; ``transfer`` beside them), then
+    ``measure(grads, task_grads)`` of each weighted term's gradient on each trainable agent's
+    backbone (``task_grads``: the agent's task term's, ``None`` without one); nothing updated,
+    buffers and mode restored."""
     if not graph.built:
         raise GraphError("The graph is not built: call graph.build(sample_batch) first")
     params = {name: tensors for name, tensors in graph.backbone_parameters().items() if tensors}

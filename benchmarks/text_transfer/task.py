@@ -184,14 +184,14 @@ def train_student(task: Task) -> dict[str, Any]:
     fit_config = config(budget, arm.lr, seed, _CONTEXT["store"], batches, bool(labels))
     result = fit(graph, train, splits["valid"], fit_config, transfer=transfer)
     test = evaluate(graph, splits["test"], batch_size=128, agents=["student"])
-    heard = "talk" in arm.protocols and not labels  # where TD's terms pull, at the best step
+    talks = "talk" in arm.protocols and not labels  # where its terms pull, at the best step
     return {
         "method": arm.name, "setting": arm.describe(), "labels": labels, "transfer": size,
         "seed": seed, "valid_accuracy": result.metrics["student/accuracy"],
         "test_accuracy": test["student/accuracy"], "best_step": result.best_step,
         "steps": result.steps, "epoch_seconds": result.epoch_seconds,
         "seconds": time.perf_counter() - started,
-        **({"pull": pull(graph, train, transfer, budget)} if heard else {}),
+        **({"pull": pull(graph, train, transfer, budget)} if talks else {}),
     }  # fmt: skip
 
 
