@@ -159,6 +159,7 @@ def teacher_budget_text(info: dict[str, Any]) -> str:
 def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
     lines = ["## Results (dev accuracy, %)", ""]
     body = []
+    epoch = r["budget"]["steps"] / r["budget"]["epochs"]  # steps a pass over the transfer set
     for name in ARMS:
         rows = arms.get(name, [])
         if not rows:
@@ -171,11 +172,11 @@ def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
             "-" if name == "Scratch" else _difference(rows, scratch),
             "-" if name == "Self-training" else _difference(rows, selfish),
             _share(recovered(rows, scratch, teacher_dev)) if scratch else "-",
-            f"{best} of {rows[0]['steps']}", f"{100 * per_step:.0f}",
+            f"{best} of {rows[0]['steps']}", f"{epoch * per_step:.0f}",
         ])  # fmt: skip
     lines += table(
         ["Arm", "Setting", "Dev (test)", "Validation", "− Scratch, paired",
-         "− Self-training, paired", "Lead recovered", "Best step", "s / 100 steps"],
+         "− Self-training, paired", "Lead recovered", "Best step", "s / epoch"],
         body,
     )  # fmt: skip
     missing = [name for name in ARMS if name not in arms]
@@ -198,8 +199,8 @@ def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         "seeds of the step whose validation score the run kept (a run that peaks at its last "
         "evaluation would have gained from more steps). "
         '"(2 SE)" marks a paired '
-        "difference larger than twice its standard error. s / 100 steps: the median run's wall "
-        "time (its evaluations included) per 100 steps, "
+        "difference larger than twice its standard error. s / epoch: the median run's wall "
+        f"time (its evaluations included) per pass over the transfer set ({epoch:.0f} steps), "
         f"{r['workers']} workers × {r['threads']} thread(s).",
         "",
     ]

@@ -345,6 +345,7 @@ def tune_and_run(tuner: Tuner, plan: Plan, full: int) -> tuple[dict[str, Any], l
     for name in [n for n in ("FD", "FitNet", "Hybrid") if n in plan.arms]:
         found = tuner.search(name, lambda v, n=name: method(n, v, lr=ld.lr), grids[name], "weight")
         chosen[name] = (found, "")
+        tuner.later([chosen[name]], others, full)  # the next search's idle worker runs them
 
     def both(v: float) -> Method:
         talk = [(w, v) for w, _ in td.weights]
