@@ -696,6 +696,24 @@ def _where_time_goes(results: dict[str, Any]) -> list[str]:
         "",
         *table(["Method", "Runs", "Run time", "Share", "ms / step"], rows),
         "",
+        *_busy(results, all_seconds),
+    ]
+
+
+def _busy(results: dict[str, Any], seconds: float) -> list[str]:
+    """How much of the wall time the workers spent training (when every run ran now): near
+    100% means the benchmark is bound by its runs' own compute, not by idle workers."""
+    wall, workers = results.get("timings", {}).get("total"), results.get("workers")
+    if not wall or not workers or any(row.get("reused") for row in _unique_runs(results)):
+        return []
+    busy = seconds / (workers * wall)
+    return [
+        f"The runs add up to {duration(seconds)}: on {workers} workers, **{100 * busy:.0f}%** "
+        f"of the benchmark's {duration(wall)} of wall time (the rest: teacher pre-training, "
+        "data loading, and workers waiting at the end of a grid): the benchmark is "
+        f"{'bound by its runs' if busy >= 0.9 else 'partly idle'}, which take at least "
+        f"{duration(seconds / workers)} on {workers} workers whatever the scheduling.",
+        "",
     ]
 
 
