@@ -674,7 +674,8 @@ def _tuning_cost(results: dict[str, Any]) -> list[str]:
 def _where_time_goes(results: dict[str, Any]) -> list[str]:
     """Run time (summed over workers) and milliseconds per optimizer step, by method."""
     totals: dict[str, list[float]] = {}
-    for row in _unique_runs(results):
+    runs = _unique_runs(results)
+    for row in runs:
         entry = totals.setdefault(row["method"], [0.0, 0.0, 0.0])
         entry[0] += 1
         entry[1] += row.get("seconds", 0.0)
@@ -696,15 +697,15 @@ def _where_time_goes(results: dict[str, Any]) -> list[str]:
         "",
         *table(["Method", "Runs", "Run time", "Share", "ms / step"], rows),
         "",
-        *_busy(results, all_seconds),
+        *_busy(results, runs, all_seconds),
     ]
 
 
-def _busy(results: dict[str, Any], seconds: float) -> list[str]:
+def _busy(results: dict[str, Any], runs: list[dict[str, Any]], seconds: float) -> list[str]:
     """How much of the wall time the workers spent training (when every run ran now): near
     100% means the benchmark is bound by its runs' own compute, not by idle workers."""
     wall, workers = results.get("timings", {}).get("total"), results.get("workers")
-    if not wall or not workers or any(row.get("reused") for row in _unique_runs(results)):
+    if not wall or not workers or any(row.get("reused") for row in runs):
         return []
     busy = seconds / (workers * wall)
     return [

@@ -387,23 +387,24 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
     return lines
 
 
-READS_ANSWERS = ("Self-training", "LD", "Hybrid", "TD + LD")  # losses on the teacher's outputs
-
-
 def _track_mark(r: dict[str, Any], total: float, reused: int) -> str:
     """The 60-minute mark: this invocation's wall time, or, when it read runs back, the
     runs' own times over the workers (a lower bound on a fresh run's wall time)."""
     if not reused:
         return (f"- The whole CPU track, tuning included, in {duration(total)} (mark: at most "
                 f"60 min): {'met' if total <= 3600 else 'missed'}.")  # fmt: skip
-    least = _run_seconds(r) / r["workers"]
+    seconds = _run_seconds(r)
+    least = seconds / r["workers"]
     return (
         f"- The whole CPU track, tuning included (mark: at most 60 min): "
         f"{'missed' if least > 3600 else 'not judged'}: the runs' own times add up to "
-        f"{duration(_run_seconds(r))}, at least {duration(least)} of wall time on "
+        f"{duration(seconds)}, at least {duration(least)} of wall time on "
         f"{r['workers']} workers (this invocation read {reused} runs back from the run log and "
         f"took {duration(total)})."
     )
+
+
+READS_ANSWERS = ("Self-training", "LD", "Hybrid", "TD + LD")  # losses on the teacher's outputs
 
 
 def _what_this_shows(arms, scratch, selfish, teacher_dev, curves, tokens) -> list[str]:

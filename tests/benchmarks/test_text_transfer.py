@@ -42,3 +42,27 @@ def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     again = json.loads((tmp_path / "text-transfer-quick.json").read_text())
     assert again["rows"] and all(row.get("reused") for row in again["rows"])
     assert again["timing"]["reused"]
+
+
+def test_the_page_says_what_the_arms_show_and_judges_the_track_from_read_back_runs():
+    from benchmarks.text_transfer.page import _track_mark, _what_this_shows
+
+    def rows(*accuracies):
+        return [{"seed": s, "test_accuracy": a} for s, a in enumerate(accuracies)]
+
+    arms = {"Scratch": rows(0.76, 0.77, 0.76), "LD": rows(0.83, 0.84, 0.83),
+            "FD": rows(0.76, 0.76, 0.77), "Self-training": rows(0.83, 0.83, 0.84),
+            "All labels": rows(0.84, 0.84, 0.84)}  # fmt: skip
+    text = "\n".join(_what_this_shows(arms, arms["Scratch"], arms["Self-training"], 88.0,
+                                      {"LD": {0: 78.0, 20000: 83.0}},
+                                      {"transfer": 13.0, "test": 25.0}))  # fmt: skip
+    assert "Which arms move the student: LD (+" in text and "FD (" in text.split("do not")[0]
+    # LD and self-training move the student, FD does not: exactly those that read answers
+    assert "exactly the arms whose losses read the teacher's answers" in text
+    assert "rising at every size between" in text
+    assert "The 70 % mark lies above" in text  # all labels: (84 - 76.33) / (88 - 76.33) = 66 %
+    runs = [{"method": "LD", "setting": "w=1", "labels": "", "transfer": 1, "seed": s,
+             "seconds": 3000.0} for s in range(3)]  # fmt: skip
+    r = {"tuning_rows": [], "rows": runs, "workers": 2}
+    assert ": missed: the runs' own times add up to" in _track_mark(r, 10.0, reused=3)
+    assert "(mark: at most 60 min): met." in _track_mark(r, 3000.0, reused=0)
