@@ -13,7 +13,7 @@ Padding tokens are masked in attention, in pooling, and in every distance agora 
 
 A student is the same architecture with fewer layers, initialised from the teacher's
 embeddings and first layers (:func:`truncated_copy`, the appendix's recipe for the ViT
-student). Needs the ``text`` extra: ``pip install 'agora-distill[text]'``.
+student); :func:`load_backbone` first puts a fine-tuned teacher's weights into the encoder. Needs the ``text`` extra: ``pip install 'agora-distill[text]'``.
 """
 
 from __future__ import annotations
@@ -326,11 +326,49 @@ def minilm_student(
     num_labels: int = 2,
     dropout: float = 0.1,
     path: str | None = None,
+    teacher: str | os.PathLike | None = None,
     **agent: Any,
 ) -> TransformerAgent:
-    """A ``num_layers``-layer all-MiniLM-L6-v2 initialised from the teacher's embeddings and
-    first layers, with a fresh classifier, split after ``lower_layers``; ``agent`` keywords go
-    to :class:`~agora.agent.Agent` (``frozen``, ``task_weight``, ...). Configs name it as
-    ``agora.models.transformer:minilm_student``."""
-    student = truncated_copy(load_encoder(path), num_layers)
+    """A ``num_layers``-layer all-MiniLM-L6-v2 with a fresh classifier, split after
+    ``lower_layers``, initialised from the pre-trained model's embeddings and first layers, or
+    from those of ``teacher``: a safetensors file of a whole teacher agent (what
+    :func:`minilm_teacher` reads as ``weights``, e.g. the model fine-tuned on the task), the
+    DistilBERT way. ``agent`` keywords go to :class:`~agora.agent.Agent` (``frozen``,
+    ``task_weight``, ...). Configs name it as ``agora.models.transformer:minilm_student``."""
+    encoder = load_encoder(path)
+    if teacher is not None:
+        load_backbone(encoder, teacher)
+    student = truncated_copy(encoder, num_layers)
     return encoder_agent(name, student, lower_layers, num_labels, dropout=dropout, **agent)
+
+
+def load_backbone(model: nn.Module, file: str | os.PathLike) -> nn.Module:
+    """Load into ``model`` (an encoder as :func:`encoder_agent` takes it) the backbone of an
+    agent saved whole: its ``lower.*`` and ``upper.*`` weights, whatever its split; its head,
+    if any, is left out. Returns ``model``, e.g. for :func:`truncated_copy`.
+
+    Raises:
+        ValueError: naming ``file``, when it cannot be read or is not the backbone of an agent
+            split from an encoder like ``model``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(str(file))
+    except (OSError, SafetensorError) as error:
+        raise ValueError(f"{file}: not a readable safetensors file of an agent: {error}") from None
+    lower = {key.split(".")[2] for key in weights if key.startswith("lower.layers.")}
+    body = {key: value for key, value in weights.items() if not key.startswith("head.")}
+    layers = len(token_layers(model))
+    if not body or not 1 <= len(lower) < layers:
+        raise ValueError(
+            f"{file}: not an agent's backbone for this {layers}-layer encoder: it holds "
+            f"{len(lower)} lower layers (keys {sorted(weights)[:3]}...)"
+        )
+    view = encoder_agent("backbone", model, len(lower))  # shares the model's parameters
+    try:
+        view.load_state_dict(body)
+    except RuntimeError as error:
+        raise ValueError(f"{file}: not an agent's backbone for this encoder: {error}") from None
+    return model

@@ -10,6 +10,7 @@ from agora.cache import CachedOrchestrator, StateCache
 from agora.loaders import EpochSampler
 from agora.models.transformer import (
     encoder_agent,
+    load_backbone,
     load_encoder,
     load_tokenizer,
     minilm_student,
@@ -100,6 +101,50 @@ def test_the_student_starts_as_the_teachers_first_layers():
     copy = truncated_copy(teacher, 2)
     assert len(copy.encoder.layer) == 2 and copy.config.num_hidden_layers == 2
     assert teacher.config.num_hidden_layers == 6  # the teacher is untouched
+
+
+def test_a_student_can_start_from_a_fine_tuned_teachers_layers(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    tuned = encoder_agent("teacher", load_encoder(), 3, num_labels=2)  # saved with its head
+    with torch.no_grad():  # stands for fine-tuning: every weight moves off the pre-trained one
+        for p in tuned.parameters():
+            p.add_(torch.randn_like(p))
+    file = tmp_path / "tuned.safetensors"
+    save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, str(file))
+    student = minilm_student(num_layers=2, lower_layers=1, teacher=file)
+    pairs = [
+        (student.lower.embeddings, tuned.lower.embeddings),
+        (student.lower.layers[0], tuned.lower.layers[0]),
+        (student.upper.layers[0], tuned.lower.layers[1]),
+    ]
+    for mine, theirs in pairs:
+        assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(),
+                                                     theirs.state_dict().values()))  # fmt: skip
+    pretrained = minilm_student(num_layers=2, lower_layers=1)
+    assert not torch.equal(student.upper.layers[0].output.dense.weight,
+                           pretrained.upper.layers[0].output.dense.weight)  # fmt: skip
+
+
+def test_a_wrong_backbone_file_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    config = transformers.BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=32,
+    )  # fmt: skip
+    other = encoder_agent("t", transformers.BertModel(config), 1, num_labels=2)
+    wrong = tmp_path / "small.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(wrong))
+    with pytest.raises(ValueError, match=r"small\.safetensors: not an agent's backbone"):
+        load_backbone(load_encoder(), wrong)
+    head_only = tmp_path / "probe.safetensors"
+    save_file({"linear.weight": torch.zeros(2, 384), "linear.bias": torch.zeros(2)}, str(head_only))
+    with pytest.raises(ValueError, match=r"probe\.safetensors: not an agent's backbone"):
+        load_backbone(load_encoder(), head_only)
+    with pytest.raises(ValueError, match=r"missing\.safetensors: not a readable"):
+        minilm_student(teacher=tmp_path / "missing.safetensors")
 
 
 def test_a_wrong_probe_file_is_named(tmp_path):
