@@ -215,6 +215,31 @@ def test_the_wall_time_mark_is_judged_on_a_whole_run(page):
     assert "(mark ≤ 60 min): missed." in page[1]  # 4007 s of its own
 
 
+def busy_line(markdown: str) -> str:
+    return next((line for line in markdown.splitlines() if line.startswith("The runs add up")), "")
+
+
+def test_the_time_page_says_how_busy_the_workers_were(tmp_path):
+    results = make_results()
+    # each run once, 1.5 s: the fixture's TD variants share TD's setting (one run each), but
+    # TD noise's: Scratch, LD, FD, FitNet, Hybrid, TD, TD noise on 3 genres and 2 seeds
+    runs = 7 * len(GENRES) * 2
+    results["timings"]["total"] = runs * 1.5 / 2 / 0.95  # 95 % of 2 workers' wall time
+    write_movielens(results, tmp_path)
+    line = busy_line((tmp_path / "movielens.md").read_text())
+    assert "The runs add up to 1 min 03 s: on 2 workers, **95%**" in line
+    assert "bound by its runs, which take at least 31.5 s on 2 workers" in line
+
+
+def test_the_busy_line_says_when_workers_sat_idle_and_is_left_out_on_runs_read_back(page, tmp_path):
+    line = busy_line(page[1])  # 63 s of runs in 2 x 4007 s
+    assert "**1%**" in line and "partly idle" in line
+    results = make_results()
+    results["rows"] = [dict(row, reused=True) for row in results["rows"]]
+    write_movielens(results, tmp_path)
+    assert busy_line((tmp_path / "movielens.md").read_text()) == ""
+
+
 # -- What this shows ---------------------------------------------------------------------------
 
 
