@@ -13,7 +13,8 @@ Padding tokens are masked in attention, in pooling, and in every distance agora 
 
 A student is the same architecture with fewer layers, initialised from the teacher's
 embeddings and first layers (:func:`truncated_copy`, the appendix's recipe for the ViT
-student); :func:`load_backbone` first puts a fine-tuned teacher's weights into the encoder. Needs the ``text`` extra: ``pip install 'agora-distill[text]'``.
+student; :func:`load_backbone` first puts a fine-tuned teacher's weights into the encoder).
+Needs the ``text`` extra: ``pip install 'agora-distill[text]'``.
 """
 
 from __future__ import annotations
@@ -361,7 +362,7 @@ def load_backbone(model: nn.Module, file: str | os.PathLike) -> nn.Module:
     lower = {key.split(".")[2] for key in weights if key.startswith("lower.layers.")}
     body = {key: value for key, value in weights.items() if not key.startswith("head.")}
     layers = len(token_layers(model))
-    if not body or not 1 <= len(lower) < layers:
+    if not any(key.startswith("lower.embeddings.") for key in body) or len(lower) >= layers:
         raise ValueError(
             f"{file}: not an agent's backbone for this {layers}-layer encoder: it holds "
             f"{len(lower)} lower layers (keys {sorted(weights)[:3]}...)"

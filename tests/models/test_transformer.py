@@ -127,6 +127,25 @@ def test_a_student_can_start_from_a_fine_tuned_teachers_layers(tmp_path):
                            pretrained.upper.layers[0].output.dense.weight)  # fmt: skip
 
 
+@pytest.mark.parametrize("split", [0, 2])
+def test_a_backbone_loads_whatever_its_split(tmp_path, split):
+    from safetensors.torch import save_file
+
+    config = transformers.BertConfig(
+        vocab_size=40, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    saved = transformers.BertModel(config, add_pooling_layer=False)
+    agent = encoder_agent("t", saved, split, num_labels=2)
+    file = tmp_path / "t.safetensors"
+    save_file({k: v.contiguous() for k, v in agent.state_dict().items()}, str(file))
+    torch.manual_seed(1)
+    model = load_backbone(transformers.BertModel(config, add_pooling_layer=False), file)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 saved.state_dict().values()))  # fmt: skip
+
+
 def test_a_wrong_backbone_file_is_named(tmp_path):
     from safetensors.torch import save_file
 
