@@ -192,12 +192,14 @@ def teacher_agent(track: str, file: Path | None) -> Any:
 # -- one run ---------------------------------------------------------------------------------
 
 
-def build_graph(method: Method, track: str, teacher_file: Path | None) -> Graph:
-    """The frozen teacher of ``track`` and the 2-layer student, on token messages."""
+def build_graph(method: Method, track: str, teacher_file: Path | None,
+                student_layers: int = STUDENT_LAYERS) -> Graph:  # fmt: skip
+    """The frozen teacher of ``track`` and the student (2 layers unless ``student_layers``
+    says otherwise, split after its first), on token messages."""
     from agora.models.transformer import minilm_student
 
     teacher = teacher_agent(track, teacher_file)
-    student = minilm_student(num_layers=STUDENT_LAYERS, lower_layers=STUDENT_LOWER)
+    student = minilm_student(num_layers=student_layers, lower_layers=STUDENT_LOWER)
     graph = Graph(
         [teacher, student], message_dim=MESSAGE_DIM, codec="token", codec_hidden=CODEC_HIDDEN
     )

@@ -17,7 +17,9 @@ past an edge choice), the step by the best of ``evals`` validation scores; then 
 every seed, and LD and TD run on smaller transfer sets, seed 0, for the figure.
 
 ``python -m benchmarks text-transfer [--quick]`` writes ``text-transfer.md``, ``.json``,
-``.png`` and ``-runs.jsonl`` (finished runs, so a stopped benchmark resumes) into ``--out``.
+``.png`` and ``-runs.jsonl`` (finished runs, so a stopped benchmark resumes) into ``--out``;
+``--student-layers 3`` gives the student a third layer, ``--transfer all`` every remaining
+sentence (their runs are stamped apart in the run log).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from agora.train import FitConfig, evaluate, fit
 from benchmarks.harness import BenchmarkError, Runner, RunStore, run_all, stamp, widening_search
 from benchmarks.movielens.task import Method, method
 from benchmarks.text.task import (
+    STUDENT_LAYERS,
     TeacherBudget,
     TextBudget,
     agent_accuracy,
@@ -86,6 +89,7 @@ class Budget:
     steps: int = 0  # set from the transfer set's size: epochs * its batches
     timing_sentences: int = 4000
     timing_repeats: int = 3
+    student_layers: int = STUDENT_LAYERS  # the student's layers, split after its first
 
     def text(self) -> TextBudget:
         return TextBudget(self.train_size, self.valid_size, self.max_length, self.epochs,
@@ -170,7 +174,7 @@ def train_student(task: Task) -> dict[str, Any]:
     started = time.perf_counter()
     splits = _data(budget)
     torch.manual_seed(seed)
-    graph = build_graph(arm, "fine-tuned", Path(_CONTEXT["teacher"]))
+    graph = build_graph(arm, "fine-tuned", Path(_CONTEXT["teacher"]), budget.student_layers)
     if labels:
         pseudo = load_file(_CONTEXT["pseudo"])["labels"]
         train, transfer = _union(splits, size, labels, pseudo), None
@@ -423,7 +427,7 @@ def store_timing(budget: Budget, teacher: dict[str, Any], data_dir: str | None) 
 
     def epoch(arm: Method, with_store: bool, labels: bool) -> float:
         torch.manual_seed(0)
-        graph = build_graph(arm, "fine-tuned", file)
+        graph = build_graph(arm, "fine-tuned", file, budget.student_layers)
         cfg = config(replace(budget, steps=steps, evals=1), arm.lr, 0,
                      store if with_store else None, steps, labels)  # fmt: skip
         cfg = replace(cfg, cache_frozen=False, eval_every=None)
@@ -460,14 +464,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.workers * args.threads)
     started = time.perf_counter()
     if args.quick:
-        plan = Plan([0], quick_budget(), lrs=GRIDS["lr"][:1], rounds=(1,), max_widen=0,
+        quick = replace(quick_budget(), student_layers=args.student_layers)
+        plan = Plan([0], quick, lrs=GRIDS["lr"][:1], rounds=(1,), max_widen=0,
                     arms=("Scratch", "Self-training", "LD", "TD", "All labels"),
                     notes=["--quick: tiny slices, 1 seed, 5 arms: a smoke test, not a result"])  # fmt: skip
         plan.grids = {name: values[:1] for name, values in GRIDS.items()}
     else:
         size = None if args.transfer == "all" else int(args.transfer)
         budget = Budget(transfer_size=size, epochs=args.epochs,
-                        transfer_batch_size=args.transfer_batch_size)  # fmt: skip
+                        transfer_batch_size=args.transfer_batch_size,
+                        student_layers=args.student_layers)  # fmt: skip
         plan = Plan(list(range(args.seeds)), budget, arms=_arms(args.arms))
     budget = plan.budget
     folder = Path(args.cache_dir) if args.cache_dir else Path(args.out) / ".teachers"
@@ -480,7 +486,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         budget, transfer_size=full, steps=budget.epochs * -(-full // budget.transfer_batch_size)
     )
     runs = RunStore(Path(args.out) / f"{args.benchmark}{'-quick' * args.quick}-runs.jsonl",
-                    {**asdict(budget), "teacher": Path(teacher["file"]).name})  # fmt: skip
+                    run_stamp(budget, Path(teacher["file"]).name))  # fmt: skip
     clock = time.perf_counter()
     timing = runs.get("store timing")  # measured once, like every run, and read back after
     if timing is None:
@@ -511,15 +517,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def run_stamp(budget: Budget, teacher: str) -> dict[str, Any]:
+    """What a run log's lines are stamped with: the budget and the teacher's file; the
+    student's layers only when they are not the default 2 (so that the lines written before
+    ``--student-layers`` existed still match)."""
+    stamp = {**asdict(budget), "teacher": teacher}
+    if budget.student_layers == STUDENT_LAYERS:
+        del stamp["student_layers"]
+    return stamp
+
+
 def other_budgets(runs: RunStore, budget: Budget) -> list[dict[str, Any]]:
     """The runs an earlier invocation finished on the same data with other steps (another
     ``--epochs``), from the run log: what fewer or more steps gave each arm on the whole
     transfer set."""
     same = {k: v for k, v in runs.stamp.items() if k not in ("epochs", "steps", "evals")}
+    same["student_layers"] = budget.student_layers
     found = []
     for text, rows in runs.others.items():
         stamp = json.loads(text)
-        if not isinstance(stamp, dict) or {k: stamp.get(k) for k in same} != same:
+        if not isinstance(stamp, dict):
+            continue
+        stamp.setdefault("student_layers", STUDENT_LAYERS)  # a line from before the option
+        if {k: stamp.get(k) for k in same} != same:
             continue
         arms = [row for row in rows.values() if isinstance(row, dict) and "method" in row]
         if arms:
@@ -536,7 +556,8 @@ def _arms(text: str) -> tuple[str, ...]:
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    """``--transfer``, ``--epochs``, ``--transfer-batch-size``, ``--arms``, ``--finished``."""
+    """``--transfer``, ``--epochs``, ``--transfer-batch-size``, ``--student-layers``,
+    ``--arms``, ``--finished``."""
     parser.add_argument(
         "--finished", action="store_true",
         help="write the page from the runs an earlier invocation finished (its run log); "
@@ -555,12 +576,20 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                         help="passes over the transfer set (default: 2)")  # fmt: skip
     parser.add_argument("--transfer-batch-size", type=int, default=64,
                         help="transfer sentences a step, beside 32 labelled (default: 64)")  # fmt: skip
+    parser.add_argument(
+        "--student-layers", type=int, default=STUDENT_LAYERS,
+        help="the student's layers, 2 to 5, split after its first (default: 2)",
+    )  # fmt: skip
 
 
 def check(args: argparse.Namespace) -> None:
     """The budget's values, the text extra and the data, before anything trains."""
     if args.epochs < 1 or args.transfer_batch_size < 1:
         raise BenchmarkError("--epochs and --transfer-batch-size must be at least 1")
+    if not 2 <= args.student_layers <= 5:
+        raise BenchmarkError(
+            f"--student-layers must be 2 to 5 (the teacher has 6), got {args.student_layers}"
+        )
     _arms(args.arms)
     if args.transfer != "all" and not (args.transfer.isdigit() and int(args.transfer)):
         raise BenchmarkError(

@@ -66,3 +66,48 @@ def test_the_page_says_what_the_arms_show_and_judges_the_track_from_read_back_ru
     r = {"tuning_rows": [], "rows": runs, "workers": 2}
     assert ": missed: the runs' own times add up to" in _track_mark(r, 10.0, reused=3)
     assert "(mark: at most 60 min): met." in _track_mark(r, 3000.0, reused=0)
+
+
+def test_a_larger_student_is_stamped_apart_and_never_read_as_another_budget(tmp_path):
+    from dataclasses import replace
+
+    from benchmarks.harness import RunStore
+    from benchmarks.text_transfer.task import Budget, other_budgets, run_stamp
+
+    two = replace(Budget(), steps=626)
+    three, fewer = replace(two, student_layers=3), replace(two, epochs=1, steps=313)
+    assert "student_layers" not in run_stamp(two, "t")  # lines from before the option match
+    assert run_stamp(three, "t")["student_layers"] == 3 and run_stamp(three, "t") != run_stamp(
+        two, "t"
+    )
+    log = tmp_path / "runs.jsonl"
+    row = {"method": "LD", "setting": "w=1", "transfer": 20000, "seed": 0}
+    RunStore(log, run_stamp(fewer, "t")).add("a", row)  # 2 layers, fewer steps
+    RunStore(log, run_stamp(three, "t")).add("b", row)  # 3 layers, the same steps
+    found = other_budgets(RunStore(log, run_stamp(two, "t")), two)
+    assert [other["budget"]["steps"] for other in found] == [313]
+    assert other_budgets(RunStore(log, run_stamp(three, "t")), three) == []
+
+
+def test_student_layers_outside_2_to_5_are_refused_before_anything_trains():
+    import argparse
+
+    import pytest
+
+    from benchmarks.harness import BenchmarkError
+    from benchmarks.text_transfer.task import check
+
+    args = argparse.Namespace(epochs=2, transfer_batch_size=64, arms="LD", transfer="20000",
+                              student_layers=6, data_dir=None)  # fmt: skip
+    with pytest.raises(BenchmarkError, match="--student-layers must be 2 to 5"):
+        check(args)
+
+
+@needs("text")
+def test_the_student_gets_the_layers_asked_for():
+    from benchmarks.movielens.task import method
+    from benchmarks.text.task import build_graph
+
+    graph = build_graph(method("Scratch"), "fine-tuned", None, student_layers=3)
+    student = graph.agents["student"]
+    assert len(student.lower.layers) == 1 and len(student.upper.layers) == 2
