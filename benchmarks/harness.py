@@ -507,6 +507,12 @@ def grid(values: Iterable[float]) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
 
+def _when(results: dict[str, Any]) -> str:
+    if "--finished" in results.get("command", "").split():
+        return "from the run log of an earlier invocation: nothing trained"
+    return "right after the runs"
+
+
 def header(title: str, results: dict[str, Any], extra: Sequence[str] = ()) -> list[str]:
     """A page's title and the lines that say how it was made: the command, the date, the
     machine, the processes, each phase's wall time, the notes (``extra`` after the times)."""
@@ -519,7 +525,7 @@ def header(title: str, results: dict[str, Any], extra: Sequence[str] = ()) -> li
         ]
     lines += [
         f"- Command: `{results.get('command', '?')}`",
-        f"- Date: {results.get('date', '?')} (when this page was written, right after the runs)",
+        f"- Date: {results.get('date', '?')} (when this page was written, {_when(results)})",
         f"- Machine: {results.get('machine', '?')}",
         f"- torch {results.get('torch', '?')}, {results.get('workers', '?')} workers × "
         f"{results.get('threads', '?')} threads",

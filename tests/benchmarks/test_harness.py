@@ -129,3 +129,13 @@ def test_a_smoke_test_never_writes_into_the_sites_results_unless_told(tmp_path, 
 
 def test_a_cell_is_mean_and_standard_error():
     assert cell([1.0, 3.0]) == "2.0000 ± 1.0000" and cell([]) == "–"
+
+
+def test_a_page_written_from_the_run_log_does_not_claim_its_runs_just_ran():
+    from benchmarks.harness import header
+
+    ran = "\n".join(header("T", {"command": "python -m benchmarks text-transfer", "date": "d"}))
+    read = "\n".join(header("T", {"command": "python -m benchmarks text-transfer --finished",
+                                  "date": "d"}))  # fmt: skip
+    assert "- Date: d (when this page was written, right after the runs)" in ran
+    assert "nothing trained" in read and "right after the runs" not in read
