@@ -218,10 +218,11 @@ def _arm_name(row: dict[str, Any]) -> str:
 
 
 def _other_budgets(r: dict[str, Any]) -> list[str]:
-    """Each arm at another budget of steps (an earlier invocation's runs, from the run log):
-    its setting with the best seed-0 validation score, over the seeds it ran."""
-    full = r["teacher"]["sizes"]["transfer"]
-    now = _arms(r)
+    """Each arm at another budget, of steps or of the student's layers (an earlier
+    invocation's runs, from the run log): its setting with the best seed-0 validation score,
+    over the seeds it ran, and the lead it recovers over that budget's own Scratch."""
+    full, teacher_dev = r["teacher"]["sizes"]["transfer"], 100 * r["teacher"]["accuracy"]["test"]
+    now, layers = _arms(r), r["budget"].get("student_layers", STUDENT_LAYERS)
     body = []
     for other in r.get("other_budgets", []):
         steps = other["budget"]["steps"]
@@ -229,30 +230,32 @@ def _other_budgets(r: dict[str, Any]) -> list[str]:
         for row in other["rows"]:
             if row["transfer"] == full:
                 by_arm.setdefault(_arm_name(row), {}).setdefault(row["setting"], []).append(row)
-        for name in ARMS:
-            settings = by_arm.get(name)
-            if not settings:
-                continue
-            setting, rows = max(settings.items(), key=lambda item: max(
-                (x["valid_accuracy"] for x in item[1] if x["seed"] == 0), default=-1.0))  # fmt: skip
-            best = sorted(row["best_step"] for row in rows)[len(rows) // 2]
+        best = {name: max(settings.items(), key=lambda item: max(
+                    (x["valid_accuracy"] for x in item[1] if x["seed"] == 0), default=-1.0))
+                for name, settings in by_arm.items()}  # fmt: skip
+        scratch = best.get("Scratch", ("", []))[1]
+        for name in [n for n in ARMS if n in best]:
+            setting, rows = best[name]
             here = now.get(name)
             body.append([
-                name, f"{steps}", setting, _points([x["test_accuracy"] for x in rows]),
-                f"{len(rows)}", f"{best} of {steps}",
+                name, f"{other['budget']['student_layers']}", f"{steps}", setting,
+                _points([x["test_accuracy"] for x in rows]), f"{len(rows)}",
+                _share(recovered(rows, scratch, teacher_dev)) if scratch else "-",
+                f"{sorted(x['best_step'] for x in rows)[len(rows) // 2]} of {steps}",
                 _points([x["test_accuracy"] for x in here]) if here else "-",
             ])  # fmt: skip
     if not body:
         return []
-    head = ["Arm", "Steps", "Setting", "Dev (test)", "Seeds", "Best step",
-            f"Dev at {r['budget']['steps']} steps"]  # fmt: skip
+    head = ["Arm", "Student layers", "Steps", "Setting", "Dev (test)", "Seeds",
+            "Lead recovered", "Best step", "Dev on this page"]  # fmt: skip
     return [
-        "## Another number of steps",
+        "## Other budgets: steps and the student's size",
         "",
-        f"The same arms with another budget of steps, from an earlier invocation's runs (the "
-        f"run log): each arm's setting with the best validation score on seed 0 at that "
-        f"budget, dev accuracy (%) over the seeds it ran, beside this page's "
-        f"{r['budget']['steps']} steps.",
+        f"The same arms with another budget of steps or another number of student layers, "
+        f"from an earlier invocation's runs (the run log): each arm's setting with the best "
+        f"validation score on seed 0 at that budget, dev accuracy (%) over the seeds it ran, "
+        f"and the lead it recovers over the Scratch of the same budget, beside this page's "
+        f"{layers}-layer student at {r['budget']['steps']} steps.",
         "",
         *table(head, body),
         "",

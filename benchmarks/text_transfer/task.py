@@ -528,11 +528,12 @@ def run_stamp(budget: Budget, teacher: str) -> dict[str, Any]:
 
 
 def other_budgets(runs: RunStore, budget: Budget) -> list[dict[str, Any]]:
-    """The runs an earlier invocation finished on the same data with other steps (another
-    ``--epochs``), from the run log: what fewer or more steps gave each arm on the whole
-    transfer set."""
-    same = {k: v for k, v in runs.stamp.items() if k not in ("epochs", "steps", "evals")}
-    same["student_layers"] = budget.student_layers
+    """The runs an earlier invocation finished on the same data with another budget (other
+    ``--epochs``, or another ``--student-layers``), from the run log: what fewer or more steps,
+    or a smaller or larger student, gave each arm on the whole transfer set. Each budget keeps
+    its student's layers, so that its runs are never read as this student's."""
+    varied = ("epochs", "steps", "evals", "student_layers")
+    same = {k: v for k, v in runs.stamp.items() if k not in varied}
     found = []
     for text, rows in runs.others.items():
         stamp = json.loads(text)
@@ -544,7 +545,10 @@ def other_budgets(runs: RunStore, budget: Budget) -> list[dict[str, Any]]:
         arms = [row for row in rows.values() if isinstance(row, dict) and "method" in row]
         if arms:
             found.append({"budget": stamp, "rows": arms})
-    return sorted(found, key=lambda other: other["budget"]["steps"])
+    here = budget.student_layers
+    return sorted(found, key=lambda other: (other["budget"]["student_layers"] != here,
+                                            other["budget"]["student_layers"],
+                                            other["budget"]["steps"]))  # fmt: skip
 
 
 def _arms(text: str) -> tuple[str, ...]:

@@ -68,10 +68,11 @@ def test_the_page_says_what_the_arms_show_and_judges_the_track_from_read_back_ru
     assert "(mark: at most 60 min): met." in _track_mark(r, 3000.0, reused=0)
 
 
-def test_a_larger_student_is_stamped_apart_and_never_read_as_another_budget(tmp_path):
+def test_a_larger_student_is_stamped_apart_and_read_back_as_another_budget(tmp_path):
     from dataclasses import replace
 
     from benchmarks.harness import RunStore
+    from benchmarks.text_transfer.page import _other_budgets
     from benchmarks.text_transfer.task import Budget, other_budgets, run_stamp
 
     two = replace(Budget(), steps=626)
@@ -81,12 +82,29 @@ def test_a_larger_student_is_stamped_apart_and_never_read_as_another_budget(tmp_
         two, "t"
     )
     log = tmp_path / "runs.jsonl"
-    row = {"method": "LD", "setting": "w=1", "transfer": 20000, "seed": 0}
-    RunStore(log, run_stamp(fewer, "t")).add("a", row)  # 2 layers, fewer steps
-    RunStore(log, run_stamp(three, "t")).add("b", row)  # 3 layers, the same steps
+
+    def row(method: str, seed: int, dev: float) -> dict:
+        return {"method": method, "setting": "w=1", "labels": "", "transfer": 20000,
+                "seed": seed, "valid_accuracy": 0.9, "test_accuracy": dev, "best_step": 9}  # fmt: skip
+
+    RunStore(log, run_stamp(fewer, "t")).add("a", row("LD", 0, 0.83))  # 2 layers, fewer steps
+    three_runs = RunStore(log, run_stamp(three, "t"))  # 3 layers, the same steps
+    three_runs.add("b", row("Scratch", 0, 0.80))
+    three_runs.add("c", row("LD", 0, 0.86))
     found = other_budgets(RunStore(log, run_stamp(two, "t")), two)
-    assert [other["budget"]["steps"] for other in found] == [313]
-    assert other_budgets(RunStore(log, run_stamp(three, "t")), three) == []
+    assert [(o["budget"]["student_layers"], o["budget"]["steps"]) for o in found] == [
+        (2, 313),
+        (3, 626),
+    ]
+    # the page says whose runs they are, and each budget's lead is over its own Scratch
+    r = {"teacher": {"sizes": {"transfer": 20000}, "accuracy": {"test": 0.88}},
+         "budget": {"steps": 626}, "rows": [], "other_budgets": found}  # fmt: skip
+    lines = [line for line in _other_budgets(r) if line.startswith("| LD | 3 |")]
+    assert len(lines) == 1 and "| 86.00 |" in lines[0] and "| 75 % |" in lines[0]
+    assert "2-layer student at 626 steps" in "\n".join(_other_budgets(r))
+    # seen from the 3-layer student, the 2-layer runs come after its own other budgets
+    back = other_budgets(three_runs, three)
+    assert [o["budget"]["student_layers"] for o in back] == [2]
 
 
 def test_student_layers_outside_2_to_5_are_refused_before_anything_trains():
