@@ -148,7 +148,13 @@ def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
         *_other_budgets(r),
         *_marks(r, arms, scratch, selfish, teacher_dev),
         *_what_this_shows(
-            arms, scratch, selfish, teacher_dev, _figure_rows(r), teacher["mean_tokens"]
+            arms,
+            scratch,
+            selfish,
+            teacher_dev,
+            _figure_rows(r),
+            teacher["mean_tokens"],
+            _student_sizes(r),
         ),
         *_pull(r),
         *_tuning(r),
@@ -217,6 +223,18 @@ def _arm_name(row: dict[str, Any]) -> str:
     return {"teacher": "Self-training", "real": "All labels"}.get(row["labels"], row["method"])
 
 
+def _budget_arms(other: dict[str, Any], full: int) -> dict[str, tuple[str, list[dict]]]:
+    """Each arm of another budget at its setting with the best seed-0 validation score, with
+    that setting's rows (every seed), on the full transfer set."""
+    by_arm: dict[str, dict[str, list[dict]]] = {}
+    for row in other["rows"]:
+        if row["transfer"] == full:
+            by_arm.setdefault(_arm_name(row), {}).setdefault(row["setting"], []).append(row)
+    return {name: max(settings.items(), key=lambda item: max(
+                (x["valid_accuracy"] for x in item[1] if x["seed"] == 0), default=-1.0))
+            for name, settings in by_arm.items()}  # fmt: skip
+
+
 def _other_budgets(r: dict[str, Any]) -> list[str]:
     """Each arm at another budget, of steps or of the student's layers (an earlier
     invocation's runs, from the run log): its setting with the best seed-0 validation score,
@@ -226,13 +244,7 @@ def _other_budgets(r: dict[str, Any]) -> list[str]:
     body = []
     for other in r.get("other_budgets", []):
         steps = other["budget"]["steps"]
-        by_arm: dict[str, dict[str, list[dict]]] = {}
-        for row in other["rows"]:
-            if row["transfer"] == full:
-                by_arm.setdefault(_arm_name(row), {}).setdefault(row["setting"], []).append(row)
-        best = {name: max(settings.items(), key=lambda item: max(
-                    (x["valid_accuracy"] for x in item[1] if x["seed"] == 0), default=-1.0))
-                for name, settings in by_arm.items()}  # fmt: skip
+        best = _budget_arms(other, full)
         scratch = best.get("Scratch", ("", []))[1]
         for name in [n for n in ARMS if n in best]:
             setting, rows = best[name]
@@ -413,9 +425,42 @@ def _track_mark(r: dict[str, Any], total: float, reused: int) -> str:
 READS_ANSWERS = ("Self-training", "LD", "Hybrid", "TD + LD")  # losses on the teacher's outputs
 
 
-def _what_this_shows(arms, scratch, selfish, teacher_dev, curves, tokens) -> list[str]:
+def _student_sizes(r: dict[str, Any]) -> list[str]:
+    """A line on how the student's number of layers moves the lead each arm recovers, from
+    the other budgets with this page's steps and another student (each over its own
+    Scratch), or nothing when there are none."""
+    teacher_dev, full = 100 * r["teacher"]["accuracy"]["test"], r["teacher"]["sizes"]["transfer"]
+    layers = r["budget"].get("student_layers", STUDENT_LAYERS)
+    sizes = {layers: _arms(r)}
+    for other in r.get("other_budgets", []):
+        if other["budget"]["steps"] == r["budget"]["steps"]:
+            best = _budget_arms(other, full)
+            sizes[other["budget"]["student_layers"]] = {n: rows for n, (_, rows) in best.items()}
+    shown = ("All labels", "Self-training", "LD")
+    told = {n: arms for n, arms in sizes.items()
+            if "Scratch" in arms and all(name in arms for name in shown)}  # fmt: skip
+    if len(told) < 2:
+        return []
+
+    def said(n: int) -> str:
+        arms = told[n]
+        return f"with {n} layers{' (this page)' if n == layers else ''}, " + ", ".join(
+            f"{name} {_share(recovered(arms[name], arms['Scratch'], teacher_dev))}"
+            for name in shown
+        )
+
+    return [
+        f"- The student's size bounds what any teacher signal can give it: of the teacher's "
+        f"lead over a Scratch of the same size, at {r['budget']['steps']} steps, "
+        + "; ".join(said(n) for n in sorted(told))
+        + " (the table of other budgets)."
+    ]
+
+
+def _what_this_shows(arms, scratch, selfish, teacher_dev, curves, tokens, sizes=()) -> list[str]:
     """In words, from the numbers above: which arms move the student, how the gain grows
-    with the transfer set, soft against hard labels, and where the ceiling lies."""
+    with the transfer set, soft against hard labels, where the ceiling lies and how the
+    student's size moves it (``sizes``, lines of :func:`_student_sizes`)."""
     if not scratch or "LD" not in arms:
         return []
     gains = {n: mean_se(_paired(rows, scratch)) for n, rows in arms.items()
@@ -470,7 +515,7 @@ def _what_this_shows(arms, scratch, selfish, teacher_dev, curves, tokens) -> lis
             f"{100 * recovered(arms[best], scratch, teacher_dev) / ceiling:.0f} % of that. "
             + (ceiling_text if ceiling < 0.7 else "")
         )
-    return [*lines, ""]
+    return [*lines, *sizes, ""]
 
 
 def _pull(r: dict[str, Any]) -> list[str]:

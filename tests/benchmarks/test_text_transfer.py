@@ -107,6 +107,30 @@ def test_a_larger_student_is_stamped_apart_and_read_back_as_another_budget(tmp_p
     assert [o["budget"]["student_layers"] for o in back] == [2]
 
 
+def test_what_this_shows_says_how_the_students_size_moves_the_lead_each_arm_recovers():
+    from benchmarks.text_transfer.page import _student_sizes
+
+    def row(method: str, labels: str, dev: float, seed: int = 0) -> dict:
+        return {"method": method, "setting": "lr=1", "labels": labels, "transfer": 20000,
+                "seed": seed, "valid_accuracy": 0.9, "test_accuracy": dev, "best_step": 9}  # fmt: skip
+
+    # this page: 3 layers, Scratch 80 against a teacher at 88
+    here = [row("Scratch", "", 0.80), row("Self-training", "teacher", 0.86),
+            row("LD", "", 0.85), row("All labels", "real", 0.87)]  # fmt: skip
+    # the 2-layer runs at the same steps read back from the run log (Scratch 76), and a
+    # 2-layer budget at other steps, which says nothing about size
+    two = [row("Scratch", "", 0.76), row("Scratch", "teacher", 0.82), row("LD", "", 0.81),
+           row("Scratch", "real", 0.82)]  # fmt: skip
+    r = {"teacher": {"sizes": {"transfer": 20000}, "accuracy": {"test": 0.88}},
+         "budget": {"steps": 626, "student_layers": 3}, "rows": here,
+         "other_budgets": [{"budget": {"steps": 626, "student_layers": 2}, "rows": two},
+                           {"budget": {"steps": 313, "student_layers": 2}, "rows": two[:1]}]}  # fmt: skip
+    (line,) = _student_sizes(r)
+    assert "with 2 layers, All labels 50 %, Self-training 50 %, LD 42 %" in line
+    assert "with 3 layers (this page), All labels 88 %, Self-training 75 %, LD 62 %" in line
+    assert _student_sizes({**r, "other_budgets": r["other_budgets"][1:]}) == []
+
+
 def test_student_layers_outside_2_to_5_are_refused_before_anything_trains():
     import argparse
 
