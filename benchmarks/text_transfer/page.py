@@ -197,7 +197,8 @@ def _results(r, arms, scratch, selfish, teacher_dev) -> list[str]:
         "",
         *(
             [
-                f"**Not run yet: {', '.join(missing)}.** Seeds run so far: "
+                (f"**Not run yet: {', '.join(missing)}.** " if missing else "**Not finished.** ")
+                + "Seeds run so far: "
                 + ", ".join(f"{name} {n}" for name, n in seeds.items())
                 + f" of {len(r['seeds'])}. The same command (without `--finished`) resumes from the "
                 "run log and runs the rest.",
@@ -230,8 +231,9 @@ def _budget_arms(other: dict[str, Any], full: int) -> dict[str, tuple[str, list[
     for row in other["rows"]:
         if row["transfer"] == full:
             by_arm.setdefault(_arm_name(row), {}).setdefault(row["setting"], []).append(row)
-    return {name: max(settings.items(), key=lambda item: max(
-                (x["valid_accuracy"] for x in item[1] if x["seed"] == 0), default=-1.0))
+    return {name: max(settings.items(), key=lambda item: (max(
+                (x["valid_accuracy"] for x in item[1] if x["seed"] == 0), default=-1.0),
+                len(item[1])))  # on a tie, the setting that ran every seed: the one chosen
             for name, settings in by_arm.items()}  # fmt: skip
 
 
@@ -364,9 +366,18 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
     scratch_se = mean_se([100 * x["test_accuracy"] for x in scratch])[1]
     total = r["timings"]["total"]
     reused = sum(1 for row in [*r["rows"], *r["tuning_rows"]] if row.get("reused"))
+    layers = r["budget"].get("student_layers", STUDENT_LAYERS)
+    read_back = {o["budget"]["student_layers"] for o in r.get("other_budgets", [])}
+    judged = (
+        f"Judged for this page's {layers}-layer student; the [SST-2 page](text.md)'s has "
+        f"{STUDENT_LAYERS}"
+        + (", and its runs are among the other budgets above." if STUDENT_LAYERS in read_back
+           else ".")
+    )  # fmt: skip
     lines = [
         "## Marks",
         "",
+        *([judged, ""] if layers != STUDENT_LAYERS else []),
         f"- LD with the transfer set recovers **{100 * ld:.0f} %** of the teacher's lead "
         f"(mark: at least 70 %): {'met' if ld >= 0.7 else 'missed'}. Its spread over seeds: SE "
         f"{ld_se:.2f} points, against Scratch's {scratch_se:.2f}."
@@ -512,8 +523,8 @@ def _what_this_shows(arms, scratch, selfish, teacher_dev, curves, tokens, sizes=
             f"- The ceiling: trained on the real labels of the same transfer sentences, the "
             f"student reaches {_mean(arms['All labels']):.2f}, "
             f"{100 * ceiling:.0f} % of the teacher's lead, and the best arm, {best}, "
-            f"{100 * recovered(arms[best], scratch, teacher_dev) / ceiling:.0f} % of that. "
-            + (ceiling_text if ceiling < 0.7 else "")
+            f"{100 * recovered(arms[best], scratch, teacher_dev) / ceiling:.0f} % of that."
+            + (" " + ceiling_text if ceiling < 0.7 else "")
         )
     return [*lines, *sizes, ""]
 
