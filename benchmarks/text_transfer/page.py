@@ -621,6 +621,8 @@ def _tuning(r: dict[str, Any]) -> list[str]:
 def _timing(r: dict[str, Any]) -> list[str]:
     t = r["timing"]
     seconds = t["seconds"]
+    student = r["budget"].get("student_layers", STUDENT_LAYERS)
+    layers = "" if student == STUDENT_LAYERS else f" --student-layers {student}"
     body = [[name, ", ".join(f"{s:.1f}" for s in values)] for name, values in seconds.items()]
     return [
         "## What the store costs a step",
@@ -650,5 +652,5 @@ def _timing(r: dict[str, Any]) -> list[str]:
         *table(["Part", "Time"], [[k, duration(v)] for k, v in r["timings"].items()]),
         "",
         "The GPU budget, every remaining sentence of train.tsv as the transfer set: "
-        "`python -m benchmarks text-transfer --transfer all --epochs 2 --out DIR`.",
+        f"`python -m benchmarks text-transfer{layers} --transfer all --epochs 2 --out DIR`.",
     ]
