@@ -323,7 +323,7 @@ def _figure(r: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for name in FIGURE:
         curve = curves.get(name, {})
         if name == "Scratch" and curve:
@@ -334,7 +334,7 @@ def _figure(r: dict[str, Any], path: Path) -> bool:
     ax.axhline(100 * r["teacher"]["accuracy"]["test"], color="black", ls=":", label="teacher")
     ax.set_xlabel("transfer sentences")
     ax.set_ylabel("dev accuracy (%), seed 0")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: no point hidden
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
