@@ -254,9 +254,13 @@ class Tuner:
         tasks = [(arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms]
         self.queue = [*tasks, *self.queue] if first else [*self.queue, *tasks]
 
-    def runs(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int], size: int,
-             label: str) -> list[dict[str, Any]]:  # fmt: skip
-        tasks = [(arm, labels, size, seed, self.budget) for seed in seeds for arm, labels in arms]
+    def runs(self, arms: Sequence[tuple[Method, str]], seeds: Sequence[int],
+             size: int | Sequence[int], label: str) -> list[dict[str, Any]]:  # fmt: skip
+        """Every arm with every seed on ``size`` transfer sentences (or each of several
+        sizes, all in one batch so that no worker waits for another size's longest run)."""
+        sizes = [size] if isinstance(size, int) else list(size)
+        tasks = [(arm, labels, n, seed, self.budget)
+                 for n in sizes for seed in seeds for arm, labels in arms]  # fmt: skip
         if self.finished:
             tasks = [task for task in tasks if self.store.get(_key(task)) is not None]
         todo = {_key(t) for t in tasks if self.store.get(_key(t)) is None}
@@ -501,9 +505,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timings["arms (tuning, then every seed)"] = time.perf_counter() - clock
         clock = time.perf_counter()
         figure = [chosen[n] for n in FIGURE if n != "Scratch" and n in chosen]  # Scratch reads none
-        for size in budget.figure_sizes:
-            if size < full:
-                rows += tuner.runs(figure, [0], size, f"figure: {size} sentences")
+        sizes = [size for size in budget.figure_sizes if size < full]
+        if sizes:
+            rows += tuner.runs(
+                figure, [0], sizes, f"figure: {', '.join(map(str, sizes))} sentences"
+            )
         timings["figure"] = time.perf_counter() - clock
     timings["total"] = time.perf_counter() - started
     return {
