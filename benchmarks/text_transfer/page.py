@@ -29,6 +29,11 @@ def _arms(r: dict[str, Any]) -> dict[str, list[dict]]:
     return arms
 
 
+def _layers(r: dict[str, Any]) -> int:
+    """The student's number of layers (results from before ``--student-layers``: the default)."""
+    return r["budget"].get("student_layers", STUDENT_LAYERS)
+
+
 def _points(values: list[float]) -> str:
     mean, se = mean_se([100 * v for v in values])
     return f"{mean:.2f}" if se is None else f"{mean:.2f} ± {se:.2f}"
@@ -81,7 +86,7 @@ def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
         f"The fine-tuned track of the [SST-2 page](text.md): all-MiniLM-L6-v2 with a "
         f"classifier, every layer fine-tuned on {teacher_budget_text(info)}, then frozen "
         f"(split after layer {TEACHER_LOWER}); the student is the same architecture with "
-        f"{budget.get('student_layers', STUDENT_LAYERS)} layers, initialised from the "
+        f"{_layers(r)} layers, initialised from the "
         f"pre-trained model's embeddings and "
         f"first layers (not the fine-tuned teacher's: `minilm_student(teacher=...)` would "
         f"start it from those). "
@@ -242,7 +247,7 @@ def _other_budgets(r: dict[str, Any]) -> list[str]:
     invocation's runs, from the run log): its setting with the best seed-0 validation score,
     over the seeds it ran, and the lead it recovers over that budget's own Scratch."""
     full, teacher_dev = r["teacher"]["sizes"]["transfer"], 100 * r["teacher"]["accuracy"]["test"]
-    now, layers = _arms(r), r["budget"].get("student_layers", STUDENT_LAYERS)
+    now, layers = _arms(r), _layers(r)
     body = []
     for other in r.get("other_budgets", []):
         steps = other["budget"]["steps"]
@@ -366,7 +371,7 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
     scratch_se = mean_se([100 * x["test_accuracy"] for x in scratch])[1]
     total = r["timings"]["total"]
     reused = sum(1 for row in [*r["rows"], *r["tuning_rows"]] if row.get("reused"))
-    layers = r["budget"].get("student_layers", STUDENT_LAYERS)
+    layers = _layers(r)
     read_back = {o["budget"]["student_layers"] for o in r.get("other_budgets", [])}
     judged = (
         f"Judged for this page's {layers}-layer student; the [SST-2 page](text.md)'s has "
@@ -441,7 +446,7 @@ def _student_sizes(r: dict[str, Any]) -> list[str]:
     the other budgets with this page's steps and another student (each over its own
     Scratch), or nothing when there are none."""
     teacher_dev, full = 100 * r["teacher"]["accuracy"]["test"], r["teacher"]["sizes"]["transfer"]
-    layers = r["budget"].get("student_layers", STUDENT_LAYERS)
+    layers = _layers(r)
     sizes = {layers: _arms(r)}
     for other in r.get("other_budgets", []):
         if other["budget"]["steps"] == r["budget"]["steps"]:
@@ -621,8 +626,7 @@ def _tuning(r: dict[str, Any]) -> list[str]:
 def _timing(r: dict[str, Any]) -> list[str]:
     t = r["timing"]
     seconds = t["seconds"]
-    student = r["budget"].get("student_layers", STUDENT_LAYERS)
-    layers = "" if student == STUDENT_LAYERS else f" --student-layers {student}"
+    layers = "" if _layers(r) == STUDENT_LAYERS else f" --student-layers {_layers(r)}"
     body = [[name, ", ".join(f"{s:.1f}" for s in values)] for name, values in seconds.items()]
     return [
         "## What the store costs a step",
