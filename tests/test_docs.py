@@ -46,7 +46,7 @@ def _module(name: str):
 
 
 def test_house_docstrings_become_markdown():
-    pytest.importorskip("griffe")
+    pytest.importorskip("griffe", reason="the docs extra: pip install -e '.[docs]'")
     rst = _module("griffe_rst")
     text = (
         "Runs a :class:`~agora.graph.Graph`, see :meth:`Graph.build <agora.graph.Graph.build>`.\n"
