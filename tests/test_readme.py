@@ -2,6 +2,7 @@
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -28,19 +29,24 @@ def test_readme_example_runs_and_learns(capsys):
 
 
 def test_readme_weights_pull_the_student_at_least_a_tenth_as_hard_as_its_task():
-    namespace: dict = {}
+    # the example does not seed, so its graph starts wherever the global generator stands: judge
+    # the weights over seeded starts (the pull ranges over about 0.1-1 from one start to another)
     setup = example().split("optimizer =")[0]  # the graph as built, before any training
-    exec(compile(setup, str(README), "exec"), namespace)
-    graph, x, y = namespace["graph"], namespace["x"], namespace["y"]
-    torch.manual_seed(0)
-    pulls = relative(term_gradients(graph, x[:64], y[:64]))["student"]
-    talk = {term: ratio for term, ratio in pulls.items() if term != "task[student]"}
-    assert set(talk) == {
-        "interact[student]",
-        "message_consistency[student->teacher]",
-        "state_consistency[student->teacher]",
-    }
-    assert max(talk.values()) >= 0.1, talk
+    strongest = []
+    for seed in range(5):
+        namespace: dict = {}
+        torch.manual_seed(seed)
+        exec(compile(setup, str(README), "exec"), namespace)
+        graph, x, y = namespace["graph"], namespace["x"], namespace["y"]
+        pulls = relative(term_gradients(graph, x[:64], y[:64]))["student"]
+        talk = {term: ratio for term, ratio in pulls.items() if term != "task[student]"}
+        assert set(talk) == {
+            "interact[student]",
+            "message_consistency[student->teacher]",
+            "state_consistency[student->teacher]",
+        }
+        strongest.append(max(talk.values()))
+    assert statistics.median(strongest) >= 0.1, strongest
 
 
 def test_the_readme_test_command_says_why_each_test_skipped(tmp_path):
