@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,8 @@ def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
             ["Data", "Sentences", "Size", "Bytes / sentence", "Bytes / token", "Fill time"], body
         ),
         "",
+        _teacher_runs(r),
+        "",
         *_results(r, arms, scratch, selfish, teacher_dev),
         *_figure_section(r, figure),
         *_other_budgets(r),
@@ -166,6 +169,28 @@ def transfer_page(results: dict[str, Any], figure: str | None = None) -> str:
         *_timing(r),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _teacher_runs(r: dict[str, Any]) -> str:
+    """Which teacher this page's runs record (the digest of its weights, which a rebuilt
+    teacher of the same file name does not share), in a sentence."""
+    digest = r["teacher"].get("digest")
+    runs = _distinct_runs(r)
+    recorded = Counter(row.get("teacher") for row in runs)
+    if digest is None:
+        return "Its digest was not recorded."
+    parts = [f"{recorded.pop(digest, 0)} of the page's {len(runs)} runs recorded it"]
+    if None in recorded:
+        parts.append(f"{recorded.pop(None)} ran before runs recorded their teacher")
+    if recorded:
+        parts.append(f"**{sum(recorded.values())} recorded another teacher** "
+                     f"({', '.join(f'`{d}`' for d in sorted(recorded))}): their numbers are "
+                     "not this teacher's")  # fmt: skip
+    return (
+        f"The teacher's weights have the digest `{digest}` (`agora.store.agent_digest`); "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def teacher_budget_text(info: dict[str, Any]) -> str:
@@ -370,7 +395,7 @@ def _marks(r, arms, scratch, selfish, teacher_dev) -> list[str]:
     ld_se = mean_se([100 * x["test_accuracy"] for x in arms["LD"]])[1]
     scratch_se = mean_se([100 * x["test_accuracy"] for x in scratch])[1]
     total = r["timings"]["total"]
-    reused = sum(1 for row in [*r["rows"], *r["tuning_rows"]] if row.get("reused"))
+    reused = sum(1 for row in _distinct_runs(r) if row.get("reused"))
     layers = _layers(r)
     read_back = {o["budget"]["student_layers"] for o in r.get("other_budgets", [])}
     judged = (
@@ -588,11 +613,16 @@ def _pull_summary(r: dict[str, Any]) -> list[str]:
     return [*lines, ""] if lines else []
 
 
+def _distinct_runs(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The page's runs, each once: a search's run that is also an arm's final run is one."""
+    rows = {(row["method"], row["setting"], row["labels"], row["transfer"], row["seed"]): row
+            for row in [*r.get("tuning_rows", []), *r["rows"]]}  # fmt: skip
+    return list(rows.values())
+
+
 def _run_seconds(r: dict[str, Any]) -> float:
     """Every distinct run's own wall time, summed (reused runs included)."""
-    rows = {(row["method"], row["setting"], row["labels"], row["transfer"], row["seed"]): row
-            for row in [*r["tuning_rows"], *r["rows"]]}  # fmt: skip
-    return sum(row["seconds"] for row in rows.values())
+    return sum(row["seconds"] for row in _distinct_runs(r))
 
 
 def _tuning(r: dict[str, Any]) -> list[str]:

@@ -37,7 +37,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from agora.folder import written_in_place
-from agora.store import fill
+from agora.store import agent_digest, fill
 from agora.train import FitConfig, evaluate, fit
 from benchmarks.harness import BenchmarkError, Runner, RunStore, run_all, stamp, widening_search
 from benchmarks.movielens.task import Method, method
@@ -69,6 +69,7 @@ GRIDS: dict[str, tuple[float, ...]] = {  # first grids; a choice on an edge wide
 ROUNDS = (0, 1, 2, 3)
 MAX_WIDEN = 1
 FIGURE = ("Scratch", "LD", "TD")  # the arms drawn against the transfer set's size
+DIGEST = 16  # hex digits of the teacher's digest (agora.store.agent_digest) a run records
 
 
 @dataclass
@@ -111,8 +112,10 @@ def quick_budget() -> Budget:
 _CONTEXT: dict[str, Any] = {}  # each worker's: the teacher file, the store folder, the data
 
 
-def _init_worker(data_dir: str | None, teacher_file: str, store_dir: str, pseudo: str) -> None:
-    _CONTEXT.update(data_dir=data_dir, teacher=teacher_file, store=store_dir, pseudo=pseudo)
+def _init_worker(data_dir: str | None, teacher_file: str, store_dir: str, pseudo: str,
+                 digest: str) -> None:  # fmt: skip
+    _CONTEXT.update(data_dir=data_dir, teacher=teacher_file, store=store_dir, pseudo=pseudo,
+                    digest=digest)  # fmt: skip
 
 
 def task_data(budget: Budget, data_dir: str | None) -> dict[str, Any]:
@@ -194,7 +197,7 @@ def train_student(task: Task) -> dict[str, Any]:
         "seed": seed, "valid_accuracy": result.metrics["student/accuracy"],
         "test_accuracy": test["student/accuracy"], "best_step": result.best_step,
         "steps": result.steps, "epoch_seconds": result.epoch_seconds,
-        "seconds": time.perf_counter() - started,
+        "seconds": time.perf_counter() - started, "teacher": _CONTEXT["digest"],
         **({"pull": pull(graph, train, transfer, budget)} if talks else {}),
     }  # fmt: skip
 
@@ -384,6 +387,8 @@ def prepare_teacher(budget: Budget, args: argparse.Namespace, folder: Path) -> d
     info["read_back"] = time.perf_counter() - clock < 0.5 * info["seconds"]
     splits = task_data(budget, args.data_dir)
     teacher = teacher_agent("fine-tuned", file)
+    # what every run records of its teacher: the file's name can outlive a rebuilt teacher
+    digest = agent_digest(teacher)[:DIGEST]
     store_dir = folder / "store"
     stores = {}
     for name in ("train", "transfer"):
@@ -407,7 +412,7 @@ def prepare_teacher(budget: Budget, args: argparse.Namespace, folder: Path) -> d
     }  # fmt: skip
     accuracy["transfer_agreement"] = float((logits.argmax(-1) == transfer.labels).float().mean())
     return {
-        "file": str(file), "info": info, "stores": stores, "pseudo": str(pseudo),
+        "file": str(file), "digest": digest, "info": info, "stores": stores, "pseudo": str(pseudo),
         "store_dir": str(store_dir), "accuracy": accuracy,
         "sizes": {name: len(split) for name, split in splits.items()},
         "mean_tokens": {name: sum(s.lengths) / len(s) for name, s in splits.items()},
@@ -497,7 +502,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timing = store_timing(budget, teacher, args.data_dir)
         runs.add("store timing", timing)
     timings["store timing"] = time.perf_counter() - clock
-    initargs = (args.data_dir, teacher["file"], teacher["store_dir"], teacher["pseudo"])
+    initargs = (args.data_dir, teacher["file"], teacher["store_dir"], teacher["pseudo"],
+                teacher["digest"])  # fmt: skip
     with Runner(args.workers, args.threads, _init_worker, initargs) as runner:
         tuner = Tuner(runner, runs, budget, plan.max_widen, args.finished)
         clock = time.perf_counter()

@@ -23,6 +23,10 @@ def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     store = results["teacher"]["stores"]["transfer"]
     assert store["examples"] == full and store["bytes"] > 0
     assert "| Self-training |" in page and "Lead recovered" in page and "## Marks" in page
+    # every run records its teacher's weights, so that a rebuilt teacher's runs stand out
+    digest = results["teacher"]["digest"]
+    assert len(digest) == 16 and {row["teacher"] for row in results["rows"]} == {digest}
+    assert f"the digest `{digest}`" in page and "runs recorded it." in page
     assert "LD with the store / Scratch" in page and (tmp_path / "text-transfer-quick.png").exists()
     # each tuned value's dev accuracy beside its validation score, after the choice
     ld = next(s for s in results["searches"] if s["method"] == "LD" and s["param"] == "weight")
@@ -42,6 +46,21 @@ def test_bench_text_transfer_quick_writes_its_page(tmp_path):
     again = json.loads((tmp_path / "text-transfer-quick.json").read_text())
     assert again["rows"] and all(row.get("reused") for row in again["rows"])
     assert again["timing"]["reused"]
+
+
+def test_the_page_counts_the_runs_of_another_teacher_and_those_that_recorded_none():
+    from benchmarks.text_transfer.page import _teacher_runs
+
+    def run(seed, **teacher):
+        return {"method": "LD", "setting": "w=1", "labels": "", "transfer": 8, "seed": seed,
+                **teacher}  # fmt: skip
+
+    rows = [run(0, teacher="a" * 16), run(1, teacher="b" * 16), run(2)]
+    r = {"teacher": {"digest": "a" * 16}, "rows": rows, "tuning_rows": rows[:1]}
+    line = _teacher_runs(r)  # the tuning run that is also a final run counts once
+    assert "1 of the page's 3 runs recorded it" in line and "1 ran before runs recorded" in line
+    assert f"**1 recorded another teacher** (`{'b' * 16}`)" in line
+    assert _teacher_runs({"teacher": {}, "rows": rows}) == "Its digest was not recorded."
 
 
 def test_the_page_says_what_the_arms_show_and_judges_the_track_from_read_back_runs():
