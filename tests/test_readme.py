@@ -2,7 +2,6 @@
 
 import os
 import re
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +28,8 @@ def test_readme_example_runs_and_learns(capsys):
 
 
 def test_readme_weights_pull_the_student_at_least_a_tenth_as_hard_as_its_task():
-    # the example does not seed, so its graph starts wherever the global generator stands: judge
-    # the weights over seeded starts (the pull ranges over about 0.1-1 from one start to another)
+    # the example does not seed, so its graph starts wherever the global generator stands: the
+    # weights must pull hard enough from each of several seeded starts (about 0.1-1 over starts)
     setup = example().split("optimizer =")[0]  # the graph as built, before any training
     strongest = []
     for seed in range(5):
@@ -46,7 +45,7 @@ def test_readme_weights_pull_the_student_at_least_a_tenth_as_hard_as_its_task():
             "state_consistency[student->teacher]",
         }
         strongest.append(max(talk.values()))
-    assert statistics.median(strongest) >= 0.1, strongest
+    assert min(strongest) >= 0.1, strongest
 
 
 def test_the_readme_test_command_says_why_each_test_skipped(tmp_path):

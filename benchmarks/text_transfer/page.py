@@ -175,10 +175,10 @@ def _teacher_runs(r: dict[str, Any]) -> str:
     """Which teacher this page's runs record (the digest of its weights, which a rebuilt
     teacher of the same file name does not share), in a sentence."""
     digest = r["teacher"].get("digest")
-    runs = _distinct_runs(r)
-    recorded = Counter(row.get("teacher") for row in runs)
     if digest is None:
         return "Its digest was not recorded."
+    runs = _distinct_runs(r)
+    recorded = Counter(row.get("teacher") for row in runs)
     parts = [f"{recorded.pop(digest, 0)} of the page's {len(runs)} runs recorded it"]
     if None in recorded:
         parts.append(f"{recorded.pop(None)} ran before runs recorded their teacher")

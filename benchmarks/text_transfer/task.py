@@ -37,7 +37,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from agora.folder import written_in_place
-from agora.store import agent_digest, fill
+from agora.store import fill
 from agora.train import FitConfig, evaluate, fit
 from benchmarks.harness import BenchmarkError, Runner, RunStore, run_all, stamp, widening_search
 from benchmarks.movielens.task import Method, method
@@ -387,8 +387,6 @@ def prepare_teacher(budget: Budget, args: argparse.Namespace, folder: Path) -> d
     info["read_back"] = time.perf_counter() - clock < 0.5 * info["seconds"]
     splits = task_data(budget, args.data_dir)
     teacher = teacher_agent("fine-tuned", file)
-    # what every run records of its teacher: the file's name can outlive a rebuilt teacher
-    digest = agent_digest(teacher)[:DIGEST]
     store_dir = folder / "store"
     stores = {}
     for name in ("train", "transfer"):
@@ -403,6 +401,9 @@ def prepare_teacher(budget: Budget, args: argparse.Namespace, folder: Path) -> d
         if name == "transfer":
             rows = torch.arange(store.examples)
             logits = torch.cat([store.read("y", part) for part in rows.split(4096)])
+    # what every run records of its teacher (the file's name can outlive a rebuilt teacher):
+    # the digest of its weights, which filling the store has computed
+    digest = store.manifest["agent_digest"][:DIGEST]
     pseudo = folder / f"pseudo-{Path(stores['transfer']['path']).name}.safetensors"
     with written_in_place(pseudo) as tmp:
         save_file({"labels": logits.argmax(-1).contiguous()}, str(tmp))
